@@ -1,0 +1,357 @@
+//! One client connection: admission, the join deadline, rate limits, keepalive, and relaying.
+
+use crate::hub::{new_peer_id, Admission, Member, Out};
+use crate::{AppState, Config};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use swarmdrop::signal::{
+    ClientMessage, ErrorCode, PeerId, ProtocolError, RoomName, ServerMessage, PROTOCOL_VERSION,
+};
+use tokio::sync::{mpsc, Notify};
+use tokio::time::{sleep_until, timeout};
+
+/// WebSocket close codes used by the server.
+mod close {
+    pub const NORMAL: u16 = 1000;
+    pub const GOING_AWAY: u16 = 1001;
+    pub const POLICY: u16 = 1008;
+    pub const TOO_BIG: u16 = 1009;
+    pub const TRY_LATER: u16 = 1013;
+}
+
+/// A token bucket: `rate` tokens a second, at most `burst` saved up.
+struct Bucket {
+    tokens: f64,
+    rate: f64,
+    burst: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn new(rate: f64, burst: f64, now: Instant) -> Self {
+        Bucket {
+            tokens: burst,
+            rate,
+            burst,
+            at: now,
+        }
+    }
+
+    fn take(&mut self, now: Instant) -> bool {
+        let dt = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + dt * self.rate).min(self.burst);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+fn error_frame(code: ErrorCode, message: impl Into<String>) -> Out {
+    Out::Text(ServerMessage::error(code, message).to_json().into(), None)
+}
+
+/// Serves one upgraded WebSocket until it closes.
+pub(crate) async fn run(state: Arc<AppState>, socket: WebSocket, ip: IpAddr) {
+    let cfg = &state.config;
+    let (sink, stream) = socket.split();
+    let (tx, rx) = mpsc::channel(cfg.send_queue);
+    let admission = state
+        .hub
+        .admit(ip, cfg.max_connections, cfg.max_connections_per_ip);
+    let writer = tokio::spawn(write_loop(
+        sink,
+        rx,
+        Config::secs(cfg.ping_interval),
+        Config::secs(cfg.write_timeout),
+        Arc::clone(&state),
+    ));
+    match admission {
+        Ok(admission) => {
+            state.metrics.connection();
+            let mut conn = Conn {
+                state: &state,
+                tx,
+                kick: Arc::new(Notify::new()),
+                joined: None,
+                _admission: admission,
+            };
+            conn.read_loop(stream, writer).await;
+        }
+        Err((code, reason)) => {
+            state.metrics.reject(reason);
+            let msg = match code {
+                ErrorCode::ServerFull => "the server is at its connection limit; try later",
+                _ => "too many connections from your address",
+            };
+            let _ = tx.try_send(error_frame(code, msg));
+            let _ = tx.try_send(Out::Close(close::TRY_LATER, "connection limit"));
+            drop(tx);
+            let _ = timeout(Duration::from_secs(2), writer).await;
+        }
+    }
+}
+
+struct Conn<'a> {
+    state: &'a AppState,
+    tx: mpsc::Sender<Out>,
+    kick: Arc<Notify>,
+    joined: Option<(RoomName, PeerId)>,
+    _admission: Admission<'a>,
+}
+
+/// What the read loop does after a frame.
+enum Next {
+    Continue,
+    /// Close with this code and reason, after the frames already queued.
+    Close(u16, &'static str),
+}
+
+impl Conn<'_> {
+    /// Queues a frame for this client; if even its own queue is full, it is not reading.
+    fn send(&self, out: Out) {
+        if self.tx.try_send(out).is_err() {
+            self.kick.notify_one();
+        }
+    }
+
+    fn error(&self, code: ErrorCode, reason: &'static str, message: impl Into<String>) {
+        self.state.metrics.reject(reason);
+        self.send(error_frame(code, message));
+    }
+
+    async fn read_loop(
+        &mut self,
+        mut stream: SplitStream<WebSocket>,
+        mut writer: tokio::task::JoinHandle<()>,
+    ) {
+        let cfg = &self.state.config;
+        let mut shutdown = self.state.shutdown.clone();
+        let start = Instant::now();
+        let join_deadline = tokio::time::Instant::from_std(start + Config::secs(cfg.join_timeout));
+        let idle = Config::secs(cfg.idle_timeout);
+        let mut last_seen = start;
+        let mut bucket = Bucket::new(cfg.rate, cfg.burst, start);
+        let mut last_rate_error: Option<Instant> = None;
+        let kick = Arc::clone(&self.kick);
+
+        let ending = loop {
+            let idle_deadline = tokio::time::Instant::from_std(last_seen + idle);
+            let frame = tokio::select! {
+                _ = kick.notified() => {
+                    self.state.metrics.reject("slow-reader");
+                    break None;
+                }
+                _ = &mut writer => break None,
+                res = shutdown.wait_for(|stop| *stop) => {
+                    if res.is_ok() {
+                        break Some((close::GOING_AWAY, "server shutting down"));
+                    }
+                    // The server dropped the sender: it is gone, stop as well.
+                    break Some((close::GOING_AWAY, "server gone"));
+                }
+                _ = sleep_until(join_deadline), if self.joined.is_none() => {
+                    self.error(ErrorCode::JoinTimeout, "join-timeout",
+                        "no join within the deadline after connecting");
+                    break Some((close::POLICY, "join timeout"));
+                }
+                _ = sleep_until(idle_deadline) => {
+                    self.error(ErrorCode::Timeout, "idle", "no frames or pongs within the idle timeout");
+                    break Some((close::POLICY, "idle timeout"));
+                }
+                frame = stream.next() => frame,
+            };
+            let now = Instant::now();
+            let next = match frame {
+                None | Some(Ok(Message::Close(_))) => break None,
+                Some(Err(e)) => {
+                    // tungstenite reports an over-long frame as a capacity error.
+                    if e.to_string().contains("too long") || e.to_string().contains("Space limit")
+                    {
+                        self.error(ErrorCode::FrameTooLarge, "frame-too-large", format!(
+                            "frames are limited to {} bytes", cfg.max_frame));
+                        break Some((close::TOO_BIG, "frame too large"));
+                    }
+                    tracing::debug!("websocket read error: {e}");
+                    break None;
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
+                    last_seen = now;
+                    Next::Continue
+                }
+                Some(Ok(Message::Binary(_))) => {
+                    last_seen = now;
+                    if bucket.take(now) {
+                        self.error(ErrorCode::BinaryFrame, "binary",
+                            "binary frames are not part of the protocol; send JSON text");
+                    }
+                    Next::Continue
+                }
+                Some(Ok(Message::Text(text))) => {
+                    last_seen = now;
+                    if bucket.take(now) {
+                        self.handle_text(text, now)
+                    } else {
+                        // One error a second at most, so a flood cannot make us flood back.
+                        if last_rate_error.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1)) {
+                            last_rate_error = Some(now);
+                            self.error(ErrorCode::RateLimited, "rate-limited", format!(
+                                "slow down: at most {} messages a second (burst {})", cfg.rate, cfg.burst));
+                        } else {
+                            self.state.metrics.reject("rate-limited");
+                        }
+                        Next::Continue
+                    }
+                }
+            };
+            if let Next::Close(code, reason) = next {
+                break Some((code, reason));
+            }
+        };
+
+        if let Some((room, id)) = self.joined.take() {
+            self.state.hub.leave(&room, &id);
+        }
+        match ending {
+            Some((code, reason)) => {
+                // Let the writer flush what is queued and the close frame, within its timeout.
+                let _ = self.tx.try_send(Out::Close(code, reason));
+                let flush = Config::secs(cfg.write_timeout).min(Duration::from_secs(2));
+                if timeout(flush, &mut writer).await.is_err() {
+                    writer.abort();
+                }
+            }
+            None => writer.abort(),
+        }
+    }
+
+    fn handle_text(&mut self, text: Utf8Bytes, now: Instant) -> Next {
+        let cfg = &self.state.config;
+        let msg = match ClientMessage::parse(text.as_str()) {
+            Ok(m) => m,
+            Err(e) => {
+                let reason = match &e {
+                    ProtocolError::UnknownType(_) => "unknown-type",
+                    ProtocolError::InvalidName { .. } => "bad-name",
+                    _ => "malformed",
+                };
+                self.error(ErrorCode::from(&e), reason, e.to_string());
+                return Next::Continue;
+            }
+        };
+        match msg {
+            ClientMessage::Join { room, v } => {
+                if self.joined.is_some() {
+                    self.error(ErrorCode::AlreadyJoined, "second-join",
+                        "this connection has joined already; open another to join another room");
+                    return Next::Continue;
+                }
+                if v != PROTOCOL_VERSION {
+                    self.error(ErrorCode::UnsupportedVersion, "version", format!(
+                        "protocol version {v} is not supported; this server speaks {PROTOCOL_VERSION}"));
+                    return Next::Close(close::POLICY, "unsupported version");
+                }
+                let id = new_peer_id();
+                let member = Member {
+                    id: id.clone(),
+                    tx: self.tx.clone(),
+                    kick: Arc::clone(&self.kick),
+                };
+                match self.state.hub.join(&room, member, cfg.max_room_peers, cfg.max_rooms) {
+                    Ok(peers) => {
+                        let unix = SystemTime::now()
+                            .duration_since(UNIX_EPOCH)
+                            .map(|d| d.as_secs())
+                            .unwrap_or(0);
+                        let welcome = ServerMessage::Welcome {
+                            ice_servers: cfg.ice_servers_for(id.as_str(), unix),
+                            id: id.clone(),
+                            peers,
+                        };
+                        tracing::debug!(room = %room, peer = %id, "joined");
+                        self.send(Out::Text(welcome.to_json().into(), None));
+                        self.joined = Some((room, id));
+                    }
+                    Err(ErrorCode::RoomFull) => self.error(ErrorCode::RoomFull, "room-full",
+                        format!("room {room} is full ({} peers)", cfg.max_room_peers)),
+                    Err(code) => self.error(code, "too-many-rooms",
+                        "the server is at its room limit; try later"),
+                }
+                Next::Continue
+            }
+            ClientMessage::Signal { to, data } => {
+                let Some((room, from)) = &self.joined else {
+                    self.error(ErrorCode::NotJoined, "not-joined", "join a room before signaling");
+                    return Next::Continue;
+                };
+                let len = data.get().len();
+                if len > cfg.max_signal {
+                    self.error(ErrorCode::PayloadTooLarge, "payload-too-large", format!(
+                        "signal data of {len} bytes exceeds the limit of {} bytes", cfg.max_signal));
+                    return Next::Continue;
+                }
+                let frame: Utf8Bytes = ServerMessage::Signal { from: from.clone(), data }
+                    .to_json()
+                    .into();
+                match self.state.hub.relay(room, &to, frame, now) {
+                    Ok(()) => self.state.metrics.relayed(len),
+                    Err(code) => self.error(code, "unknown-peer",
+                        format!("no peer {to} in this room")),
+                }
+                Next::Continue
+            }
+            ClientMessage::Leave => {
+                if self.joined.is_none() {
+                    self.error(ErrorCode::NotJoined, "not-joined", "leave before join");
+                    return Next::Continue;
+                }
+                Next::Close(close::NORMAL, "left")
+            }
+        }
+    }
+}
+
+/// Writes queued frames and pings; stops on a close, an error, or a write slower than
+/// `write_timeout` (a client too slow to read).
+async fn write_loop(
+    mut sink: SplitSink<WebSocket, Message>,
+    mut rx: mpsc::Receiver<Out>,
+    ping_every: Duration,
+    write_timeout: Duration,
+    state: Arc<AppState>,
+) {
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
+    loop {
+        let (msg, relayed) = tokio::select! {
+            out = rx.recv() => match out {
+                Some(Out::Text(t, relayed)) => (Message::Text(t), relayed),
+                Some(Out::Close(code, reason)) => {
+                    let frame = CloseFrame { code, reason: reason.into() };
+                    let _ = timeout(write_timeout, sink.send(Message::Close(Some(frame)))).await;
+                    return;
+                }
+                None => return,
+            },
+            _ = ping.tick() => (Message::Ping(Default::default()), None),
+        };
+        match timeout(write_timeout, sink.send(msg)).await {
+            Ok(Ok(())) => {
+                if let Some(read_at) = relayed {
+                    state.metrics.relay_latency(read_at.elapsed());
+                }
+            }
+            Ok(Err(_)) => return,
+            Err(_) => {
+                state.metrics.reject("slow-reader");
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,290 @@
+//! Live membership: rooms, their peers, and each peer's bounded outgoing queue.
+
+use axum::extract::ws::Utf8Bytes;
+use base64::Engine;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+use swarmdrop::signal::{ErrorCode, PeerId, RoomName, ServerMessage};
+use tokio::sync::{mpsc, Notify};
+
+/// A frame waiting to be written to one client.
+#[derive(Debug)]
+pub(crate) enum Out {
+    /// A text frame; `relayed` is when a relayed signal was read, for the latency histogram.
+    Text(Utf8Bytes, Option<Instant>),
+    /// A close frame, after which the writer stops.
+    Close(u16, &'static str),
+}
+
+/// How the rest of the server reaches one joined peer.
+#[derive(Clone)]
+pub(crate) struct Member {
+    pub id: PeerId,
+    pub tx: mpsc::Sender<Out>,
+    /// Notified when the peer must be dropped (its queue overflowed: too slow a reader).
+    pub kick: Arc<Notify>,
+}
+
+impl Member {
+    /// Queues `out` without waiting; a full queue means the reader is too slow, so it is kicked.
+    fn offer(&self, out: Out) {
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(out) {
+            self.kick.notify_one();
+        }
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    rooms: HashMap<RoomName, Vec<Member>>,
+    per_ip: HashMap<IpAddr, usize>,
+}
+
+/// Every room and connection of this server instance.
+pub struct Hub {
+    inner: Mutex<Inner>,
+    connections: AtomicUsize,
+}
+
+/// Holds one admitted connection's place; dropping it frees the place.
+pub(crate) struct Admission<'a> {
+    hub: &'a Hub,
+    ip: IpAddr,
+}
+
+impl Drop for Admission<'_> {
+    fn drop(&mut self) {
+        self.hub.connections.fetch_sub(1, Ordering::Relaxed);
+        let mut inner = self.hub.lock();
+        if let Some(n) = inner.per_ip.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                inner.per_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Hub {
+    /// An empty hub.
+    pub fn new() -> Self {
+        Hub {
+            inner: Mutex::new(Inner::default()),
+            connections: AtomicUsize::new(0),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic elsewhere must not take the whole server down with a poisoned lock.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Open connections.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::Relaxed)
+    }
+
+    /// Rooms with at least one peer.
+    pub fn rooms(&self) -> usize {
+        self.lock().rooms.len()
+    }
+
+    /// Rooms, and peers in all rooms.
+    pub fn rooms_and_peers(&self) -> (usize, usize) {
+        let inner = self.lock();
+        (inner.rooms.len(), inner.rooms.values().map(Vec::len).sum())
+    }
+
+    /// Takes a connection place for `ip` within the limits.
+    pub(crate) fn admit(
+        &self,
+        ip: IpAddr,
+        max_total: usize,
+        max_per_ip: usize,
+    ) -> Result<Admission<'_>, (ErrorCode, &'static str)> {
+        let mut inner = self.lock();
+        if self.connections.load(Ordering::Relaxed) >= max_total {
+            return Err((ErrorCode::ServerFull, "server-full"));
+        }
+        let n = inner.per_ip.entry(ip).or_default();
+        if *n >= max_per_ip {
+            return Err((ErrorCode::TooManyConnections, "per-ip"));
+        }
+        *n += 1;
+        self.connections.fetch_add(1, Ordering::Relaxed);
+        Ok(Admission { hub: self, ip })
+    }
+
+    /// Adds `member` to `room` and tells the others; returns who was there, oldest first.
+    pub(crate) fn join(
+        &self,
+        room: &RoomName,
+        member: Member,
+        max_peers: usize,
+        max_rooms: usize,
+    ) -> Result<Vec<PeerId>, ErrorCode> {
+        let mut inner = self.lock();
+        let rooms_now = inner.rooms.len();
+        let peers = match inner.rooms.get_mut(room) {
+            Some(p) => p,
+            None if rooms_now >= max_rooms => return Err(ErrorCode::TooManyRooms),
+            None => inner.rooms.entry(room.clone()).or_default(),
+        };
+        if peers.len() >= max_peers {
+            return Err(ErrorCode::RoomFull);
+        }
+        let note: Utf8Bytes = ServerMessage::PeerJoined {
+            id: member.id.clone(),
+        }
+        .to_json()
+        .into();
+        let present = peers.iter().map(|m| m.id.clone()).collect();
+        for m in peers.iter() {
+            m.offer(Out::Text(note.clone(), None));
+        }
+        peers.push(member);
+        Ok(present)
+    }
+
+    /// Removes `id` from `room` and tells the others; the room goes when it is empty.
+    pub(crate) fn leave(&self, room: &RoomName, id: &PeerId) {
+        let mut inner = self.lock();
+        let Some(peers) = inner.rooms.get_mut(room) else {
+            return;
+        };
+        let before = peers.len();
+        peers.retain(|m| &m.id != id);
+        if peers.len() == before {
+            return;
+        }
+        if peers.is_empty() {
+            inner.rooms.remove(room);
+            return;
+        }
+        let note: Utf8Bytes = ServerMessage::PeerLeft { id: id.clone() }.to_json().into();
+        for m in peers.iter() {
+            m.offer(Out::Text(note.clone(), None));
+        }
+    }
+
+    /// Queues `frame` for peer `to` in `room`; `UnknownPeer` if no such peer is in that room.
+    pub(crate) fn relay(
+        &self,
+        room: &RoomName,
+        to: &PeerId,
+        frame: Utf8Bytes,
+        read_at: Instant,
+    ) -> Result<(), ErrorCode> {
+        let target = {
+            let inner = self.lock();
+            inner
+                .rooms
+                .get(room)
+                .and_then(|peers| peers.iter().find(|m| &m.id == to))
+                .cloned()
+        };
+        match target {
+            Some(m) => {
+                m.offer(Out::Text(frame, Some(read_at)));
+                Ok(())
+            }
+            None => Err(ErrorCode::UnknownPeer),
+        }
+    }
+}
+
+/// A new random peer id: 128 bits, URL-safe base64 (22 characters).
+pub(crate) fn new_peer_id() -> PeerId {
+    let mut bytes = [0u8; 16];
+    // The OS RNG failing is not recoverable in any sensible way for a server handing out ids.
+    getrandom::fill(&mut bytes).expect("the OS random number generator failed");
+    let text = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    PeerId::new(text).expect("base64url text is a valid peer id")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(id: &str) -> (Member, mpsc::Receiver<Out>) {
+        let (tx, rx) = mpsc::channel(2);
+        (
+            Member {
+                id: PeerId::new(id).unwrap(),
+                tx,
+                kick: Arc::new(Notify::new()),
+            },
+            rx,
+        )
+    }
+
+    #[test]
+    fn ids_are_unique_and_url_safe() {
+        let a = new_peer_id();
+        let b = new_peer_id();
+        assert_ne!(a, b);
+        assert_eq!(a.as_str().len(), 22);
+    }
+
+    #[test]
+    fn room_lifecycle_and_limits() {
+        let hub = Hub::new();
+        let room = RoomName::new("r").unwrap();
+        let (a, mut ra) = member("a");
+        let (b, _rb) = member("b");
+        assert!(hub.join(&room, a, 2, 1).unwrap().is_empty());
+        assert_eq!(hub.join(&room, b, 2, 1).unwrap().len(), 1);
+        assert!(matches!(ra.try_recv(), Ok(Out::Text(t, None)) if t.as_str().contains("peer-joined")));
+        let (c, _rc) = member("c");
+        assert_eq!(hub.join(&room, c.clone(), 2, 1), Err(ErrorCode::RoomFull));
+        let other = RoomName::new("s").unwrap();
+        assert_eq!(hub.join(&other, c, 2, 1), Err(ErrorCode::TooManyRooms));
+        hub.leave(&room, &PeerId::new("b").unwrap());
+        assert!(matches!(ra.try_recv(), Ok(Out::Text(t, None)) if t.as_str().contains("peer-left")));
+        hub.leave(&room, &PeerId::new("a").unwrap());
+        assert_eq!(hub.rooms(), 0);
+    }
+
+    #[test]
+    fn full_queue_kicks_the_slow_reader() {
+        let hub = Hub::new();
+        let room = RoomName::new("r").unwrap();
+        let (a, _ra) = member("a");
+        let kick = Arc::clone(&a.kick);
+        hub.join(&room, a, 10, 10).unwrap();
+        let to = PeerId::new("a").unwrap();
+        for _ in 0..3 {
+            hub.relay(&room, &to, "x".into(), Instant::now()).unwrap();
+        }
+        // The permit stored by notify_one makes this resolve at once.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            tokio::time::timeout(std::time::Duration::from_secs(1), kick.notified())
+                .await
+                .expect("kicked")
+        });
+    }
+
+    #[test]
+    fn admission_counts_per_ip() {
+        let hub = Hub::new();
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let a = hub.admit(ip, 10, 1).unwrap();
+        assert!(hub.admit(ip, 10, 1).is_err());
+        drop(a);
+        assert_eq!(hub.connections(), 0);
+        assert!(hub.admit(ip, 10, 1).is_ok());
+    }
+}

@@ -1,0 +1,83 @@
+//! `swarmdrop-signal`: run the signaling server. `--help` lists every flag.
+
+use clap::Parser;
+use swarmdrop_signal::{serve, Config};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let config = Config::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+    if let Err(e) = config.validate() {
+        eprintln!("swarmdrop-signal: {e}");
+        return std::process::ExitCode::from(2);
+    }
+    let listener = match TcpListener::bind(config.listen).await {
+        Ok(l) => l,
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            eprintln!(
+                "swarmdrop-signal: {} is already in use; stop what listens there or pick \
+                 another port with --listen (or --port with cargo xtask serve)",
+                config.listen
+            );
+            return std::process::ExitCode::from(3);
+        }
+        Err(e) => {
+            eprintln!("swarmdrop-signal: cannot listen on {}: {e}", config.listen);
+            return std::process::ExitCode::from(3);
+        }
+    };
+    let addr = match listener.local_addr() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("swarmdrop-signal: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    for (what, dir) in [("--www", &config.www), ("--pkg", &config.pkg)] {
+        if !dir.is_dir() {
+            tracing::warn!("{what} {} is not a folder; it will serve 404s", dir.display());
+        }
+    }
+    // The one line scripts wait for (cargo xtask, the E2E harness): keep its shape.
+    println!("swarmdrop-signal listening on http://{addr}/");
+    tracing::info!(%addr, "listening");
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down: closing peers with going-away");
+        let _ = stop_tx.send(true);
+    });
+    match serve(listener, config, stop_rx).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("swarmdrop-signal: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,46 @@
+//! What swarmdrop peers put in the opaque `data` of a `signal` frame: the WebRTC handshake.
+
+use serde::{Deserialize, Serialize};
+
+/// One step of the WebRTC handshake between two peers, relayed by the server unread.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum PeerSignal {
+    /// An SDP offer.
+    Offer {
+        /// The session description.
+        sdp: String,
+    },
+    /// An SDP answer.
+    Answer {
+        /// The session description.
+        sdp: String,
+    },
+    /// A trickled ICE candidate, in the shape of `RTCIceCandidateInit`.
+    Candidate {
+        /// The `candidate:` line.
+        candidate: String,
+        /// The media stream id.
+        #[serde(rename = "sdpMid", default, skip_serializing_if = "Option::is_none")]
+        sdp_mid: Option<String>,
+        /// The m-line index.
+        #[serde(
+            rename = "sdpMLineIndex",
+            default,
+            skip_serializing_if = "Option::is_none"
+        )]
+        sdp_m_line_index: Option<u16>,
+    },
+}
+
+impl PeerSignal {
+    /// Parses the `data` of a relayed `signal` frame.
+    pub fn parse(json: &str) -> Result<Self, super::ProtocolError> {
+        serde_json::from_str(json).map_err(|e| super::ProtocolError::Malformed(e.to_string()))
+    }
+
+    /// The JSON text to put in `data`.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("peer signals always serialize")
+    }
+}

@@ -1,0 +1,342 @@
+//! One WebRTC peer connection and its data channels, with owned listeners and backpressure.
+
+use super::error::WebError;
+use super::events::first_of;
+use crate::signal::{IceServer, PeerSignal};
+use futures::channel::mpsc;
+use gloo_events::EventListener;
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{
+    MessageEvent, RtcConfiguration, RtcDataChannel, RtcDataChannelEvent, RtcDataChannelInit,
+    RtcDataChannelState, RtcDataChannelType, RtcIceCandidateInit, RtcIceServer, RtcPeerConnection,
+    RtcPeerConnectionIceEvent, RtcPeerConnectionState, RtcSdpType, RtcSessionDescriptionInit,
+};
+
+/// `send` waits while more than this many bytes are queued on a channel. Chromium throws once
+/// 16 MiB are queued; a few MiB keep the channel full at the measured 10–40 MB/s ceilings.
+pub const HIGH_WATER: u32 = 4 * 1024 * 1024;
+/// `bufferedamountlow` fires when the queue drains to this; sending resumes then.
+pub const LOW_WATER: u32 = 1024 * 1024;
+/// Used when the browser does not report the remote's maximum message size.
+pub const DEFAULT_MAX_MESSAGE: usize = 64 * 1024;
+
+/// Something a peer connection reports.
+#[derive(Debug)]
+pub enum PeerEvent {
+    /// A local ICE candidate to trickle to the remote now.
+    Candidate(PeerSignal),
+    /// Local ICE gathering finished.
+    GatheringDone,
+    /// The remote opened a data channel.
+    DataChannel(DataChannel),
+    /// The connection state changed.
+    State(RtcPeerConnectionState),
+}
+
+/// One `RTCPeerConnection`. Its listeners are owned here and removed when it is dropped, which
+/// also closes the connection.
+pub struct PeerConnection {
+    pc: RtcPeerConnection,
+    _listeners: [EventListener; 3],
+}
+
+impl PeerConnection {
+    /// Creates a connection using `ice_servers`; events arrive on the returned receiver.
+    ///
+    /// The event queue is unbounded because the browser cannot be paused; what it carries is
+    /// bounded by the handshake (a few candidates, a few state changes, the remote's channels).
+    pub fn new(
+        ice_servers: &[IceServer],
+    ) -> Result<(Self, mpsc::UnboundedReceiver<PeerEvent>), WebError> {
+        let config = RtcConfiguration::new();
+        let servers = js_sys::Array::new();
+        for s in ice_servers {
+            let server = RtcIceServer::new();
+            let urls: js_sys::Array = s.urls.iter().map(|u| JsValue::from_str(u)).collect();
+            server.set_urls(&urls);
+            if let Some(u) = &s.username {
+                server.set_username(u);
+            }
+            if let Some(c) = &s.credential {
+                server.set_credential(c);
+            }
+            servers.push(&server);
+        }
+        config.set_ice_servers(&servers);
+        let pc = RtcPeerConnection::new_with_configuration(&config)
+            .map_err(|e| WebError::browser("creating RTCPeerConnection", e))?;
+        let (tx, rx) = mpsc::unbounded();
+
+        let t = tx.clone();
+        let on_candidate = EventListener::new(&pc, "icecandidate", move |ev| {
+            let Some(ev) = ev.dyn_ref::<RtcPeerConnectionIceEvent>() else {
+                return;
+            };
+            let event = match ev.candidate() {
+                Some(c) if !c.candidate().is_empty() => PeerEvent::Candidate(PeerSignal::Candidate {
+                    candidate: c.candidate(),
+                    sdp_mid: c.sdp_mid(),
+                    sdp_m_line_index: c.sdp_m_line_index(),
+                }),
+                _ => PeerEvent::GatheringDone,
+            };
+            let _ = t.unbounded_send(event);
+        });
+        let t = tx.clone();
+        let on_channel = EventListener::new(&pc, "datachannel", move |ev| {
+            if let Some(ev) = ev.dyn_ref::<RtcDataChannelEvent>() {
+                let _ = t.unbounded_send(PeerEvent::DataChannel(DataChannel::wrap(ev.channel())));
+            }
+        });
+        let state_pc = pc.clone();
+        let on_state = EventListener::new(&pc, "connectionstatechange", move |_| {
+            let _ = tx.unbounded_send(PeerEvent::State(state_pc.connection_state()));
+        });
+        Ok((
+            PeerConnection {
+                pc,
+                _listeners: [on_candidate, on_channel, on_state],
+            },
+            rx,
+        ))
+    }
+
+    /// Opens a reliable, ordered data channel named `label`.
+    pub fn create_data_channel(&self, label: &str) -> DataChannel {
+        let init = RtcDataChannelInit::new();
+        init.set_ordered(true);
+        DataChannel::wrap(
+            self.pc
+                .create_data_channel_with_data_channel_dict(label, &init),
+        )
+    }
+
+    /// Creates an offer, sets it as the local description and returns its SDP.
+    pub async fn create_offer(&self) -> Result<String, WebError> {
+        let offer = JsFuture::from(self.pc.create_offer())
+            .await
+            .map_err(|e| WebError::browser("creating offer", e))?;
+        let sdp = sdp_of(&offer)?;
+        self.set_local(RtcSdpType::Offer, &sdp).await?;
+        Ok(sdp)
+    }
+
+    /// Sets the remote offer, creates and sets the answer, and returns its SDP.
+    pub async fn accept_offer(&self, sdp: &str) -> Result<String, WebError> {
+        self.set_remote(RtcSdpType::Offer, sdp).await?;
+        let answer = JsFuture::from(self.pc.create_answer())
+            .await
+            .map_err(|e| WebError::browser("creating answer", e))?;
+        let sdp = sdp_of(&answer)?;
+        self.set_local(RtcSdpType::Answer, &sdp).await?;
+        Ok(sdp)
+    }
+
+    /// Sets the remote answer to our offer.
+    pub async fn accept_answer(&self, sdp: &str) -> Result<(), WebError> {
+        self.set_remote(RtcSdpType::Answer, sdp).await
+    }
+
+    /// Adds a remote ICE candidate (the remote description must be set).
+    pub async fn add_candidate(&self, signal: &PeerSignal) -> Result<(), WebError> {
+        let PeerSignal::Candidate {
+            candidate,
+            sdp_mid,
+            sdp_m_line_index,
+        } = signal
+        else {
+            return Err(WebError::Signal("not a candidate".into()));
+        };
+        let init = RtcIceCandidateInit::new(candidate);
+        init.set_sdp_mid(sdp_mid.as_deref());
+        init.set_sdp_m_line_index(*sdp_m_line_index);
+        JsFuture::from(
+            self.pc
+                .add_ice_candidate_with_opt_rtc_ice_candidate_init(Some(&init)),
+        )
+        .await
+        .map_err(|e| WebError::browser("adding ICE candidate", e))?;
+        Ok(())
+    }
+
+    /// The largest message the remote accepts, once the SCTP transport exists.
+    pub fn max_message_size(&self) -> usize {
+        // `RTCPeerConnection.sctp` is not in web-sys; read it by name.
+        let size = js_sys::Reflect::get(&self.pc, &JsValue::from_str("sctp"))
+            .ok()
+            .filter(|s| s.is_object())
+            .and_then(|s| js_sys::Reflect::get(&s, &JsValue::from_str("maxMessageSize")).ok())
+            .and_then(|m| m.as_f64());
+        match size {
+            Some(m) if m >= 1.0 && m.is_finite() => (m as usize).min(crate::transfer::MAX_BLOCK),
+            // 0 or Infinity means "no limit" to the spec; stay at what Chromium accepts.
+            Some(_) => crate::transfer::MAX_BLOCK,
+            None => DEFAULT_MAX_MESSAGE,
+        }
+    }
+
+    /// The connection state now.
+    pub fn state(&self) -> RtcPeerConnectionState {
+        self.pc.connection_state()
+    }
+
+    async fn set_local(&self, ty: RtcSdpType, sdp: &str) -> Result<(), WebError> {
+        let desc = RtcSessionDescriptionInit::new(ty);
+        desc.set_sdp(sdp);
+        JsFuture::from(self.pc.set_local_description(&desc))
+            .await
+            .map_err(|e| WebError::browser("setting local description", e))?;
+        Ok(())
+    }
+
+    async fn set_remote(&self, ty: RtcSdpType, sdp: &str) -> Result<(), WebError> {
+        let desc = RtcSessionDescriptionInit::new(ty);
+        desc.set_sdp(sdp);
+        JsFuture::from(self.pc.set_remote_description(&desc))
+            .await
+            .map_err(|e| WebError::browser("setting remote description", e))?;
+        Ok(())
+    }
+}
+
+impl Drop for PeerConnection {
+    fn drop(&mut self) {
+        self.pc.close();
+    }
+}
+
+fn sdp_of(desc: &JsValue) -> Result<String, WebError> {
+    js_sys::Reflect::get(desc, &JsValue::from_str("sdp"))
+        .ok()
+        .and_then(|v| v.as_string())
+        .ok_or_else(|| WebError::Signal("session description without SDP".into()))
+}
+
+/// A message received on a data channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// A binary message.
+    Binary(Vec<u8>),
+    /// A text message.
+    Text(String),
+}
+
+/// One `RTCDataChannel`: `send` waits for the queue to drain below [`HIGH_WATER`]; received
+/// messages are read with [`DataChannel::recv`]. Closed when dropped.
+#[derive(Debug)]
+pub struct DataChannel {
+    ch: RtcDataChannel,
+    incoming: mpsc::UnboundedReceiver<Message>,
+    _listeners: [EventListener; 1],
+}
+
+impl DataChannel {
+    fn wrap(ch: RtcDataChannel) -> Self {
+        ch.set_binary_type(RtcDataChannelType::Arraybuffer);
+        ch.set_buffered_amount_low_threshold(LOW_WATER);
+        // Unbounded: a data channel has no receive-side flow control in the browser API; the
+        // consumer must keep up, and the remote's own backpressure bounds what is in flight.
+        let (tx, incoming) = mpsc::unbounded();
+        let on_message = EventListener::new(&ch, "message", move |ev| {
+            let Some(ev) = ev.dyn_ref::<MessageEvent>() else {
+                return;
+            };
+            let data = ev.data();
+            let msg = if let Some(buf) = data.dyn_ref::<js_sys::ArrayBuffer>() {
+                Message::Binary(js_sys::Uint8Array::new(buf).to_vec())
+            } else if let Some(text) = data.as_string() {
+                Message::Text(text)
+            } else {
+                return;
+            };
+            let _ = tx.unbounded_send(msg);
+        });
+        DataChannel {
+            ch,
+            incoming,
+            _listeners: [on_message],
+        }
+    }
+
+    /// The channel's label.
+    pub fn label(&self) -> String {
+        self.ch.label()
+    }
+
+    /// Waits until the channel is open.
+    pub async fn opened(&self) -> Result<(), WebError> {
+        loop {
+            match self.ch.ready_state() {
+                RtcDataChannelState::Open => return Ok(()),
+                RtcDataChannelState::Connecting => {
+                    first_of(&self.ch, &["open", "close", "error"]).await;
+                }
+                _ => return Err(WebError::Closed("data channel")),
+            }
+        }
+    }
+
+    /// Bytes queued and not yet sent.
+    pub fn buffered_amount(&self) -> u32 {
+        self.ch.buffered_amount()
+    }
+
+    /// Sends one binary message, first waiting while the send queue is above [`HIGH_WATER`].
+    pub async fn send(&self, data: &[u8]) -> Result<(), WebError> {
+        self.wait_writable().await?;
+        self.ch
+            .send_with_u8_array(data)
+            .map_err(|e| WebError::browser("sending on data channel", e))
+    }
+
+    /// Sends one text message, with the same backpressure as [`DataChannel::send`].
+    pub async fn send_text(&self, text: &str) -> Result<(), WebError> {
+        self.wait_writable().await?;
+        self.ch
+            .send_with_str(text)
+            .map_err(|e| WebError::browser("sending on data channel", e))
+    }
+
+    async fn wait_writable(&self) -> Result<(), WebError> {
+        loop {
+            if self.ch.ready_state() != RtcDataChannelState::Open {
+                return Err(WebError::Closed("data channel"));
+            }
+            if self.ch.buffered_amount() <= HIGH_WATER {
+                return Ok(());
+            }
+            first_of(&self.ch, &["bufferedamountlow", "close", "error"]).await;
+        }
+    }
+
+    /// The next received message, or `None` once the channel is closed and drained.
+    pub async fn recv(&mut self) -> Option<Message> {
+        use futures::StreamExt;
+        let ch = &self.ch;
+        let closed = async move {
+            loop {
+                if matches!(
+                    ch.ready_state(),
+                    RtcDataChannelState::Closing | RtcDataChannelState::Closed
+                ) {
+                    return;
+                }
+                first_of(ch, &["close"]).await;
+            }
+        };
+        let incoming = &mut self.incoming;
+        futures::pin_mut!(closed);
+        match futures::future::select(incoming.next(), closed).await {
+            futures::future::Either::Left((msg, _)) => msg,
+            // Closed: hand out whatever was already delivered.
+            futures::future::Either::Right(((), _)) => self.incoming.try_recv().ok(),
+        }
+    }
+}
+
+impl Drop for DataChannel {
+    fn drop(&mut self) {
+        self.ch.close();
+    }
+}

@@ -1,0 +1,151 @@
+//! The WebSocket connection to the signaling server.
+
+use super::error::{describe, WebError};
+use super::events::first_of;
+use crate::signal::{ClientMessage, PeerId, RoomName, ServerMessage, PROTOCOL_VERSION};
+use futures::channel::mpsc;
+use futures::StreamExt;
+use gloo_events::EventListener;
+use std::cell::RefCell;
+use std::rc::Rc;
+use wasm_bindgen::{JsCast, JsValue};
+use web_sys::{CloseEvent, MessageEvent, WebSocket};
+
+/// Something the signaling connection reports.
+#[derive(Debug)]
+pub enum SignalEvent {
+    /// A frame from the server.
+    Message(ServerMessage),
+    /// A frame we could not parse (the server never sends one; reported, not fatal).
+    Invalid(String),
+    /// The connection closed.
+    Closed {
+        /// The WebSocket close code.
+        code: u16,
+        /// The close reason.
+        reason: String,
+    },
+}
+
+/// A WebSocket to the signaling server. Listeners are owned and removed on drop, which also
+/// closes the socket.
+pub struct SignalClient {
+    ws: WebSocket,
+    events: mpsc::UnboundedReceiver<SignalEvent>,
+    on_close_cb: Rc<RefCell<Option<js_sys::Function>>>,
+    _listeners: [EventListener; 2],
+}
+
+impl SignalClient {
+    /// Opens a WebSocket to `url` and waits until it is open.
+    pub async fn connect(url: &str) -> Result<Self, WebError> {
+        let ws = WebSocket::new(url).map_err(|e| WebError::browser("opening WebSocket", e))?;
+        // Unbounded: the server's frames cannot be paused; the server's own rate limits and the
+        // consumer bound what queues here.
+        let (tx, events) = mpsc::unbounded();
+        let t = tx.clone();
+        let on_message = EventListener::new(&ws, "message", move |ev| {
+            let Some(text) = ev.dyn_ref::<MessageEvent>().and_then(|m| m.data().as_string())
+            else {
+                return;
+            };
+            let event = match ServerMessage::parse(&text) {
+                Ok(m) => SignalEvent::Message(m),
+                Err(e) => SignalEvent::Invalid(e.to_string()),
+            };
+            let _ = t.unbounded_send(event);
+        });
+        let on_close_cb: Rc<RefCell<Option<js_sys::Function>>> = Rc::default();
+        let cb = Rc::clone(&on_close_cb);
+        let on_close = EventListener::new(&ws, "close", move |ev| {
+            let (code, reason) = ev
+                .dyn_ref::<CloseEvent>()
+                .map(|c| (c.code(), c.reason()))
+                .unwrap_or((1006, String::new()));
+            if let Some(f) = cb.borrow_mut().take() {
+                if let Err(e) =
+                    f.call2(&JsValue::NULL, &JsValue::from(code), &JsValue::from(&reason))
+                {
+                    tracing::warn!("onClose callback threw: {}", describe(&e));
+                }
+            }
+            let _ = tx.unbounded_send(SignalEvent::Closed { code, reason });
+        });
+        let client = SignalClient {
+            ws,
+            events,
+            on_close_cb,
+            _listeners: [on_message, on_close],
+        };
+        match first_of(&client.ws, &["open", "close"]).await {
+            "open" => Ok(client),
+            _ => Err(WebError::Signal(format!("could not connect to {url}"))),
+        }
+    }
+
+    /// Connects to `url` and joins `room`; returns the client, our id and the peers present.
+    pub async fn join(url: &str, room: &str) -> Result<(Self, PeerId, Vec<PeerId>), WebError> {
+        let room = RoomName::new(room).map_err(|e| WebError::Signal(e.to_string()))?;
+        let mut client = Self::connect(url).await?;
+        client.send(&ClientMessage::Join {
+            room,
+            v: PROTOCOL_VERSION,
+        })?;
+        loop {
+            match client.next().await {
+                Some(SignalEvent::Message(ServerMessage::Welcome { id, peers, .. })) => {
+                    return Ok((client, id, peers))
+                }
+                Some(SignalEvent::Message(ServerMessage::Error { code, message })) => {
+                    return Err(WebError::Signal(format!("{message} ({code:?})")))
+                }
+                Some(SignalEvent::Closed { code, reason }) => {
+                    return Err(WebError::Signal(format!(
+                        "closed before welcome: {code} {reason}"
+                    )))
+                }
+                Some(_) => {}
+                None => return Err(WebError::Closed("signaling connection")),
+            }
+        }
+    }
+
+    /// Sends one frame.
+    pub fn send(&self, msg: &ClientMessage) -> Result<(), WebError> {
+        self.ws
+            .send_with_str(&msg.to_json())
+            .map_err(|e| WebError::browser("sending to signaling server", e))
+    }
+
+    /// The next event, or `None` after the connection closed and its events were read.
+    pub async fn next(&mut self) -> Option<SignalEvent> {
+        self.events.next().await
+    }
+
+    /// The WebSocket's state in words.
+    pub fn state(&self) -> &'static str {
+        match self.ws.ready_state() {
+            WebSocket::CONNECTING => "connecting",
+            WebSocket::OPEN => "open",
+            WebSocket::CLOSING => "closing",
+            _ => "closed",
+        }
+    }
+
+    /// Calls `callback(code, reason)` once when the socket closes.
+    pub fn on_close(&self, callback: js_sys::Function) {
+        *self.on_close_cb.borrow_mut() = Some(callback);
+    }
+
+    /// Says `leave` and closes the socket.
+    pub fn leave(&self) {
+        let _ = self.send(&ClientMessage::Leave);
+        let _ = self.ws.close();
+    }
+}
+
+impl Drop for SignalClient {
+    fn drop(&mut self) {
+        let _ = self.ws.close();
+    }
+}
