@@ -173,10 +173,12 @@ impl Conn<'_> {
                 None | Some(Ok(Message::Close(_))) => break None,
                 Some(Err(e)) => {
                     // tungstenite reports an over-long frame as a capacity error.
-                    if e.to_string().contains("too long") || e.to_string().contains("Space limit")
-                    {
-                        self.error(ErrorCode::FrameTooLarge, "frame-too-large", format!(
-                            "frames are limited to {} bytes", cfg.max_frame));
+                    if e.to_string().contains("too long") || e.to_string().contains("Space limit") {
+                        self.error(
+                            ErrorCode::FrameTooLarge,
+                            "frame-too-large",
+                            format!("frames are limited to {} bytes", cfg.max_frame),
+                        );
                         break Some((close::TOO_BIG, "frame too large"));
                     }
                     tracing::debug!("websocket read error: {e}");
@@ -189,8 +191,11 @@ impl Conn<'_> {
                 Some(Ok(Message::Binary(_))) => {
                     last_seen = now;
                     if bucket.take(now) {
-                        self.error(ErrorCode::BinaryFrame, "binary",
-                            "binary frames are not part of the protocol; send JSON text");
+                        self.error(
+                            ErrorCode::BinaryFrame,
+                            "binary",
+                            "binary frames are not part of the protocol; send JSON text",
+                        );
                     }
                     Next::Continue
                 }
@@ -200,10 +205,18 @@ impl Conn<'_> {
                         self.handle_text(text, now)
                     } else {
                         // One error a second at most, so a flood cannot make us flood back.
-                        if last_rate_error.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1)) {
+                        if last_rate_error
+                            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
+                        {
                             last_rate_error = Some(now);
-                            self.error(ErrorCode::RateLimited, "rate-limited", format!(
-                                "slow down: at most {} messages a second (burst {})", cfg.rate, cfg.burst));
+                            self.error(
+                                ErrorCode::RateLimited,
+                                "rate-limited",
+                                format!(
+                                    "slow down: at most {} messages a second (burst {})",
+                                    cfg.rate, cfg.burst
+                                ),
+                            );
                         } else {
                             self.state.metrics.reject("rate-limited");
                         }
@@ -249,8 +262,11 @@ impl Conn<'_> {
         match msg {
             ClientMessage::Join { room, v } => {
                 if self.joined.is_some() {
-                    self.error(ErrorCode::AlreadyJoined, "second-join",
-                        "this connection has joined already; open another to join another room");
+                    self.error(
+                        ErrorCode::AlreadyJoined,
+                        "second-join",
+                        "this connection has joined already; open another to join another room",
+                    );
                     return Next::Continue;
                 }
                 if v != PROTOCOL_VERSION {
@@ -264,7 +280,11 @@ impl Conn<'_> {
                     tx: self.tx.clone(),
                     kick: Arc::clone(&self.kick),
                 };
-                match self.state.hub.join(&room, member, cfg.max_room_peers, cfg.max_rooms) {
+                match self
+                    .state
+                    .hub
+                    .join(&room, member, cfg.max_room_peers, cfg.max_rooms)
+                {
                     Ok(peers) => {
                         let unix = SystemTime::now()
                             .duration_since(UNIX_EPOCH)
@@ -279,31 +299,51 @@ impl Conn<'_> {
                         self.send(Out::Text(welcome.to_json().into(), None));
                         self.joined = Some((room, id));
                     }
-                    Err(ErrorCode::RoomFull) => self.error(ErrorCode::RoomFull, "room-full",
-                        format!("room {room} is full ({} peers)", cfg.max_room_peers)),
-                    Err(code) => self.error(code, "too-many-rooms",
-                        "the server is at its room limit; try later"),
+                    Err(ErrorCode::RoomFull) => self.error(
+                        ErrorCode::RoomFull,
+                        "room-full",
+                        format!("room {room} is full ({} peers)", cfg.max_room_peers),
+                    ),
+                    Err(code) => self.error(
+                        code,
+                        "too-many-rooms",
+                        "the server is at its room limit; try later",
+                    ),
                 }
                 Next::Continue
             }
             ClientMessage::Signal { to, data } => {
                 let Some((room, from)) = &self.joined else {
-                    self.error(ErrorCode::NotJoined, "not-joined", "join a room before signaling");
+                    self.error(
+                        ErrorCode::NotJoined,
+                        "not-joined",
+                        "join a room before signaling",
+                    );
                     return Next::Continue;
                 };
                 let len = data.get().len();
                 if len > cfg.max_signal {
-                    self.error(ErrorCode::PayloadTooLarge, "payload-too-large", format!(
-                        "signal data of {len} bytes exceeds the limit of {} bytes", cfg.max_signal));
+                    self.error(
+                        ErrorCode::PayloadTooLarge,
+                        "payload-too-large",
+                        format!(
+                            "signal data of {len} bytes exceeds the limit of {} bytes",
+                            cfg.max_signal
+                        ),
+                    );
                     return Next::Continue;
                 }
-                let frame: Utf8Bytes = ServerMessage::Signal { from: from.clone(), data }
-                    .to_json()
-                    .into();
+                let frame: Utf8Bytes = ServerMessage::Signal {
+                    from: from.clone(),
+                    data,
+                }
+                .to_json()
+                .into();
                 match self.state.hub.relay(room, &to, frame, now) {
                     Ok(()) => self.state.metrics.relayed(len),
-                    Err(code) => self.error(code, "unknown-peer",
-                        format!("no peer {to} in this room")),
+                    Err(code) => {
+                        self.error(code, "unknown-peer", format!("no peer {to} in this room"))
+                    }
                 }
                 Next::Continue
             }

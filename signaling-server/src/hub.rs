@@ -243,13 +243,17 @@ mod tests {
         let (b, _rb) = member("b");
         assert!(hub.join(&room, a, 2, 1).unwrap().is_empty());
         assert_eq!(hub.join(&room, b, 2, 1).unwrap().len(), 1);
-        assert!(matches!(ra.try_recv(), Ok(Out::Text(t, None)) if t.as_str().contains("peer-joined")));
+        assert!(
+            matches!(ra.try_recv(), Ok(Out::Text(t, None)) if t.as_str().contains("peer-joined"))
+        );
         let (c, _rc) = member("c");
         assert_eq!(hub.join(&room, c.clone(), 2, 1), Err(ErrorCode::RoomFull));
         let other = RoomName::new("s").unwrap();
         assert_eq!(hub.join(&other, c, 2, 1), Err(ErrorCode::TooManyRooms));
         hub.leave(&room, &PeerId::new("b").unwrap());
-        assert!(matches!(ra.try_recv(), Ok(Out::Text(t, None)) if t.as_str().contains("peer-left")));
+        assert!(
+            matches!(ra.try_recv(), Ok(Out::Text(t, None)) if t.as_str().contains("peer-left"))
+        );
         hub.leave(&room, &PeerId::new("a").unwrap());
         assert_eq!(hub.rooms(), 0);
     }

@@ -139,7 +139,9 @@ impl Config {
         ];
         for (name, v) in positive {
             if !(v.is_finite() && v > 0.0) {
-                return Err(ServerError::Config(format!("{name} must be a positive number")));
+                return Err(ServerError::Config(format!(
+                    "{name} must be a positive number"
+                )));
             }
         }
         if !(self.shutdown_grace.is_finite() && self.shutdown_grace >= 0.0) {
@@ -159,7 +161,10 @@ impl Config {
             }
         }
         for url in &self.ice_servers {
-            if !["stun:", "turn:", "turns:"].iter().any(|p| url.starts_with(p)) {
+            if !["stun:", "turn:", "turns:"]
+                .iter()
+                .any(|p| url.starts_with(p))
+            {
                 return Err(ServerError::Config(format!(
                     "--ice-server {url}: must start with stun:, turn: or turns:"
                 )));

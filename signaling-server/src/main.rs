@@ -39,7 +39,10 @@ async fn main() -> std::process::ExitCode {
     };
     for (what, dir) in [("--www", &config.www), ("--pkg", &config.pkg)] {
         if !dir.is_dir() {
-            tracing::warn!("{what} {} is not a folder; it will serve 404s", dir.display());
+            tracing::warn!(
+                "{what} {} is not a folder; it will serve 404s",
+                dir.display()
+            );
         }
     }
     // The one line scripts wait for (cargo xtask, the E2E harness): keep its shape.

@@ -71,7 +71,11 @@ impl Metrics {
             "Open WebSocket connections.",
             hub.connections() as u64,
         );
-        gauge("swarmdrop_rooms", "Rooms with at least one peer.", rooms as u64);
+        gauge(
+            "swarmdrop_rooms",
+            "Rooms with at least one peer.",
+            rooms as u64,
+        );
         gauge("swarmdrop_peers", "Peers joined to a room.", peers as u64);
         let mut counter = |name: &str, help: &str, v: u64| {
             let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
@@ -96,7 +100,12 @@ impl Metrics {
             "# HELP swarmdrop_rejects_total Frames or connections refused, by reason.\n\
              # TYPE swarmdrop_rejects_total counter"
         );
-        for (reason, n) in self.rejects.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        for (reason, n) in self
+            .rejects
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
             let _ = writeln!(s, "swarmdrop_rejects_total{{reason=\"{reason}\"}} {n}");
         }
         let _ = writeln!(

@@ -1,9 +1,5 @@
 use super::*;
 
-fn raw(s: &str) -> Box<RawValue> {
-    RawValue::from_string(s.to_string()).unwrap()
-}
-
 fn peer(s: &str) -> PeerId {
     PeerId::new(s).unwrap()
 }
@@ -62,16 +58,47 @@ fn bad_input_is_a_clear_error() {
         ("{", |e| matches!(e, Malformed(_))),
         ("[]", |e| matches!(e, Malformed(_))),
         ("{}", |e| matches!(e, MissingField { field: "type", .. })),
-        (r#"{"type":"dance"}"#, |e| matches!(e, UnknownType(t) if t == "dance")),
+        (
+            r#"{"type":"dance"}"#,
+            |e| matches!(e, UnknownType(t) if t == "dance"),
+        ),
         (r#"{"type":5}"#, |e| matches!(e, Malformed(_))),
-        (r#"{"type":"join","v":1}"#, |e| matches!(e, MissingField { field: "room", .. })),
-        (r#"{"type":"join","room":"a b","v":1}"#, |e| matches!(e, InvalidName { what: "room name", .. })),
-        (r#"{"type":"join","room":"","v":1}"#, |e| matches!(e, InvalidName { .. })),
-        (r#"{"type":"join","room":"r"}"#, |e| matches!(e, MissingField { field: "v", .. })),
-        (r#"{"type":"join","room":"r","v":-1}"#, |e| matches!(e, Malformed(_))),
-        (r#"{"type":"signal","to":"x"}"#, |e| matches!(e, MissingField { field: "data", .. })),
-        (r#"{"type":"signal","to":"../x","data":1}"#, |e| matches!(e, InvalidName { what: "peer id", .. })),
-        (r#"{"type":"join","type":"join","room":"r","v":1}"#, |e| matches!(e, Malformed(_))),
+        (r#"{"type":"join","v":1}"#, |e| {
+            matches!(e, MissingField { field: "room", .. })
+        }),
+        (r#"{"type":"join","room":"a b","v":1}"#, |e| {
+            matches!(
+                e,
+                InvalidName {
+                    what: "room name",
+                    ..
+                }
+            )
+        }),
+        (r#"{"type":"join","room":"","v":1}"#, |e| {
+            matches!(e, InvalidName { .. })
+        }),
+        (r#"{"type":"join","room":"r"}"#, |e| {
+            matches!(e, MissingField { field: "v", .. })
+        }),
+        (r#"{"type":"join","room":"r","v":-1}"#, |e| {
+            matches!(e, Malformed(_))
+        }),
+        (r#"{"type":"signal","to":"x"}"#, |e| {
+            matches!(e, MissingField { field: "data", .. })
+        }),
+        (r#"{"type":"signal","to":"../x","data":1}"#, |e| {
+            matches!(
+                e,
+                InvalidName {
+                    what: "peer id",
+                    ..
+                }
+            )
+        }),
+        (r#"{"type":"join","type":"join","room":"r","v":1}"#, |e| {
+            matches!(e, Malformed(_))
+        }),
     ];
     for (text, ok) in cases {
         let e = ClientMessage::parse(text).unwrap_err();

@@ -74,11 +74,13 @@ impl PeerConnection {
                 return;
             };
             let event = match ev.candidate() {
-                Some(c) if !c.candidate().is_empty() => PeerEvent::Candidate(PeerSignal::Candidate {
-                    candidate: c.candidate(),
-                    sdp_mid: c.sdp_mid(),
-                    sdp_m_line_index: c.sdp_m_line_index(),
-                }),
+                Some(c) if !c.candidate().is_empty() => {
+                    PeerEvent::Candidate(PeerSignal::Candidate {
+                        candidate: c.candidate(),
+                        sdp_mid: c.sdp_mid(),
+                        sdp_m_line_index: c.sdp_m_line_index(),
+                    })
+                }
                 _ => PeerEvent::GatheringDone,
             };
             let _ = t.unbounded_send(event);

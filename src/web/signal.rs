@@ -45,7 +45,9 @@ impl SignalClient {
         let (tx, events) = mpsc::unbounded();
         let t = tx.clone();
         let on_message = EventListener::new(&ws, "message", move |ev| {
-            let Some(text) = ev.dyn_ref::<MessageEvent>().and_then(|m| m.data().as_string())
+            let Some(text) = ev
+                .dyn_ref::<MessageEvent>()
+                .and_then(|m| m.data().as_string())
             else {
                 return;
             };
@@ -63,9 +65,11 @@ impl SignalClient {
                 .map(|c| (c.code(), c.reason()))
                 .unwrap_or((1006, String::new()));
             if let Some(f) = cb.borrow_mut().take() {
-                if let Err(e) =
-                    f.call2(&JsValue::NULL, &JsValue::from(code), &JsValue::from(&reason))
-                {
+                if let Err(e) = f.call2(
+                    &JsValue::NULL,
+                    &JsValue::from(code),
+                    &JsValue::from(&reason),
+                ) {
                     tracing::warn!("onClose callback threw: {}", describe(&e));
                 }
             }

@@ -1,0 +1,55 @@
+//! E2E: Chromium and Firefox, each in its own process, open the served page and both reach the
+//! signaling server. Built only with `--features e2e` (`cargo xtask test` does that).
+#![cfg(not(target_arch = "wasm32"))]
+
+mod harness;
+
+use harness::{Browser, Server, Session};
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_browsers_open_the_page_and_reach_signaling() {
+    let server = Server::start(&[]);
+    let (chromium, firefox) = tokio::join!(
+        Session::start(Browser::Chromium),
+        Session::start(Browser::Firefox)
+    );
+    let link = format!("{}/#room=e2e-page", server.url);
+    for s in [&chromium, &firefox] {
+        s.client.goto(&link).await.expect("open the page");
+    }
+    let mut ids = Vec::new();
+    for s in [&chromium, &firefox] {
+        let version = s
+            .wait_state("#version", "ready", Duration::from_secs(20))
+            .await;
+        assert_eq!(version, format!("swarmdrop {}", env!("CARGO_PKG_VERSION")));
+        s.wait_state("#signal-state", "open", Duration::from_secs(20))
+            .await;
+        assert_eq!(s.text("#room").await, "e2e-page");
+        let id = s.text("#peer-id").await;
+        assert_eq!(id.len(), 22, "{:?}: server-assigned id {id:?}", s.browser);
+        ids.push(id);
+    }
+    assert_ne!(ids[0], ids[1]);
+    // The server sees both in the room.
+    let metrics = get_metrics(&server.url).await;
+    assert!(metrics.contains("swarmdrop_peers 2"), "{metrics}");
+    chromium.close().await;
+    firefox.close().await;
+}
+
+/// GET /metrics over a plain TCP socket (no HTTP client dependency needed for one request).
+async fn get_metrics(base: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = base.trim_start_matches("http://");
+    let mut s = tokio::net::TcpStream::connect(host).await.expect("connect");
+    s.write_all(
+        format!("GET /metrics HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.expect("read");
+    out
+}

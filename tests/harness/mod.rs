@@ -1,0 +1,269 @@
+//! The E2E harness: the real signaling server, chromedriver and geckodriver on free loopback
+//! ports, and headless browsers in separate processes with fresh profiles. Every process is
+//! started in its own process group and killed with it on drop, so a failing test leaves
+//! nothing behind.
+#![allow(dead_code)]
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{json, Map, Value};
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A child process (and its process group) killed on drop.
+pub struct Proc {
+    name: String,
+    child: Child,
+}
+
+impl Proc {
+    fn spawn(name: &str, cmd: &mut Command) -> Proc {
+        let child = cmd
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
+        Proc {
+            name: name.to_string(),
+            child,
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        // The whole group: a driver's browser dies with it.
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        eprintln!("harness: stopped {}", self.name);
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+fn wait_for_port(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        assert!(Instant::now() < deadline, "{what} did not listen on {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The signaling server, serving `www/` and `pkg/`.
+pub struct Server {
+    pub url: String,
+    _proc: Proc,
+}
+
+impl Server {
+    /// Starts the server binary (`SWARMDROP_SERVER_BIN`, set by `cargo xtask test`) on a free
+    /// loopback port, with `extra` flags.
+    pub fn start(extra: &[&str]) -> Server {
+        let bin = std::env::var_os("SWARMDROP_SERVER_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root().join("target/debug/swarmdrop-signal"));
+        assert!(
+            bin.exists(),
+            "no server binary at {}; run the E2E suite with `cargo xtask test --only e2e`",
+            bin.display()
+        );
+        let pkg = root().join("pkg");
+        assert!(
+            pkg.join("swarmdrop.js").exists(),
+            "no wasm package in pkg/; run the E2E suite with `cargo xtask test --only e2e`"
+        );
+        let mut cmd = Command::new(&bin);
+        cmd.args(["--listen", "127.0.0.1:0", "--log", "warn", "--www"])
+            .arg(root().join("www"))
+            .arg("--pkg")
+            .arg(&pkg)
+            .args(extra)
+            .stdout(Stdio::piped());
+        let mut proc = Proc::spawn("signaling server", &mut cmd);
+        let stdout = proc.child.stdout.take().expect("piped");
+        let mut lines = BufReader::new(stdout).lines();
+        let url = loop {
+            let line = lines
+                .next()
+                .expect("server exited before listening")
+                .expect("server stdout");
+            if let Some(url) = line.strip_prefix("swarmdrop-signal listening on ") {
+                break url.trim_end_matches('/').to_string();
+            }
+        };
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Server { url, _proc: proc }
+    }
+}
+
+/// Which browser.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Browser {
+    Chromium,
+    Firefox,
+}
+
+/// A WebDriver session in its own browser process, with its driver.
+pub struct Session {
+    pub client: Client,
+    pub browser: Browser,
+    _profile: TempDir,
+    _driver: Proc,
+}
+
+/// A temporary folder removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!(
+            "swarmdrop-e2e-{tag}-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The browser settings from webdriver.json, so E2E and wasm-pack tests run browsers alike.
+fn webdriver_json() -> Value {
+    let text = std::fs::read_to_string(root().join("webdriver.json")).expect("webdriver.json");
+    serde_json::from_str(&text).expect("webdriver.json is JSON")
+}
+
+impl Session {
+    /// Starts the driver on a free port and opens a headless browser with a fresh profile.
+    pub async fn start(browser: Browser) -> Session {
+        let port = free_port();
+        let profile = TempDir::new(match browser {
+            Browser::Chromium => "chromium",
+            Browser::Firefox => "firefox",
+        });
+        let shared = webdriver_json();
+        let mut caps = Map::new();
+        let driver = match browser {
+            Browser::Chromium => {
+                let mut args: Vec<Value> = shared["goog:chromeOptions"]["args"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                args.extend([
+                    json!("--headless=new"),
+                    json!("--no-sandbox"),
+                    json!("--disable-dev-shm-usage"),
+                    json!(format!("--user-data-dir={}", profile.path().display())),
+                ]);
+                caps.insert(
+                    "goog:chromeOptions".into(),
+                    json!({ "args": args, "binary": "/usr/bin/chromium" }),
+                );
+                Proc::spawn(
+                    "chromedriver",
+                    Command::new("chromedriver")
+                        .arg(format!("--port={port}"))
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null()),
+                )
+            }
+            Browser::Firefox => {
+                let prefs = shared["moz:firefoxOptions"]["prefs"].clone();
+                let mut opts = json!({
+                    "args": ["-headless", "-profile", profile.path().to_str().expect("utf-8 path")],
+                    "prefs": prefs,
+                });
+                if Path::new("/usr/bin/firefox-esr").exists() {
+                    opts["binary"] = json!("/usr/bin/firefox-esr");
+                }
+                caps.insert("moz:firefoxOptions".into(), opts);
+                Proc::spawn(
+                    "geckodriver",
+                    Command::new("geckodriver")
+                        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null()),
+                )
+            }
+        };
+        wait_for_port(port, "the WebDriver server");
+        let client = ClientBuilder::rustls()
+            .expect("TLS roots")
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+            .unwrap_or_else(|e| panic!("starting {browser:?}: {e}"));
+        Session {
+            client,
+            browser,
+            _profile: profile,
+            _driver: driver,
+        }
+    }
+
+    /// Waits until the element `css` has `data-state` equal to `state`; returns its text.
+    pub async fn wait_state(&self, css: &str, state: &str, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Ok(el) = self.client.find(Locator::Css(css)).await {
+                let now = el.attr("data-state").await.ok().flatten();
+                if now.as_deref() == Some(state) {
+                    return el.text().await.unwrap_or_default();
+                }
+                if Instant::now() > deadline {
+                    let text = el.text().await.unwrap_or_default();
+                    panic!(
+                        "{:?}: {css} is {now:?} ({text:?}), not {state:?} after {within:?}",
+                        self.browser
+                    );
+                }
+            } else if Instant::now() > deadline {
+                panic!("{:?}: no element {css}", self.browser);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The text of the element `css`.
+    pub async fn text(&self, css: &str) -> String {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("{:?}: {css}: {e}", self.browser))
+            .text()
+            .await
+            .unwrap_or_default()
+    }
+
+    /// Ends the browser session (the process group is killed on drop in any case).
+    pub async fn close(self) {
+        let _ = self.client.clone().close().await;
+    }
+}
