@@ -53,7 +53,8 @@ fn data_is_relayed_verbatim() {
 #[test]
 fn bad_input_is_a_clear_error() {
     use ProtocolError::*;
-    let cases: &[(&str, fn(&ProtocolError) -> bool)] = &[
+    type Check = fn(&ProtocolError) -> bool;
+    let cases: &[(&str, Check)] = &[
         ("", |e| matches!(e, Malformed(_))),
         ("{", |e| matches!(e, Malformed(_))),
         ("[]", |e| matches!(e, Malformed(_))),
