@@ -8,8 +8,15 @@ use tokio::sync::watch;
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let config = Config::parse();
-    let filter = tracing_subscriber::EnvFilter::try_new(&config.log)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // tungstenite logs whole frames at trace level: cap it, so no payload ever reaches a log.
+    let directives = format!("{},tungstenite=debug,tokio_tungstenite=debug", config.log);
+    let filter = match tracing_subscriber::EnvFilter::try_new(&directives) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("swarmdrop-signal: --log {}: {e}", config.log);
+            return std::process::ExitCode::from(2);
+        }
+    };
     tracing_subscriber::fmt().with_env_filter(filter).init();
     if let Err(e) = config.validate() {
         eprintln!("swarmdrop-signal: {e}");
