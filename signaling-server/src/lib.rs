@@ -36,6 +36,9 @@ pub const CSP: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval';
     connect-src 'self' ws: wss:; img-src 'self' data: blob:; style-src 'self'; \
     object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
 
+/// Bytes a connection reserves for reading frames.
+const READ_BUFFER: usize = 2048;
+
 /// Every setting of the server; each is a flag (see `--help`).
 #[derive(Debug, Clone, clap::Parser)]
 #[command(name = "swarmdrop-signal", version, about)]
@@ -270,8 +273,13 @@ async fn ws_handler(
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
     }
     let max = state.config.max_frame;
+    // tungstenite reserves 128 KiB per connection for reading and buffers 128 KiB of writes by
+    // default; signaling frames are small, so a small read buffer (it grows for a larger frame,
+    // up to --max-frame) and direct writes keep an idle connection a few KB.
     ws.max_message_size(max)
         .max_frame_size(max)
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0)
         .on_upgrade(move |socket| conn::run(state, socket, addr.ip()))
 }
 
@@ -292,6 +300,10 @@ pub async fn serve(
             }
         }
     };
+    // Signaling frames are small and latency-bound: no Nagle delay.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
