@@ -14,6 +14,9 @@ use swarmdrop::signal::{
 use tokio::sync::{mpsc, Notify};
 use tokio::time::{sleep_until, timeout};
 
+/// Most frames written before one flush.
+const MAX_BATCH: usize = 64;
+
 /// WebSocket close codes used by the server.
 mod close {
     pub const NORMAL: u16 = 1000;
@@ -368,23 +371,50 @@ async fn write_loop(
     state: Arc<AppState>,
 ) {
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
+    let mut relayed = Vec::new();
     loop {
-        let (msg, relayed) = tokio::select! {
+        let first = tokio::select! {
             out = rx.recv() => match out {
-                Some(Out::Text(t, relayed)) => (Message::Text(t), relayed),
-                Some(Out::Close(code, reason)) => {
-                    let frame = CloseFrame { code, reason: reason.into() };
-                    let _ = timeout(write_timeout, sink.send(Message::Close(Some(frame)))).await;
-                    return;
-                }
+                Some(out) => out,
                 None => return,
             },
-            _ = ping.tick() => (Message::Ping(Default::default()), None),
+            _ = ping.tick() => Out::Ping,
         };
-        match timeout(write_timeout, sink.send(msg)).await {
+        // Write what is queued in one go: feed frames, flush once (one syscall under load).
+        let mut pending = Some(first);
+        let mut batch = 0;
+        let mut closing = false;
+        let write = async {
+            while let Some(out) = pending.take() {
+                let msg = match out {
+                    Out::Ping => Message::Ping(Default::default()),
+                    Out::Text(t, read_at) => {
+                        relayed.extend(read_at);
+                        Message::Text(t)
+                    }
+                    Out::Close(code, reason) => {
+                        closing = true;
+                        Message::Close(Some(CloseFrame {
+                            code,
+                            reason: reason.into(),
+                        }))
+                    }
+                };
+                sink.feed(msg).await?;
+                batch += 1;
+                if !closing && batch < MAX_BATCH {
+                    pending = rx.try_recv().ok();
+                }
+            }
+            sink.flush().await
+        };
+        match timeout(write_timeout, write).await {
             Ok(Ok(())) => {
-                if let Some(read_at) = relayed {
+                for read_at in relayed.drain(..) {
                     state.metrics.relay_latency(read_at.elapsed());
+                }
+                if closing {
+                    return;
                 }
             }
             Ok(Err(_)) => return,

@@ -15,6 +15,8 @@ use tokio::sync::{mpsc, Notify};
 pub(crate) enum Out {
     /// A text frame; `relayed` is when a relayed signal was read, for the latency histogram.
     Text(Utf8Bytes, Option<Instant>),
+    /// A keepalive ping.
+    Ping,
     /// A close frame, after which the writer stops.
     Close(u16, &'static str),
 }

@@ -38,6 +38,8 @@ pub const CSP: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval';
 
 /// Bytes a connection reserves for reading frames.
 const READ_BUFFER: usize = 2048;
+/// Frames are gathered up to this many bytes, or until the writer flushes its batch.
+const WRITE_BUFFER: usize = 16 * 1024;
 
 /// Every setting of the server; each is a flag (see `--help`).
 #[derive(Debug, Clone, clap::Parser)]
@@ -273,13 +275,13 @@ async fn ws_handler(
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
     }
     let max = state.config.max_frame;
-    // tungstenite reserves 128 KiB per connection for reading and buffers 128 KiB of writes by
-    // default; signaling frames are small, so a small read buffer (it grows for a larger frame,
-    // up to --max-frame) and direct writes keep an idle connection a few KB.
+    // tungstenite reserves 128 KiB per connection for reading by default; signaling frames are
+    // small, so a small read buffer (it grows for a larger frame, up to --max-frame) keeps an
+    // idle connection a few KB. Writes are gathered per batch (see conn::write_loop).
     ws.max_message_size(max)
         .max_frame_size(max)
         .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(0)
+        .write_buffer_size(WRITE_BUFFER)
         .on_upgrade(move |socket| conn::run(state, socket, addr.ip()))
 }
 

@@ -4,20 +4,32 @@ use clap::Parser;
 use swarmdrop_signal::{serve, Config};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tracing_subscriber::filter::filter_fn;
+use tracing_subscriber::prelude::*;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let config = Config::parse();
-    // tungstenite logs whole frames at trace level: cap it, so no payload ever reaches a log.
-    let directives = format!("{},tungstenite=debug,tokio_tungstenite=debug", config.log);
-    let filter = match tracing_subscriber::EnvFilter::try_new(&directives) {
+    let filter = match tracing_subscriber::EnvFilter::try_new(&config.log) {
         Ok(f) => f,
         Err(e) => {
             eprintln!("swarmdrop-signal: --log {}: {e}", config.log);
             return std::process::ExitCode::from(2);
         }
     };
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    // tungstenite logs whole frames at trace level: drop those, so no payload reaches a log.
+    let no_frames = filter_fn(|meta| {
+        !(*meta.level() == tracing::Level::TRACE
+            && (meta.target().starts_with("tungstenite")
+                || meta.target().starts_with("tokio_tungstenite")))
+    });
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_filter(filter)
+                .with_filter(no_frames),
+        )
+        .init();
     if let Err(e) = config.validate() {
         eprintln!("swarmdrop-signal: {e}");
         return std::process::ExitCode::from(2);

@@ -1,10 +1,11 @@
 //! `cargo xtask bench [NAME] [--quick]`: each figure beside its baseline or goal, as a ratio,
 //! appended to bench/results.md with the date, the machine and the commit.
 
-use crate::{build_pkg, root, tools};
+use crate::{build_pkg, cmd, root, run as run_cmd, tools};
 use std::io::Write;
+use std::process::{Child, Command, Stdio};
 
-const NAMES: [&str; 1] = ["size"];
+const NAMES: [&str; 2] = ["size", "signal"];
 
 /// One row of a benchmark table.
 struct Row {
@@ -33,6 +34,9 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let mut tables = Vec::new();
     if name.is_none_or(|n| n == "size") {
         tables.push(("size", size()?));
+    }
+    if name.is_none_or(|n| n == "signal") {
+        tables.push(("signal", signal(quick)?));
     }
     let machine = machine();
     let commit = crate::tools_output("git", &["rev-parse", "--short", "HEAD"]).unwrap_or_default();
@@ -113,4 +117,201 @@ fn machine() -> String {
         })
         .unwrap_or_else(|| "unknown CPU".into());
     format!("{cores} cores, {cpu}")
+}
+
+/// A server process for a benchmark, killed on drop.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> Result<u16, String> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("no free port: {e}"))
+}
+
+/// Runs `program args` with a raised open-files limit (10,000 sockets need more than 1,024).
+fn with_nofile(program: &std::path::Path, args: &[String]) -> Command {
+    let mut c = Command::new("sh");
+    c.arg("-c")
+        .arg("ulimit -n 65536 2>/dev/null || ulimit -n $(ulimit -Hn); exec \"$@\"")
+        .arg("sh")
+        .arg(program)
+        .args(args)
+        .env("PATH", tools::path());
+    c
+}
+
+fn wait_listening(port: u16) -> Result<(), String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    while std::net::TcpStream::connect(addr).is_err() {
+        if std::time::Instant::now() > deadline {
+            return Err(format!("nothing listens on {port}"));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+/// One load run: the generator's JSON figures.
+fn load(
+    loadgen: &std::path::Path,
+    flavor: &str,
+    server: &Running,
+    port: u16,
+    quick: bool,
+) -> Result<serde_json::Value, String> {
+    let mut args: Vec<String> = [
+        "--flavor",
+        flavor,
+        "--url",
+        &format!("ws://127.0.0.1:{port}"),
+        "--server-pid",
+        &server.0.id().to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    if quick {
+        args.extend(["--conns", "200", "--pairs", "10", "--seconds", "1"].map(String::from));
+    }
+    println!(
+        "xtask: load on {flavor} ({})",
+        if quick {
+            "quick"
+        } else {
+            "10,000 connections, 50 pairs, 5 s phases"
+        }
+    );
+    let out = with_nofile(loadgen, &args)
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("signal-load: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "signal-load against {flavor} failed ({})",
+            out.status
+        ));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.trim()).map_err(|e| format!("signal-load output {text:?}: {e}"))
+}
+
+/// The signaling server under load, against matchbox_server 0.15 in the same run.
+fn signal(quick: bool) -> Result<Vec<Row>, String> {
+    run_cmd(
+        "building the server and load generator",
+        &mut cmd(
+            "cargo",
+            &[
+                "build",
+                "--release",
+                "--package",
+                "swarmdrop-signal",
+                "--features",
+                "load",
+            ],
+        ),
+    )?;
+    let bin = root().join("target").join("release");
+    let port = free_port()?;
+    let ours = Running(
+        with_nofile(
+            &bin.join("swarmdrop-signal"),
+            &[
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--log",
+                "warn",
+                // Limits raised for the load run only.
+                "--rate",
+                "1e9",
+                "--burst",
+                "1e9",
+                "--max-connections",
+                "100000",
+                "--max-connections-per-ip",
+                "100000",
+                "--max-rooms",
+                "100000",
+            ]
+            .map(String::from),
+        )
+        .spawn()
+        .map_err(|e| format!("starting swarmdrop-signal: {e}"))?,
+    );
+    wait_listening(port)?;
+    let a = load(&bin.join("signal-load"), "swarmdrop", &ours, port, quick)?;
+    drop(ours);
+    let b = if quick {
+        None
+    } else {
+        if !tools::runs("matchbox_server", "--help") {
+            println!("xtask: installing matchbox_server 0.15.0 (the baseline; a few minutes)");
+            run_cmd(
+                "cargo install matchbox_server",
+                Command::new("cargo").args(["install", "matchbox_server", "--version", "0.15.0"]),
+            )?;
+        }
+        let port = free_port()?;
+        let mb = Running(
+            with_nofile(
+                std::path::Path::new("matchbox_server"),
+                &[format!("127.0.0.1:{port}")],
+            )
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("starting matchbox_server: {e}"))?,
+        );
+        wait_listening(port)?;
+        Some(load(
+            &bin.join("signal-load"),
+            "matchbox",
+            &mb,
+            port,
+            quick,
+        )?)
+    };
+    let f = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+    let base = |k: &str, fallback: f64| b.as_ref().map_or(fallback, |b| f(b, k));
+    let conns = a["conns"].as_u64().unwrap_or(0);
+    Ok(vec![
+        Row {
+            figure: format!("server memory per connection ({conns} joined)"),
+            ours: f(&a, "per_conn_bytes") / 1000.0,
+            baseline: base("per_conn_bytes", 10_000.0) / 1000.0,
+            unit: "KB",
+            goal: "< 10 KB".into(),
+        },
+        Row {
+            figure: "relayed msgs/s (50 pairs, 16 in flight each)".into(),
+            ours: f(&a, "msgs_per_sec") / 1000.0,
+            baseline: base("msgs_per_sec", 350_000.0) / 1000.0,
+            unit: "k/s",
+            goal: "≥ 350 k/s".into(),
+        },
+        Row {
+            figure: "one-way relay latency p50 at 1,000 msgs/s".into(),
+            ours: f(&a, "p50_us") / 1000.0,
+            baseline: base("p50_us", 500.0) / 1000.0,
+            unit: "ms",
+            goal: "".into(),
+        },
+        Row {
+            figure: "one-way relay latency p99 at 1,000 msgs/s".into(),
+            ours: f(&a, "p99_us") / 1000.0,
+            baseline: base("p99_us", 500.0) / 1000.0,
+            unit: "ms",
+            goal: "< 0.5 ms".into(),
+        },
+    ])
 }

@@ -71,9 +71,15 @@ fn output(program: &str, args: &[&str]) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn have(program: &str) -> bool {
+/// Whether `program --version` runs.
+pub fn have(program: &str) -> bool {
+    runs(program, "--version")
+}
+
+/// Whether `program arg` runs and succeeds.
+pub fn runs(program: &str, arg: &str) -> bool {
     Command::new(program)
-        .arg("--version")
+        .arg(arg)
         .env("PATH", path())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
