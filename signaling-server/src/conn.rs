@@ -1,6 +1,6 @@
 //! One client connection: admission, the join deadline, rate limits, keepalive, and relaying.
 
-use crate::hub::{new_peer_id, Admission, Member, Out};
+use crate::hub::{new_peer_id, outbox, Admission, Inbox, Member, Out, Outbox};
 use crate::{AppState, Config};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::stream::{SplitSink, SplitStream};
@@ -11,7 +11,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use swarmdrop::signal::{
     ClientMessage, ErrorCode, PeerId, ProtocolError, RoomName, ServerMessage, PROTOCOL_VERSION,
 };
-use tokio::sync::{mpsc, Notify};
 use tokio::time::{sleep_until, timeout};
 
 /// Most frames written before one flush.
@@ -65,13 +64,13 @@ fn error_frame(code: ErrorCode, message: impl Into<String>) -> Out {
 pub(crate) async fn run(state: Arc<AppState>, socket: WebSocket, ip: IpAddr) {
     let cfg = &state.config;
     let (sink, stream) = socket.split();
-    let (tx, rx) = mpsc::channel(cfg.send_queue);
+    let (outbox, inbox) = outbox(cfg.send_queue);
     let admission = state
         .hub
         .admit(ip, cfg.max_connections, cfg.max_connections_per_ip);
     let writer = tokio::spawn(write_loop(
         sink,
-        rx,
+        inbox,
         Config::secs(cfg.ping_interval),
         Config::secs(cfg.write_timeout),
         Arc::clone(&state),
@@ -81,8 +80,7 @@ pub(crate) async fn run(state: Arc<AppState>, socket: WebSocket, ip: IpAddr) {
             state.metrics.connection();
             let mut conn = Conn {
                 state: &state,
-                tx,
-                kick: Arc::new(Notify::new()),
+                outbox,
                 joined: None,
                 _admission: admission,
             };
@@ -94,9 +92,9 @@ pub(crate) async fn run(state: Arc<AppState>, socket: WebSocket, ip: IpAddr) {
                 ErrorCode::ServerFull => "the server is at its connection limit; try later",
                 _ => "too many connections from your address",
             };
-            let _ = tx.try_send(error_frame(code, msg));
-            let _ = tx.try_send(Out::Close(close::TRY_LATER, "connection limit"));
-            drop(tx);
+            outbox.offer(error_frame(code, msg));
+            outbox.push(Out::Close(close::TRY_LATER, "connection limit"));
+            drop(outbox);
             let _ = timeout(Duration::from_secs(2), writer).await;
         }
     }
@@ -104,8 +102,7 @@ pub(crate) async fn run(state: Arc<AppState>, socket: WebSocket, ip: IpAddr) {
 
 struct Conn<'a> {
     state: &'a AppState,
-    tx: mpsc::Sender<Out>,
-    kick: Arc<Notify>,
+    outbox: Outbox,
     joined: Option<(RoomName, PeerId)>,
     _admission: Admission<'a>,
 }
@@ -120,9 +117,7 @@ enum Next {
 impl Conn<'_> {
     /// Queues a frame for this client; if even its own queue is full, it is not reading.
     fn send(&self, out: Out) {
-        if self.tx.try_send(out).is_err() {
-            self.kick.notify_one();
-        }
+        self.outbox.offer(out);
     }
 
     fn error(&self, code: ErrorCode, reason: &'static str, message: impl Into<String>) {
@@ -143,29 +138,40 @@ impl Conn<'_> {
         let mut last_seen = start;
         let mut bucket = Bucket::new(cfg.rate, cfg.burst, start);
         let mut last_rate_error: Option<Instant> = None;
-        let kick = Arc::clone(&self.kick);
+        let kick = Arc::clone(&self.outbox.kick);
+        // Created once and polled by reference: no timer or waiter registration per frame.
+        let kicked = kick.notified();
+        let stopping = shutdown.wait_for(|stop| *stop);
+        let join_timer = sleep_until(join_deadline);
+        let idle_timer = sleep_until(tokio::time::Instant::from_std(start + idle));
+        tokio::pin!(kicked, stopping, join_timer, idle_timer);
 
         let ending = loop {
-            let idle_deadline = tokio::time::Instant::from_std(last_seen + idle);
             let frame = tokio::select! {
-                _ = kick.notified() => {
+                _ = &mut kicked => {
                     self.state.metrics.reject("slow-reader");
                     break None;
                 }
                 _ = &mut writer => break None,
-                res = shutdown.wait_for(|stop| *stop) => {
+                res = &mut stopping => {
                     if res.is_ok() {
                         break Some((close::GOING_AWAY, "server shutting down"));
                     }
                     // The server dropped the sender: it is gone, stop as well.
                     break Some((close::GOING_AWAY, "server gone"));
                 }
-                _ = sleep_until(join_deadline), if self.joined.is_none() => {
+                _ = &mut join_timer, if self.joined.is_none() => {
                     self.error(ErrorCode::JoinTimeout, "join-timeout",
                         "no join within the deadline after connecting");
                     break Some((close::POLICY, "join timeout"));
                 }
-                _ = sleep_until(idle_deadline) => {
+                _ = &mut idle_timer => {
+                    // The timer runs from the last frame; move it on if frames came since.
+                    let due = last_seen + idle;
+                    if due > Instant::now() {
+                        idle_timer.as_mut().reset(tokio::time::Instant::from_std(due));
+                        continue;
+                    }
                     self.error(ErrorCode::Timeout, "idle", "no frames or pongs within the idle timeout");
                     break Some((close::POLICY, "idle timeout"));
                 }
@@ -238,7 +244,7 @@ impl Conn<'_> {
         match ending {
             Some((code, reason)) => {
                 // Let the writer flush what is queued and the close frame, within its timeout.
-                let _ = self.tx.try_send(Out::Close(code, reason));
+                self.outbox.push(Out::Close(code, reason));
                 let flush = Config::secs(cfg.write_timeout).min(Duration::from_secs(2));
                 if timeout(flush, &mut writer).await.is_err() {
                     writer.abort();
@@ -280,8 +286,7 @@ impl Conn<'_> {
                 let id = new_peer_id();
                 let member = Member {
                     id: id.clone(),
-                    tx: self.tx.clone(),
-                    kick: Arc::clone(&self.kick),
+                    outbox: self.outbox.clone(),
                 };
                 match self
                     .state
@@ -365,7 +370,7 @@ impl Conn<'_> {
 /// `write_timeout` (a client too slow to read).
 async fn write_loop(
     mut sink: SplitSink<WebSocket, Message>,
-    mut rx: mpsc::Receiver<Out>,
+    mut inbox: Inbox,
     ping_every: Duration,
     write_timeout: Duration,
     state: Arc<AppState>,
@@ -374,7 +379,7 @@ async fn write_loop(
     let mut relayed = Vec::new();
     loop {
         let first = tokio::select! {
-            out = rx.recv() => match out {
+            out = inbox.recv() => match out {
                 Some(out) => out,
                 None => return,
             },
@@ -403,7 +408,7 @@ async fn write_loop(
                 sink.feed(msg).await?;
                 batch += 1;
                 if !closing && batch < MAX_BATCH {
-                    pending = rx.try_recv().ok();
+                    pending = inbox.try_recv();
                 }
             }
             sink.flush().await

@@ -21,22 +21,86 @@ pub(crate) enum Out {
     Close(u16, &'static str),
 }
 
+/// The sending side of one client's outgoing queue, bounded by a count: a client whose queue
+/// is full reads too slowly and is kicked (never buffered without bound).
+#[derive(Clone)]
+pub(crate) struct Outbox {
+    tx: mpsc::UnboundedSender<Out>,
+    queued: Arc<AtomicUsize>,
+    cap: usize,
+    /// Notified when the client must be dropped.
+    pub kick: Arc<Notify>,
+}
+
+/// The receiving side of a client's queue, read by its writer task.
+pub(crate) struct Inbox {
+    rx: mpsc::UnboundedReceiver<Out>,
+    queued: Arc<AtomicUsize>,
+}
+
+/// A queue of at most `cap` frames. (An unbounded channel with an atomic count: tokio's bounded
+/// channel takes a lock per received frame, which showed in the relay profile.)
+pub(crate) fn outbox(cap: usize) -> (Outbox, Inbox) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let queued = Arc::new(AtomicUsize::new(0));
+    (
+        Outbox {
+            tx,
+            queued: Arc::clone(&queued),
+            cap,
+            kick: Arc::new(Notify::new()),
+        },
+        Inbox { rx, queued },
+    )
+}
+
+impl Outbox {
+    /// Queues `out` without waiting; a full queue kicks the client. False if not queued.
+    pub fn offer(&self, out: Out) -> bool {
+        if self.queued.fetch_add(1, Ordering::AcqRel) >= self.cap {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            self.kick.notify_one();
+            return false;
+        }
+        self.push(out)
+    }
+
+    /// Queues `out` past the bound: the last frame of a connection (its close).
+    pub fn push(&self, out: Out) -> bool {
+        self.tx.send(out).is_ok()
+    }
+}
+
+impl Inbox {
+    /// The next frame, waiting for one.
+    pub async fn recv(&mut self) -> Option<Out> {
+        let out = self.rx.recv().await;
+        self.took(&out);
+        out
+    }
+
+    /// The next frame if one is queued.
+    pub fn try_recv(&mut self) -> Option<Out> {
+        let out = self.rx.try_recv().ok();
+        self.took(&out);
+        out
+    }
+
+    fn took(&self, out: &Option<Out>) {
+        if out.is_some() {
+            // `push` frames were never counted; never go below zero for them.
+            let _ = self
+                .queued
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        }
+    }
+}
+
 /// How the rest of the server reaches one joined peer.
 #[derive(Clone)]
 pub(crate) struct Member {
     pub id: PeerId,
-    pub tx: mpsc::Sender<Out>,
-    /// Notified when the peer must be dropped (its queue overflowed: too slow a reader).
-    pub kick: Arc<Notify>,
-}
-
-impl Member {
-    /// Queues `out` without waiting; a full queue means the reader is too slow, so it is kicked.
-    fn offer(&self, out: Out) {
-        if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(out) {
-            self.kick.notify_one();
-        }
-    }
+    pub outbox: Outbox,
 }
 
 #[derive(Default)]
@@ -151,7 +215,7 @@ impl Hub {
         .into();
         let present = peers.iter().map(|m| m.id.clone()).collect();
         for m in peers.iter() {
-            m.offer(Out::Text(note.clone(), None));
+            m.outbox.offer(Out::Text(note.clone(), None));
         }
         peers.push(member);
         Ok(present)
@@ -174,7 +238,7 @@ impl Hub {
         }
         let note: Utf8Bytes = ServerMessage::PeerLeft { id: id.clone() }.to_json().into();
         for m in peers.iter() {
-            m.offer(Out::Text(note.clone(), None));
+            m.outbox.offer(Out::Text(note.clone(), None));
         }
     }
 
@@ -186,17 +250,15 @@ impl Hub {
         frame: Utf8Bytes,
         read_at: Instant,
     ) -> Result<(), ErrorCode> {
-        let target = {
-            let inner = self.lock();
-            inner
-                .rooms
-                .get(room)
-                .and_then(|peers| peers.iter().find(|m| &m.id == to))
-                .cloned()
-        };
+        let inner = self.lock();
+        let target = inner
+            .rooms
+            .get(room)
+            .and_then(|peers| peers.iter().find(|m| &m.id == to));
         match target {
             Some(m) => {
-                m.offer(Out::Text(frame, Some(read_at)));
+                // Queueing never waits, so it is done under the lock (no clone of the member).
+                m.outbox.offer(Out::Text(frame, Some(read_at)));
                 Ok(())
             }
             None => Err(ErrorCode::UnknownPeer),
@@ -217,15 +279,14 @@ pub(crate) fn new_peer_id() -> PeerId {
 mod tests {
     use super::*;
 
-    fn member(id: &str) -> (Member, mpsc::Receiver<Out>) {
-        let (tx, rx) = mpsc::channel(2);
+    fn member(id: &str) -> (Member, Inbox) {
+        let (outbox, inbox) = outbox(2);
         (
             Member {
                 id: PeerId::new(id).unwrap(),
-                tx,
-                kick: Arc::new(Notify::new()),
+                outbox,
             },
-            rx,
+            inbox,
         )
     }
 
@@ -246,7 +307,7 @@ mod tests {
         assert!(hub.join(&room, a, 2, 1).unwrap().is_empty());
         assert_eq!(hub.join(&room, b, 2, 1).unwrap().len(), 1);
         assert!(
-            matches!(ra.try_recv(), Ok(Out::Text(t, None)) if t.as_str().contains("peer-joined"))
+            matches!(ra.try_recv(), Some(Out::Text(t, None)) if t.as_str().contains("peer-joined"))
         );
         let (c, _rc) = member("c");
         assert_eq!(hub.join(&room, c.clone(), 2, 1), Err(ErrorCode::RoomFull));
@@ -254,7 +315,7 @@ mod tests {
         assert_eq!(hub.join(&other, c, 2, 1), Err(ErrorCode::TooManyRooms));
         hub.leave(&room, &PeerId::new("b").unwrap());
         assert!(
-            matches!(ra.try_recv(), Ok(Out::Text(t, None)) if t.as_str().contains("peer-left"))
+            matches!(ra.try_recv(), Some(Out::Text(t, None)) if t.as_str().contains("peer-left"))
         );
         hub.leave(&room, &PeerId::new("a").unwrap());
         assert_eq!(hub.rooms(), 0);
@@ -265,7 +326,7 @@ mod tests {
         let hub = Hub::new();
         let room = RoomName::new("r").unwrap();
         let (a, _ra) = member("a");
-        let kick = Arc::clone(&a.kick);
+        let kick = Arc::clone(&a.outbox.kick);
         hub.join(&room, a, 10, 10).unwrap();
         let to = PeerId::new("a").unwrap();
         for _ in 0..3 {
