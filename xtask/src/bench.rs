@@ -64,6 +64,9 @@ pub fn run(args: &[String]) -> Result<(), String> {
         }
     }
     print!("{md}");
+    for (name, _) in &tables {
+        println!("bench ok: {name}");
+    }
     if !quick {
         let dir = root().join("bench");
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
@@ -293,7 +296,7 @@ fn signal(quick: bool) -> Result<Vec<Row>, String> {
             goal: "< 10 KB".into(),
         },
         Row {
-            figure: "relayed msgs/s (50 pairs, 16 in flight each)".into(),
+            figure: format!("relayed msgs/s ({} pairs, 16 in flight each)", a["pairs"]),
             ours: f(&a, "msgs_per_sec") / 1000.0,
             baseline: base("msgs_per_sec", 350_000.0) / 1000.0,
             unit: "k/s",

@@ -17,8 +17,8 @@ usage: cargo xtask <command>
 commands:
   serve [--host H] [--port P]   build the wasm package (release) and run the server (default 127.0.0.1:8080)
   test [--only SUITE]           every check and test suite, both browsers; SUITE is one of
-                                fmt, clippy, native, chrome, firefox, e2e
-  bench [NAME] [--quick]        benchmarks; NAME is one of: size
+                                fmt, clippy, native, chrome, firefox, e2e, bench
+  bench [NAME] [--quick]        benchmarks; NAME is one of: size, signal
   install                       only install the tools the other commands need
 ";
 
@@ -160,6 +160,11 @@ struct Tally {
 }
 
 fn parse_result_line(line: &str, t: &mut Tally) {
+    // A benchmark that ran to the end (`cargo xtask bench --quick` inside the tests).
+    if line.starts_with("bench ok: ") {
+        t.passed += 1;
+        return;
+    }
     // "test result: ok. 7 passed; 0 failed; 0 ignored; ..."
     let Some(rest) = line.trim().strip_prefix("test result: ") else {
         return;
@@ -295,12 +300,26 @@ fn suites() -> Vec<Suite> {
                 ],
             ),
         },
+        Suite {
+            name: "bench",
+            what: "cargo xtask bench --quick (they run; figures not judged)",
+            command: {
+                let exe = std::env::current_exe().unwrap_or_else(|_| "xtask".into());
+                let mut c = std::process::Command::new(exe);
+                c.args(["bench", "--quick"])
+                    .current_dir(root())
+                    .env("PATH", tools::path());
+                c
+            },
+        },
     ]
 }
 
 fn test(args: &[String]) -> Result<(), String> {
     let only = flag_value(args, "--only")?;
-    let names = ["fmt", "clippy", "native", "chrome", "firefox", "e2e"];
+    let names = [
+        "fmt", "clippy", "native", "chrome", "firefox", "e2e", "bench",
+    ];
     if let Some(o) = &only {
         if !names.contains(&o.as_str()) {
             return Err(format!("--only {o}: one of {}", names.join(", ")));
@@ -309,6 +328,8 @@ fn test(args: &[String]) -> Result<(), String> {
     let wanted = |n: &str| only.as_deref().is_none_or(|o| o == n);
     let need = if wanted("chrome") || wanted("firefox") || wanted("e2e") {
         tools::Need::All
+    } else if wanted("bench") {
+        tools::Need::Build
     } else {
         tools::Need::Rust
     };
