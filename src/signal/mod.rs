@@ -272,6 +272,13 @@ fn need_peer(
     PeerId::new(need(v, ty, field)?.into_owned())
 }
 
+/// Equal when their JSON is (raw `data` has no structural equality).
+impl PartialEq for ClientMessage {
+    fn eq(&self, other: &Self) -> bool {
+        self.to_json() == other.to_json()
+    }
+}
+
 impl ClientMessage {
     /// Parses one text frame from a client.
     pub fn parse(text: &str) -> Result<Self, ProtocolError> {

@@ -31,6 +31,14 @@ pub enum PeerSignal {
         )]
         sdp_m_line_index: Option<u16>,
     },
+    /// The sender would like a connection and asks the receiver, who offers by the glare rule,
+    /// to offer (used when the sender is below its connection budget).
+    Invite,
+    /// The sender will not connect (at its connection budget, or already connected to us).
+    Bye {
+        /// Why, for people.
+        reason: String,
+    },
 }
 
 impl PeerSignal {

@@ -132,6 +132,8 @@ fn peer_signal_fixtures() {
         r#"{"kind":"answer","sdp":"v=0\r\n"}"#,
         r#"{"kind":"candidate","candidate":"candidate:1 1 udp 1 127.0.0.1 5000 typ host","sdpMid":"0","sdpMLineIndex":0}"#,
         r#"{"kind":"candidate","candidate":""}"#,
+        r#"{"kind":"bye","reason":"busy"}"#,
+        r#"{"kind":"invite"}"#,
     ];
     for f in fixtures {
         assert_eq!(PeerSignal::parse(f).unwrap().to_json(), f);

@@ -1,14 +1,33 @@
 //! The sans-IO swarm core: membership, who offers, timeouts and budgets.
 //!
-//! Nothing here does I/O or reads a clock: the browser layer feeds inputs with `now` and
-//! drains outputs, so every rule is tested natively and deterministically.
+//! Nothing here does I/O or reads a clock. The browser layer feeds [`Input`]s with `now` (a
+//! [`Time`] since the swarm started) to [`Swarm::handle`], calls [`Swarm::handle_timeout`] at
+//! [`Swarm::poll_timeout`], and drains [`Output`]s with [`Swarm::poll_output`]. So every rule —
+//! who offers, the connection budget, deadlines, ICE restarts, signaling backoff — is tested
+//! natively and deterministically with a fake clock.
 
-use crate::signal::PeerId;
+mod core;
+mod rng;
+#[cfg(test)]
+mod tests;
+
+pub use self::core::Swarm;
+pub use rng::Rng;
+
+use crate::signal::{ClientMessage, PeerId, PeerSignal, ServerMessage};
+use std::time::Duration;
+
+/// Time since the swarm started, supplied by the driver.
+pub type Time = Duration;
+
+/// A peer's long-lived identity, random per swarm instance, exchanged in the data channel's
+/// hello. It recognises a peer whose signaling id changed (after a signaling reconnect).
+pub type PeerKey = u64;
 
 /// Which side of a pair of peers sends the WebRTC offer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
-    /// This peer creates the offer.
+    /// This peer creates the offer (and any ICE-restart offer).
     Offerer,
     /// This peer waits for the remote's offer and answers it.
     Answerer,
@@ -26,15 +45,190 @@ impl Role {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// The settings of a swarm.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The room to join.
+    pub room: crate::signal::RoomName,
+    /// Most peer connections at once; in a larger room each peer picks which to connect.
+    pub max_peers: usize,
+    /// A connection that is not open this long after it started fails ("never answered").
+    pub connect_timeout: Duration,
+    /// ICE `disconnected` this long before we try one ICE restart.
+    pub disconnect_grace: Duration,
+    /// An ICE restart that does not reconnect within this fails the peer.
+    pub restart_timeout: Duration,
+    /// First signaling reconnect delay; doubles per attempt, with jitter.
+    pub backoff_base: Duration,
+    /// Longest signaling reconnect delay.
+    pub backoff_max: Duration,
+    /// Remote candidates held while the remote description is being applied.
+    pub max_pending_candidates: usize,
+    /// Seeds the jitter and this peer's [`PeerKey`].
+    pub seed: u64,
+}
 
-    #[test]
-    fn exactly_one_side_offers() {
-        let a = PeerId::new("AAAA").unwrap();
-        let b = PeerId::new("bbbb").unwrap();
-        assert_eq!(Role::between(&a, &b), Role::Offerer);
-        assert_eq!(Role::between(&b, &a), Role::Answerer);
+impl Config {
+    /// Defaults for `room`, seeded with `seed`.
+    pub fn new(room: crate::signal::RoomName, seed: u64) -> Self {
+        Config {
+            room,
+            max_peers: 20,
+            connect_timeout: Duration::from_secs(15),
+            disconnect_grace: Duration::from_secs(4),
+            restart_timeout: Duration::from_secs(10),
+            backoff_base: Duration::from_millis(250),
+            backoff_max: Duration::from_secs(30),
+            max_pending_candidates: 100,
+            seed,
+        }
     }
+}
+
+/// Where a peer stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerState {
+    /// In the room, not (yet) connected.
+    New,
+    /// Handshake or ICE under way.
+    Connecting,
+    /// The data channel is open and the peer said hello.
+    Connected,
+    /// ICE dropped; waiting out the grace period or an ICE restart.
+    Reconnecting,
+    /// Gone: left, or its connection closed.
+    Closed,
+    /// Gone with an error (see the reason).
+    Failed,
+}
+
+impl PeerState {
+    /// The state in the JavaScript API's words.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PeerState::New => "new",
+            PeerState::Connecting => "connecting",
+            PeerState::Connected => "connected",
+            PeerState::Reconnecting => "reconnecting",
+            PeerState::Closed => "closed",
+            PeerState::Failed => "failed",
+        }
+    }
+}
+
+/// The signaling connection's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignalState {
+    /// Opening the WebSocket or waiting for `welcome`.
+    Connecting,
+    /// Joined.
+    Open,
+    /// Dropped; a reconnect is scheduled.
+    Reconnecting,
+    /// Left for good.
+    Closed,
+}
+
+impl SignalState {
+    /// The state in the JavaScript API's words.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignalState::Connecting => "connecting",
+            SignalState::Open => "open",
+            SignalState::Reconnecting => "reconnecting",
+            SignalState::Closed => "closed",
+        }
+    }
+}
+
+/// `RTCPeerConnection.iceConnectionState`, as far as the swarm cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IceState {
+    /// Checking or new.
+    Checking,
+    /// Connected or completed.
+    Connected,
+    /// Lost connectivity, may come back.
+    Disconnected,
+    /// Gave up.
+    Failed,
+    /// Closed.
+    Closed,
+}
+
+/// Something the driver tells the swarm.
+#[derive(Debug)]
+pub enum Input {
+    /// The WebSocket to the signaling server opened.
+    SignalOpened,
+    /// The WebSocket closed or failed to open.
+    SignalClosed,
+    /// A frame from the signaling server.
+    Server(ServerMessage),
+    /// The browser produced a handshake step for `peer` (offer, answer, candidate).
+    LocalSignal(PeerId, PeerSignal),
+    /// The remote description of `peer` is set; held candidates may be added.
+    RemoteApplied(PeerId),
+    /// `peer`'s ICE state changed.
+    Ice(PeerId, IceState),
+    /// `peer`'s data channel opened (the driver then sends our hello on it).
+    ChannelOpen(PeerId),
+    /// `peer` said hello on the data channel with its key.
+    Hello(PeerId, PeerKey),
+    /// `peer`'s data channel closed.
+    ChannelClosed(PeerId),
+    /// The browser rejected something of `peer`'s (bad SDP, a candidate it cannot add).
+    PeerError(PeerId, String),
+    /// The user leaves the swarm.
+    Leave,
+}
+
+/// What the driver must do to a peer's connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerCommand {
+    /// Create the RTCPeerConnection; as offerer, open the data channel and send an offer.
+    Create {
+        /// Whether we offer.
+        offerer: bool,
+    },
+    /// Set the remote offer (then answer it) or answer.
+    ApplyRemote(PeerSignal),
+    /// Add a remote ICE candidate.
+    AddCandidate(PeerSignal),
+    /// Create an ICE-restart offer.
+    RestartIce,
+    /// Close and forget the connection.
+    Close,
+}
+
+/// Something that happened, for the application.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SwarmEvent {
+    /// The server gave us this id (again, after a reconnect).
+    Welcome(PeerId),
+    /// A peer entered the room.
+    PeerJoined(PeerId),
+    /// A peer is gone, with the reason.
+    PeerLeft(PeerId, String),
+    /// A peer's state changed; the reason for closed/failed.
+    PeerState(PeerId, PeerState, Option<String>),
+    /// The signaling connection's state changed.
+    SignalState(SignalState),
+    /// Something went wrong that the application may show.
+    Error(String),
+}
+
+/// Something the swarm asks of the driver.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Open the WebSocket to the signaling server (first time or reconnect).
+    OpenSignal,
+    /// Close the WebSocket.
+    CloseSignal,
+    /// Send a frame to the signaling server.
+    SendSignal(ClientMessage),
+    /// Act on a peer's connection.
+    Peer(PeerId, PeerCommand),
+    /// Tell the application.
+    Event(SwarmEvent),
 }

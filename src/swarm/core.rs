@@ -1,0 +1,715 @@
+//! The swarm state machine.
+
+use super::rng::{fnv1a, Rng};
+use super::{
+    Config, IceState, Input, Output, PeerCommand, PeerKey, PeerState, Role, SignalState,
+    SwarmEvent, Time,
+};
+use crate::signal::{ClientMessage, PeerId, PeerSignal, ServerMessage, PROTOCOL_VERSION};
+use serde_json::value::RawValue;
+use std::collections::{BTreeMap, VecDeque};
+
+/// One peer as the swarm knows it.
+#[derive(Debug)]
+struct Peer {
+    /// Where signaling reaches it now; `None` once the server says it left (its data channel
+    /// may still be open).
+    signal_id: Option<PeerId>,
+    state: PeerState,
+    /// Who offers on this connection, fixed when it is created.
+    role: Option<Role>,
+    /// Whether the driver created an RTCPeerConnection.
+    created: bool,
+    /// Whether the remote description is set; candidates wait until it is.
+    remote_set: bool,
+    /// Whether we wait for the answer to our offer.
+    awaiting_answer: bool,
+    pending: Vec<PeerSignal>,
+    /// Fail (or act) at this time.
+    deadline: Option<Time>,
+    /// ICE restarts tried since the last time it was connected.
+    restarts: u8,
+    key: Option<PeerKey>,
+    connected_at: Option<Time>,
+    /// It declined a connection (at its budget): not asked again while it is in the room.
+    declined: bool,
+    /// We invited it to offer.
+    invited: bool,
+    /// We declined its offer: the candidates that trail it are expected, and dropped.
+    refused: bool,
+}
+
+impl Peer {
+    fn new(signal_id: PeerId) -> Self {
+        Peer {
+            signal_id: Some(signal_id),
+            state: PeerState::New,
+            role: None,
+            created: false,
+            remote_set: false,
+            awaiting_answer: false,
+            pending: Vec::new(),
+            deadline: None,
+            restarts: 0,
+            key: None,
+            connected_at: None,
+            declined: false,
+            invited: false,
+            refused: false,
+        }
+    }
+
+    /// Counts against the connection budget.
+    fn active(&self) -> bool {
+        matches!(
+            self.state,
+            PeerState::Connecting | PeerState::Connected | PeerState::Reconnecting
+        )
+    }
+}
+
+/// The swarm: membership, connection decisions and deadlines. See the module docs.
+#[derive(Debug)]
+pub struct Swarm {
+    config: Config,
+    rng: Rng,
+    key: PeerKey,
+    /// Our id on the signaling server, while joined.
+    my_id: Option<PeerId>,
+    signal: SignalState,
+    /// Reconnect attempts since the last `welcome`.
+    attempt: u32,
+    reconnect_at: Option<Time>,
+    /// Peers by their public id: the signaling id they were first seen with (stable for the
+    /// application even when their signaling id changes).
+    peers: BTreeMap<PeerId, Peer>,
+    out: VecDeque<Output>,
+    left: bool,
+}
+
+/// Signaling data is always our own JSON; serialization cannot fail.
+fn raw(signal: &PeerSignal) -> Box<RawValue> {
+    RawValue::from_string(signal.to_json()).expect("a peer signal is valid JSON")
+}
+
+impl Swarm {
+    /// A swarm that will join `config.room`; its first output asks to open signaling.
+    pub fn new(config: Config) -> Self {
+        let mut rng = Rng::new(config.seed);
+        let key = rng.next_u64();
+        let mut s = Swarm {
+            config,
+            rng,
+            key,
+            my_id: None,
+            signal: SignalState::Connecting,
+            attempt: 0,
+            reconnect_at: None,
+            peers: BTreeMap::new(),
+            out: VecDeque::new(),
+            left: false,
+        };
+        s.out.push_back(Output::OpenSignal);
+        s
+    }
+
+    /// This peer's key, sent in the data channel's hello.
+    pub fn key(&self) -> PeerKey {
+        self.key
+    }
+
+    /// Our signaling id, once joined.
+    pub fn id(&self) -> Option<&PeerId> {
+        self.my_id.as_ref()
+    }
+
+    /// The signaling connection's state.
+    pub fn signal_state(&self) -> SignalState {
+        self.signal
+    }
+
+    /// Every known peer and its state, by public id.
+    pub fn peers(&self) -> impl Iterator<Item = (&PeerId, PeerState)> {
+        self.peers.iter().map(|(id, p)| (id, p.state))
+    }
+
+    /// The state of one peer.
+    pub fn peer_state(&self, id: &PeerId) -> Option<PeerState> {
+        self.peers.get(id).map(|p| p.state)
+    }
+
+    /// The next thing for the driver to do.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// When [`Swarm::handle_timeout`] must be called next.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        self.peers
+            .values()
+            .filter_map(|p| p.deadline)
+            .chain(self.reconnect_at)
+            .min()
+    }
+
+    fn event(&mut self, e: SwarmEvent) {
+        self.out.push_back(Output::Event(e));
+    }
+
+    fn send(&mut self, msg: ClientMessage) {
+        if self.signal == SignalState::Open {
+            self.out.push_back(Output::SendSignal(msg));
+        }
+    }
+
+    fn signal_to(&mut self, id: &PeerId, signal: &PeerSignal) {
+        let Some(to) = self.peers.get(id).and_then(|p| p.signal_id.clone()) else {
+            return;
+        };
+        self.send(ClientMessage::Signal {
+            to,
+            data: raw(signal),
+        });
+    }
+
+    /// The public id of the peer signaling as `signal_id`.
+    fn by_signal_id(&self, signal_id: &PeerId) -> Option<PeerId> {
+        if self.peers.contains_key(signal_id) {
+            if self.peers[signal_id].signal_id.as_ref() == Some(signal_id) {
+                return Some(signal_id.clone());
+            }
+        }
+        self.peers
+            .iter()
+            .find(|(_, p)| p.signal_id.as_ref() == Some(signal_id))
+            .map(|(id, _)| id.clone())
+    }
+
+    fn set_state(&mut self, id: &PeerId, state: PeerState, reason: Option<String>) {
+        let Some(p) = self.peers.get_mut(id) else {
+            return;
+        };
+        if p.state != state {
+            p.state = state;
+            self.event(SwarmEvent::PeerState(id.clone(), state, reason));
+        }
+    }
+
+    /// Removes a peer for good: closes its connection and tells the application.
+    fn drop_peer(&mut self, id: &PeerId, state: PeerState, reason: &str) {
+        let Some(p) = self.peers.get(id) else {
+            return;
+        };
+        let created = p.created;
+        self.set_state(id, state, Some(reason.to_string()));
+        if created {
+            self.out
+                .push_back(Output::Peer(id.clone(), PeerCommand::Close));
+        }
+        self.peers.remove(id);
+        self.event(SwarmEvent::PeerLeft(id.clone(), reason.to_string()));
+    }
+
+    /// Marks a peer failed (bad input, timeout): its connection is closed, it stays listed as
+    /// failed while it is in the room, and the rest of the swarm carries on.
+    fn fail(&mut self, id: &PeerId, reason: String, now: Time) {
+        let Some(p) = self.peers.get_mut(id) else {
+            return;
+        };
+        let created = p.created;
+        p.created = false;
+        p.deadline = None;
+        p.pending.clear();
+        p.awaiting_answer = false;
+        p.remote_set = false;
+        if created {
+            self.out
+                .push_back(Output::Peer(id.clone(), PeerCommand::Close));
+        }
+        self.set_state(id, PeerState::Failed, Some(reason));
+        self.rebalance_at(now);
+    }
+
+    /// Handles one input at `now`.
+    pub fn handle(&mut self, input: Input, now: Time) {
+        if self.left {
+            return;
+        }
+        match input {
+            Input::SignalOpened => {
+                self.reconnect_at = None;
+                // `send` waits for Open; the join is the one frame sent before it.
+                self.out.push_back(Output::SendSignal(ClientMessage::Join {
+                    room: self.config.room.clone(),
+                    v: PROTOCOL_VERSION,
+                }));
+            }
+            Input::SignalClosed => self.on_signal_closed(now),
+            Input::Server(msg) => self.on_server(msg, now),
+            Input::LocalSignal(id, signal) => {
+                if let Some(p) = self.peers.get_mut(&id) {
+                    if matches!(signal, PeerSignal::Offer { .. }) {
+                        p.awaiting_answer = true;
+                    }
+                    self.signal_to(&id, &signal);
+                }
+            }
+            Input::RemoteApplied(id) => {
+                let Some(p) = self.peers.get_mut(&id) else {
+                    return;
+                };
+                p.remote_set = true;
+                for c in std::mem::take(&mut p.pending) {
+                    self.out
+                        .push_back(Output::Peer(id.clone(), PeerCommand::AddCandidate(c)));
+                }
+            }
+            Input::Ice(id, ice) => self.on_ice(&id, ice, now),
+            Input::ChannelOpen(id) => {
+                // Connected once the peer says hello (so a duplicate is caught first).
+                if let Some(p) = self.peers.get_mut(&id) {
+                    p.deadline = Some(now + self.config.connect_timeout);
+                }
+            }
+            Input::Hello(id, key) => self.on_hello(&id, key, now),
+            Input::ChannelClosed(id) => {
+                if self.peers.contains_key(&id) {
+                    self.drop_peer(&id, PeerState::Closed, "connection closed");
+                    self.rebalance_at(now);
+                }
+            }
+            Input::PeerError(id, reason) => self.fail(&id, reason, now),
+            Input::Leave => {
+                self.send(ClientMessage::Leave);
+                self.out.push_back(Output::CloseSignal);
+                let ids: Vec<PeerId> = self.peers.keys().cloned().collect();
+                for id in ids {
+                    self.drop_peer(&id, PeerState::Closed, "we left");
+                }
+                self.signal = SignalState::Closed;
+                self.event(SwarmEvent::SignalState(SignalState::Closed));
+                self.reconnect_at = None;
+                self.left = true;
+            }
+        }
+    }
+
+    fn on_signal_closed(&mut self, now: Time) {
+        if self.signal == SignalState::Closed {
+            return;
+        }
+        self.my_id = None;
+        self.attempt = self.attempt.saturating_add(1);
+        // Full jitter over an exponentially growing window.
+        let window = self
+            .config
+            .backoff_base
+            .saturating_mul(1u32 << self.attempt.min(16).saturating_sub(1))
+            .min(self.config.backoff_max);
+        let delay = window.mul_f64(0.5 + 0.5 * self.rng.unit());
+        self.reconnect_at = Some(now + delay);
+        if self.signal != SignalState::Reconnecting {
+            self.signal = SignalState::Reconnecting;
+            self.event(SwarmEvent::SignalState(SignalState::Reconnecting));
+        }
+        // Peers we never connected to are only reachable through signaling: forget them; the
+        // next welcome lists whoever is still there. Open connections carry on.
+        let unconnected: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.state == PeerState::New || p.state == PeerState::Failed)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in unconnected {
+            self.drop_peer(&id, PeerState::Closed, "signaling lost");
+        }
+        for p in self.peers.values_mut() {
+            p.signal_id = None;
+        }
+    }
+
+    fn on_server(&mut self, msg: ServerMessage, now: Time) {
+        match msg {
+            ServerMessage::Welcome { id, peers, .. } => {
+                self.my_id = Some(id.clone());
+                self.attempt = 0;
+                self.signal = SignalState::Open;
+                self.event(SwarmEvent::SignalState(SignalState::Open));
+                self.event(SwarmEvent::Welcome(id));
+                for p in peers {
+                    self.on_member(p);
+                }
+                self.rebalance_at(now);
+            }
+            ServerMessage::PeerJoined { id } => {
+                self.on_member(id);
+                self.rebalance_at(now);
+            }
+            ServerMessage::PeerLeft { id: signal_id } => {
+                let Some(id) = self.by_signal_id(&signal_id) else {
+                    return;
+                };
+                let p = &self.peers[&id];
+                if matches!(p.state, PeerState::Connected | PeerState::Reconnecting) {
+                    // Its data channel may outlive its signaling connection.
+                    if let Some(p) = self.peers.get_mut(&id) {
+                        p.signal_id = None;
+                    }
+                } else {
+                    self.drop_peer(&id, PeerState::Closed, "left the room");
+                    self.rebalance_at(now);
+                }
+            }
+            ServerMessage::Signal { from, data } => self.on_remote_signal(from, data.get(), now),
+            ServerMessage::Error { code, message } => {
+                self.event(SwarmEvent::Error(format!(
+                    "signaling server: {message} ({code:?})"
+                )));
+            }
+        }
+    }
+
+    /// A peer is in the room under `signal_id`.
+    fn on_member(&mut self, signal_id: PeerId) {
+        if Some(&signal_id) == self.my_id.as_ref() || self.by_signal_id(&signal_id).is_some() {
+            return;
+        }
+        self.peers
+            .insert(signal_id.clone(), Peer::new(signal_id.clone()));
+        self.event(SwarmEvent::PeerJoined(signal_id));
+    }
+
+    /// The symmetric pair score: both peers of a pair compute the same number.
+    fn pair_score(a: &PeerId, b: &PeerId) -> u64 {
+        let (lo, hi) = if a < b { (a, b) } else { (b, a) };
+        fnv1a(&[lo.as_str().as_bytes(), hi.as_str().as_bytes()])
+    }
+
+    /// The peers this one wants connections with: the best `max_peers` by pair score among
+    /// those reachable now.
+    fn wanted(&self) -> Vec<PeerId> {
+        let Some(me) = &self.my_id else {
+            return Vec::new();
+        };
+        let mut live: Vec<(u64, &PeerId)> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.state != PeerState::Failed && !p.declined)
+            .filter_map(|(id, p)| {
+                // Connected peers keep their place whatever their score.
+                let score = if p.active() {
+                    0
+                } else {
+                    Self::pair_score(me, p.signal_id.as_ref()?)
+                };
+                Some((score, id))
+            })
+            .collect();
+        live.sort();
+        live.into_iter()
+            .take(self.config.max_peers)
+            .map(|(_, id)| id.clone())
+            .collect()
+    }
+
+    /// Starts connections to wanted peers within the budget: offers where we offer, invitations
+    /// where the other side offers.
+    fn rebalance_at(&mut self, now: Time) {
+        let Some(me) = self.my_id.clone() else {
+            return;
+        };
+        let mut active = self.peers.values().filter(|p| p.active()).count();
+        let mut invite = Vec::new();
+        for id in self.wanted() {
+            if active >= self.config.max_peers {
+                break;
+            }
+            let Some(p) = self.peers.get_mut(&id) else {
+                continue;
+            };
+            let Some(sid) = p.signal_id.clone() else {
+                continue;
+            };
+            if p.state != PeerState::New {
+                continue;
+            }
+            if Role::between(&me, &sid) == Role::Answerer {
+                if !p.invited {
+                    p.invited = true;
+                    invite.push(id);
+                }
+                continue;
+            }
+            active += 1;
+            self.start_offer(&id, now);
+        }
+        for id in invite {
+            self.signal_to(&id, &PeerSignal::Invite);
+        }
+    }
+
+    fn start_offer(&mut self, id: &PeerId, now: Time) {
+        let Some(p) = self.peers.get_mut(id) else {
+            return;
+        };
+        p.role = Some(Role::Offerer);
+        p.created = true;
+        p.deadline = Some(now + self.config.connect_timeout);
+        self.out.push_back(Output::Peer(
+            id.clone(),
+            PeerCommand::Create { offerer: true },
+        ));
+        self.set_state(id, PeerState::Connecting, None);
+    }
+
+    fn decline(&mut self, id: &PeerId) {
+        if let Some(p) = self.peers.get_mut(id) {
+            p.refused = true;
+        }
+        self.signal_to(
+            id,
+            &PeerSignal::Bye {
+                reason: "at its connection limit".into(),
+            },
+        );
+    }
+
+    fn on_remote_signal(&mut self, from: PeerId, data: &str, now: Time) {
+        let id = match self.by_signal_id(&from) {
+            Some(id) => id,
+            None => {
+                // The server only relays within the room; a peer we have not heard join is new.
+                self.on_member(from.clone());
+                from.clone()
+            }
+        };
+        let signal = match PeerSignal::parse(data) {
+            Ok(s) => s,
+            Err(e) => return self.fail(&id, format!("bad signal: {e}"), now),
+        };
+        let me = match &self.my_id {
+            Some(me) => me.clone(),
+            None => return,
+        };
+        let Some(p) = self.peers.get_mut(&id) else {
+            return;
+        };
+        match signal {
+            PeerSignal::Offer { .. } => {
+                let role = p
+                    .role
+                    .unwrap_or_else(|| Role::between(&me, p.signal_id.as_ref().unwrap_or(&from)));
+                if role == Role::Offerer {
+                    return self.fail(&id, "sent an offer, but we offer to it".into(), now);
+                }
+                if !p.created {
+                    let active = self.peers.values().filter(|p| p.active()).count();
+                    if active >= self.config.max_peers {
+                        return self.decline(&id);
+                    }
+                    let p = self.peers.get_mut(&id).expect("present");
+                    p.refused = false;
+                    p.role = Some(Role::Answerer);
+                    p.created = true;
+                    p.deadline = Some(now + self.config.connect_timeout);
+                    self.out.push_back(Output::Peer(
+                        id.clone(),
+                        PeerCommand::Create { offerer: false },
+                    ));
+                    self.set_state(&id, PeerState::Connecting, None);
+                }
+                let p = self.peers.get_mut(&id).expect("present");
+                p.remote_set = false;
+                self.out
+                    .push_back(Output::Peer(id, PeerCommand::ApplyRemote(signal)));
+            }
+            PeerSignal::Answer { .. } => {
+                if !p.awaiting_answer || p.role != Some(Role::Offerer) {
+                    return self.fail(&id, "sent an answer to no offer".into(), now);
+                }
+                p.awaiting_answer = false;
+                p.remote_set = false;
+                self.out
+                    .push_back(Output::Peer(id, PeerCommand::ApplyRemote(signal)));
+            }
+            PeerSignal::Candidate { .. } => {
+                if !p.created && p.refused {
+                    return;
+                }
+                if !p.created {
+                    return self.fail(&id, "sent a candidate before any offer".into(), now);
+                }
+                if p.remote_set {
+                    self.out
+                        .push_back(Output::Peer(id, PeerCommand::AddCandidate(signal)));
+                } else if p.pending.len() >= self.config.max_pending_candidates {
+                    self.fail(&id, "sent too many candidates".into(), now);
+                } else {
+                    p.pending.push(signal);
+                }
+            }
+            PeerSignal::Invite => {
+                if p.state != PeerState::New {
+                    return;
+                }
+                let offerer = Role::between(&me, p.signal_id.as_ref().unwrap_or(&from));
+                let active = self.peers.values().filter(|p| p.active()).count();
+                if offerer == Role::Offerer && active < self.config.max_peers {
+                    self.start_offer(&id, now);
+                } else {
+                    self.decline(&id);
+                }
+            }
+            PeerSignal::Bye { reason } => {
+                if !matches!(p.state, PeerState::Connected | PeerState::Reconnecting) {
+                    let reason: String = reason.chars().take(100).collect();
+                    let created = p.created;
+                    p.created = false;
+                    p.deadline = None;
+                    if created {
+                        self.out
+                            .push_back(Output::Peer(id.clone(), PeerCommand::Close));
+                    }
+                    self.set_state(&id, PeerState::New, Some(format!("declined: {reason}")));
+                    if let Some(p) = self.peers.get_mut(&id) {
+                        p.declined = true;
+                    }
+                    self.rebalance_at(now);
+                }
+            }
+        }
+    }
+
+    fn on_ice(&mut self, id: &PeerId, ice: IceState, now: Time) {
+        let grace = self.config.disconnect_grace;
+        let Some(p) = self.peers.get_mut(id) else {
+            return;
+        };
+        match ice {
+            IceState::Connected => {
+                if p.state == PeerState::Reconnecting {
+                    p.restarts = 0;
+                    p.deadline = None;
+                    self.set_state(id, PeerState::Connected, None);
+                }
+            }
+            IceState::Disconnected => {
+                if p.state == PeerState::Connected {
+                    p.deadline = Some(now + grace);
+                    self.set_state(id, PeerState::Reconnecting, Some("ICE disconnected".into()));
+                }
+            }
+            IceState::Failed => {
+                if matches!(p.state, PeerState::Connected | PeerState::Reconnecting) {
+                    p.deadline = Some(now);
+                    if p.state == PeerState::Connected {
+                        self.set_state(id, PeerState::Reconnecting, Some("ICE failed".into()));
+                    }
+                    self.handle_timeout(now);
+                } else if p.state == PeerState::Connecting {
+                    self.fail(id, "ICE failed: no route to the peer".into(), now);
+                }
+            }
+            IceState::Closed => {
+                if p.state != PeerState::Failed {
+                    self.drop_peer(id, PeerState::Closed, "connection closed");
+                    self.rebalance_at(now);
+                }
+            }
+            IceState::Checking => {}
+        }
+    }
+
+    fn on_hello(&mut self, id: &PeerId, key: PeerKey, now: Time) {
+        let Some(p) = self.peers.get_mut(id) else {
+            return;
+        };
+        p.key = Some(key);
+        // The same peer under an older id, still connected: it reconnected to signaling and we
+        // met it again. Keep the older connection (both sides agree on which is older), move the
+        // new signaling id onto it, and close this one quietly.
+        let signal_id = p.signal_id.clone();
+        let twin = self
+            .peers
+            .iter()
+            .find(|(other, q)| {
+                *other != id
+                    && q.key == Some(key)
+                    && q.state != PeerState::Failed
+                    && q.connected_at.is_some()
+            })
+            .map(|(other, _)| other.clone());
+        if let Some(twin) = twin {
+            if let Some(t) = self.peers.get_mut(&twin) {
+                if signal_id.is_some() {
+                    t.signal_id = signal_id;
+                }
+            }
+            let created = self.peers[id].created;
+            self.peers.remove(id);
+            if created {
+                self.out
+                    .push_back(Output::Peer(id.clone(), PeerCommand::Close));
+            }
+            self.event(SwarmEvent::PeerLeft(
+                id.clone(),
+                "duplicate of a live connection".into(),
+            ));
+            return;
+        }
+        let p = self.peers.get_mut(id).expect("present");
+        p.deadline = None;
+        p.restarts = 0;
+        p.connected_at.get_or_insert(now);
+        self.set_state(id, PeerState::Connected, None);
+    }
+
+    /// Acts on every deadline due at `now`.
+    pub fn handle_timeout(&mut self, now: Time) {
+        if self.left {
+            return;
+        }
+        if self.reconnect_at.is_some_and(|t| t <= now) {
+            self.reconnect_at = None;
+            self.signal = SignalState::Connecting;
+            self.event(SwarmEvent::SignalState(SignalState::Connecting));
+            self.out.push_back(Output::OpenSignal);
+        }
+        let due: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.deadline.is_some_and(|t| t <= now))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in due {
+            let Some(p) = self.peers.get_mut(&id) else {
+                continue;
+            };
+            p.deadline = None;
+            match p.state {
+                PeerState::Connecting => {
+                    let secs = self.config.connect_timeout.as_secs_f64();
+                    self.fail(&id, format!("no connection within {secs:.0} s"), now);
+                }
+                PeerState::Reconnecting if p.restarts == 0 => {
+                    p.restarts = 1;
+                    p.deadline = Some(now + self.config.restart_timeout);
+                    // The offerer restarts ICE; the answerer waits for its new offer.
+                    if p.role == Some(Role::Offerer) && p.signal_id.is_some() {
+                        self.out
+                            .push_back(Output::Peer(id.clone(), PeerCommand::RestartIce));
+                    }
+                }
+                PeerState::Reconnecting => {
+                    self.drop_peer(
+                        &id,
+                        PeerState::Failed,
+                        "connection lost (ICE restart failed)",
+                    );
+                    self.rebalance_at(now);
+                }
+                _ => {}
+            }
+        }
+    }
+}
