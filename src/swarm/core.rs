@@ -174,10 +174,12 @@ impl Swarm {
 
     /// The public id of the peer signaling as `signal_id`.
     fn by_signal_id(&self, signal_id: &PeerId) -> Option<PeerId> {
-        if self.peers.contains_key(signal_id) {
-            if self.peers[signal_id].signal_id.as_ref() == Some(signal_id) {
-                return Some(signal_id.clone());
-            }
+        if self
+            .peers
+            .get(signal_id)
+            .is_some_and(|p| p.signal_id.as_ref() == Some(signal_id))
+        {
+            return Some(signal_id.clone());
         }
         self.peers
             .iter()

@@ -8,11 +8,13 @@
 
 mod core;
 mod rng;
+mod safety;
 #[cfg(test)]
 mod tests;
 
 pub use self::core::Swarm;
 pub use rng::Rng;
+pub use safety::{fingerprints, route, safety_number, Route, StatsEntry};
 
 use crate::signal::{ClientMessage, PeerId, PeerSignal, ServerMessage};
 use std::time::Duration;

@@ -6,10 +6,12 @@ mod error;
 mod events;
 pub mod peer;
 pub mod signal;
+mod swarm;
 
 pub use error::WebError;
 pub use peer::{DataChannel, Message, PeerConnection, PeerEvent};
 pub use signal::{SignalClient, SignalEvent};
+pub use swarm::{live_objects, Swarm};
 
 use wasm_bindgen::prelude::*;
 

@@ -10,7 +10,8 @@ use wasm_bindgen_futures::JsFuture;
 use web_sys::{
     MessageEvent, RtcConfiguration, RtcDataChannel, RtcDataChannelEvent, RtcDataChannelInit,
     RtcDataChannelState, RtcDataChannelType, RtcIceCandidateInit, RtcIceServer, RtcPeerConnection,
-    RtcPeerConnectionIceEvent, RtcPeerConnectionState, RtcSdpType, RtcSessionDescriptionInit,
+    RtcOfferOptions, RtcPeerConnectionIceEvent, RtcPeerConnectionState, RtcSdpType,
+    RtcSessionDescriptionInit,
 };
 
 /// `send` waits while more than this many bytes are queued on a channel. Chromium throws once
@@ -95,6 +96,7 @@ impl PeerConnection {
         let on_state = EventListener::new(&pc, "connectionstatechange", move |_| {
             let _ = tx.unbounded_send(PeerEvent::State(state_pc.connection_state()));
         });
+        LIVE_PEERS.with(|n| n.set(n.get() + 1));
         Ok((
             PeerConnection {
                 pc,
@@ -116,7 +118,18 @@ impl PeerConnection {
 
     /// Creates an offer, sets it as the local description and returns its SDP.
     pub async fn create_offer(&self) -> Result<String, WebError> {
-        let offer = JsFuture::from(self.pc.create_offer())
+        self.offer(false).await
+    }
+
+    /// Creates an ICE-restart offer (new ICE credentials), sets it and returns its SDP.
+    pub async fn create_restart_offer(&self) -> Result<String, WebError> {
+        self.offer(true).await
+    }
+
+    async fn offer(&self, ice_restart: bool) -> Result<String, WebError> {
+        let options = RtcOfferOptions::new();
+        options.set_ice_restart(ice_restart);
+        let offer = JsFuture::from(self.pc.create_offer_with_rtc_offer_options(&options))
             .await
             .map_err(|e| WebError::browser("creating offer", e))?;
         let sdp = sdp_of(&offer)?;
@@ -183,6 +196,45 @@ impl PeerConnection {
         self.pc.connection_state()
     }
 
+    /// The SDP of the local and the remote description, once both are set.
+    pub fn descriptions(&self) -> Option<(String, String)> {
+        let local = self.pc.local_description()?.sdp();
+        let remote = self.pc.remote_description()?.sdp();
+        Some((local, remote))
+    }
+
+    /// The entries of `getStats()` that give the route and round-trip time.
+    pub async fn stats(&self) -> Result<Vec<crate::swarm::StatsEntry>, WebError> {
+        let report = JsFuture::from(self.pc.get_stats())
+            .await
+            .map_err(|e| WebError::browser("reading stats", e))?;
+        let get = |o: &JsValue, k: &str| js_sys::Reflect::get(o, &JsValue::from_str(k)).ok();
+        let text = |o: &JsValue, k: &str| get(o, k).and_then(|v| v.as_string());
+        let mut out = Vec::new();
+        let values = js_sys::Reflect::get(&report, &JsValue::from_str("values"))
+            .ok()
+            .and_then(|f| f.dyn_into::<js_sys::Function>().ok())
+            .and_then(|f| f.call0(&report).ok());
+        let Some(iter) = values.and_then(|v| js_sys::try_iter(&v).ok().flatten()) else {
+            return Ok(out);
+        };
+        for entry in iter.flatten() {
+            out.push(crate::swarm::StatsEntry {
+                id: text(&entry, "id").unwrap_or_default(),
+                kind: text(&entry, "type").unwrap_or_default(),
+                selected_pair: text(&entry, "selectedCandidatePairId"),
+                local_candidate: text(&entry, "localCandidateId"),
+                remote_candidate: text(&entry, "remoteCandidateId"),
+                nominated: get(&entry, "nominated").and_then(|v| v.as_bool()).unwrap_or(false),
+                selected: get(&entry, "selected").and_then(|v| v.as_bool()).unwrap_or(false),
+                state: text(&entry, "state"),
+                rtt: get(&entry, "currentRoundTripTime").and_then(|v| v.as_f64()),
+                candidate_type: text(&entry, "candidateType"),
+            });
+        }
+        Ok(out)
+    }
+
     async fn set_local(&self, ty: RtcSdpType, sdp: &str) -> Result<(), WebError> {
         let desc = RtcSessionDescriptionInit::new(ty);
         desc.set_sdp(sdp);
@@ -205,7 +257,18 @@ impl PeerConnection {
 impl Drop for PeerConnection {
     fn drop(&mut self) {
         self.pc.close();
+        LIVE_PEERS.with(|n| n.set(n.get() - 1));
     }
+}
+
+thread_local! {
+    static LIVE_PEERS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    static LIVE_CHANNELS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Live `PeerConnection`s and `DataChannel`s in this page (with their listeners), for leak tests.
+pub fn live_objects() -> (usize, usize) {
+    (LIVE_PEERS.with(|n| n.get()), LIVE_CHANNELS.with(|n| n.get()))
 }
 
 fn sdp_of(desc: &JsValue) -> Result<String, WebError> {
@@ -229,8 +292,8 @@ pub enum Message {
 #[derive(Debug)]
 pub struct DataChannel {
     ch: RtcDataChannel,
-    incoming: mpsc::UnboundedReceiver<Message>,
-    _listeners: [EventListener; 1],
+    incoming: Option<mpsc::UnboundedReceiver<Message>>,
+    _listeners: [EventListener; 2],
 }
 
 impl DataChannel {
@@ -240,6 +303,9 @@ impl DataChannel {
         // Unbounded: a data channel has no receive-side flow control in the browser API; the
         // consumer must keep up, and the remote's own backpressure bounds what is in flight.
         let (tx, incoming) = mpsc::unbounded();
+        let closer = tx.clone();
+        // Ends the incoming stream when the channel closes.
+        let on_close = EventListener::new(&ch, "close", move |_| closer.close_channel());
         let on_message = EventListener::new(&ch, "message", move |ev| {
             let Some(ev) = ev.dyn_ref::<MessageEvent>() else {
                 return;
@@ -254,10 +320,11 @@ impl DataChannel {
             };
             let _ = tx.unbounded_send(msg);
         });
+        LIVE_CHANNELS.with(|n| n.set(n.get() + 1));
         DataChannel {
             ch,
-            incoming,
-            _listeners: [on_message],
+            incoming: Some(incoming),
+            _listeners: [on_message, on_close],
         }
     }
 
@@ -312,33 +379,24 @@ impl DataChannel {
         }
     }
 
-    /// The next received message, or `None` once the channel is closed and drained.
+    /// Takes the stream of received messages, for a reader that shares the channel for sending;
+    /// it ends when the channel closes or is dropped. [`DataChannel::recv`] returns `None`
+    /// afterwards.
+    pub fn take_incoming(&mut self) -> Option<mpsc::UnboundedReceiver<Message>> {
+        self.incoming.take()
+    }
+
+    /// The next received message, or `None` once the channel is closed and drained (or the
+    /// stream was taken).
     pub async fn recv(&mut self) -> Option<Message> {
         use futures::StreamExt;
-        let ch = &self.ch;
-        let closed = async move {
-            loop {
-                if matches!(
-                    ch.ready_state(),
-                    RtcDataChannelState::Closing | RtcDataChannelState::Closed
-                ) {
-                    return;
-                }
-                first_of(ch, &["close"]).await;
-            }
-        };
-        let incoming = &mut self.incoming;
-        futures::pin_mut!(closed);
-        match futures::future::select(incoming.next(), closed).await {
-            futures::future::Either::Left((msg, _)) => msg,
-            // Closed: hand out whatever was already delivered.
-            futures::future::Either::Right(((), _)) => self.incoming.try_recv().ok(),
-        }
+        self.incoming.as_mut()?.next().await
     }
 }
 
 impl Drop for DataChannel {
     fn drop(&mut self) {
         self.ch.close();
+        LIVE_CHANNELS.with(|n| n.set(n.get() - 1));
     }
 }

@@ -121,9 +121,17 @@ impl SignalClient {
             .map_err(|e| WebError::browser("sending to signaling server", e))
     }
 
-    /// The next event, or `None` after the connection closed and its events were read.
+    /// The next event, or `None` after the connection closed and its events were read (or the
+    /// events were taken).
     pub async fn next(&mut self) -> Option<SignalEvent> {
         self.events.next().await
+    }
+
+    /// Takes the event stream, for a reader task while this client stays with its owner for
+    /// sending; it ends when the client is dropped.
+    pub fn take_events(&mut self) -> mpsc::UnboundedReceiver<SignalEvent> {
+        let (_, empty) = mpsc::unbounded();
+        std::mem::replace(&mut self.events, empty)
     }
 
     /// The WebSocket's state in words.

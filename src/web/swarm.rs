@@ -1,0 +1,819 @@
+//! The browser driver of the sans-IO [`crate::swarm::Swarm`], and the `Swarm` JavaScript API.
+//!
+//! It decides nothing: it turns the machine's outputs into WebSocket frames and
+//! RTCPeerConnection calls, and browser events back into inputs.
+
+use super::error::{describe, WebError};
+use super::peer::{DataChannel, Message, PeerConnection, PeerEvent};
+use super::signal::{SignalClient, SignalEvent};
+use crate::signal::{IceServer, PeerId, PeerSignal, RoomName};
+use crate::swarm::{
+    self as core, Config, IceState, Input, Output, PeerCommand, PeerKey, PeerState, Route,
+    SwarmEvent,
+};
+use futures::channel::{mpsc, oneshot};
+use futures::StreamExt;
+use gloo_timers::callback::{Interval, Timeout};
+use serde::Deserialize;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::{Rc, Weak};
+use std::time::Duration;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::spawn_local;
+use web_sys::RtcPeerConnectionState;
+
+/// The data channel every pair of peers opens.
+const CHANNEL: &str = "swarm";
+/// First byte of a data-channel message: our hello with the sender's key.
+const TAG_HELLO: u8 = 0;
+/// First byte of a data-channel message: application bytes.
+const TAG_BYTES: u8 = 1;
+/// How often route and round-trip time are read from `getStats`.
+const STATS_EVERY_MS: u32 = 2000;
+
+/// What `Swarm.join` takes (camelCase from JavaScript).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct JoinOptions {
+    /// The signaling server's WebSocket URL (`ws://host/ws`).
+    signal: String,
+    room: String,
+    #[serde(default)]
+    ice_servers: Vec<JsIceServer>,
+    max_peers: Option<usize>,
+}
+
+/// `RTCIceServer` as JavaScript writes it: `urls` a string or a list.
+#[derive(Debug, Deserialize)]
+struct JsIceServer {
+    urls: Urls,
+    username: Option<String>,
+    credential: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Urls {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// One peer's browser objects.
+struct PeerHandle {
+    /// Distinguishes this connection from an earlier one to the same peer.
+    gen: u64,
+    pc: Rc<PeerConnection>,
+    channel: Option<Rc<DataChannel>>,
+    route: Route,
+    rtt_ms: Option<f64>,
+    safety: Option<String>,
+}
+
+struct Listener {
+    token: u32,
+    event: String,
+    callback: js_sys::Function,
+}
+
+struct Inner {
+    machine: core::Swarm,
+    epoch: f64,
+    url: String,
+    /// ICE servers from the options; the server's `welcome` list is added to them.
+    ice_servers: Vec<IceServer>,
+    server_ice: Vec<IceServer>,
+    signal: Option<SignalClient>,
+    peers: HashMap<PeerId, PeerHandle>,
+    next_gen: u64,
+    listeners: Vec<Listener>,
+    next_token: u32,
+    timer: Option<Timeout>,
+    stats: Option<Interval>,
+    joined: Option<oneshot::Sender<Result<(), String>>>,
+}
+
+type Shared = Rc<RefCell<Inner>>;
+
+fn performance_now() -> f64 {
+    web_sys::window()
+        .and_then(|w| w.performance())
+        .map(|p| p.now())
+        .unwrap_or_else(js_sys::Date::now)
+}
+
+impl Inner {
+    fn now(&self) -> Duration {
+        Duration::from_secs_f64(((performance_now() - self.epoch) / 1000.0).max(0.0))
+    }
+}
+
+/// Hands `input` to the machine and carries out what follows.
+fn feed(shared: &Shared, input: Input) {
+    {
+        let mut inner = shared.borrow_mut();
+        let now = inner.now();
+        inner.machine.handle(input, now);
+    }
+    pump(shared);
+}
+
+/// Like [`feed`], but only while `gen` is still the peer's connection (events of a closed
+/// connection that were already queued are dropped).
+fn feed_peer(shared: &Shared, id: &PeerId, gen: u64, input: Input) {
+    let current = shared.borrow().peers.get(id).map(|h| h.gen) == Some(gen);
+    if current {
+        feed(shared, input);
+    }
+}
+
+fn pump(shared: &Shared) {
+    loop {
+        let out = shared.borrow_mut().machine.poll_output();
+        match out {
+            Some(out) => act(shared, out),
+            None => break,
+        }
+    }
+    schedule(shared);
+}
+
+/// Arms one timer for the machine's next deadline.
+fn schedule(shared: &Shared) {
+    let mut inner = shared.borrow_mut();
+    let Some(at) = inner.machine.poll_timeout() else {
+        inner.timer = None;
+        return;
+    };
+    let delay = at.saturating_sub(inner.now()).as_millis().min(u32::MAX as u128) as u32;
+    let weak = Rc::downgrade(shared);
+    inner.timer = Some(Timeout::new(delay, move || {
+        if let Some(shared) = weak.upgrade() {
+            {
+                let mut inner = shared.borrow_mut();
+                let now = inner.now();
+                inner.machine.handle_timeout(now);
+            }
+            pump(&shared);
+        }
+    }));
+}
+
+fn act(shared: &Shared, out: Output) {
+    match out {
+        Output::OpenSignal => spawn_local(run_signal(Rc::clone(shared))),
+        Output::CloseSignal => {
+            let client = shared.borrow_mut().signal.take();
+            drop(client);
+        }
+        Output::SendSignal(msg) => {
+            if let Some(client) = &shared.borrow().signal {
+                if let Err(e) = client.send(&msg) {
+                    tracing::warn!("{e}");
+                }
+            }
+        }
+        Output::Peer(id, cmd) => peer_command(shared, id, cmd),
+        Output::Event(e) => on_event(shared, e),
+    }
+}
+
+/// One signaling connection: open, feed its frames, report its end.
+async fn run_signal(shared: Shared) {
+    let url = shared.borrow().url.clone();
+    let mut client = match SignalClient::connect(&url).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::info!("signaling: {e}");
+            return feed(&shared, Input::SignalClosed);
+        }
+    };
+    let mut events = client.take_events();
+    shared.borrow_mut().signal = Some(client);
+    feed(&shared, Input::SignalOpened);
+    while let Some(ev) = events.next().await {
+        match ev {
+            SignalEvent::Message(msg) => {
+                if let crate::signal::ServerMessage::Welcome { ice_servers, .. } = &msg {
+                    shared.borrow_mut().server_ice = ice_servers.clone();
+                }
+                feed(&shared, Input::Server(msg));
+            }
+            SignalEvent::Invalid(e) => emit_error(&shared, &format!("signaling: {e}")),
+            SignalEvent::Closed { .. } => {
+                shared.borrow_mut().signal = None;
+                return feed(&shared, Input::SignalClosed);
+            }
+        }
+    }
+}
+
+fn peer_command(shared: &Shared, id: PeerId, cmd: PeerCommand) {
+    match cmd {
+        PeerCommand::Create { offerer } => create_peer(shared, id, offerer),
+        PeerCommand::Close => {
+            let handle = shared.borrow_mut().peers.remove(&id);
+            drop(handle);
+        }
+        other => {
+            let Some((pc, gen)) = shared
+                .borrow()
+                .peers
+                .get(&id)
+                .map(|h| (Rc::clone(&h.pc), h.gen))
+            else {
+                return;
+            };
+            let shared = Rc::clone(shared);
+            spawn_local(async move {
+                let result = match other {
+                    PeerCommand::ApplyRemote(PeerSignal::Offer { sdp }) => {
+                        pc.accept_offer(&sdp).await.map(|answer| {
+                            feed_peer(&shared, &id, gen, Input::RemoteApplied(id.clone()));
+                            let answer = PeerSignal::Answer { sdp: answer };
+                            feed_peer(&shared, &id, gen, Input::LocalSignal(id.clone(), answer));
+                        })
+                    }
+                    PeerCommand::ApplyRemote(PeerSignal::Answer { sdp }) => pc
+                        .accept_answer(&sdp)
+                        .await
+                        .map(|()| feed_peer(&shared, &id, gen, Input::RemoteApplied(id.clone()))),
+                    PeerCommand::AddCandidate(c) => {
+                        // A candidate the browser cannot use is not fatal: others may work.
+                        if let Err(e) = pc.add_candidate(&c).await {
+                            tracing::warn!("peer {id}: {e}");
+                        }
+                        Ok(())
+                    }
+                    PeerCommand::RestartIce => pc.create_restart_offer().await.map(|sdp| {
+                        let offer = PeerSignal::Offer { sdp };
+                        feed_peer(&shared, &id, gen, Input::LocalSignal(id.clone(), offer));
+                    }),
+                    _ => Ok(()),
+                };
+                if let Err(e) = result {
+                    feed_peer(&shared, &id, gen, Input::PeerError(id.clone(), e.to_string()));
+                }
+            });
+        }
+    }
+}
+
+fn create_peer(shared: &Shared, id: PeerId, offerer: bool) {
+    let (ice, gen) = {
+        let mut inner = shared.borrow_mut();
+        inner.next_gen += 1;
+        let mut ice = inner.ice_servers.clone();
+        ice.extend(inner.server_ice.iter().cloned());
+        (ice, inner.next_gen)
+    };
+    let (pc, events) = match PeerConnection::new(&ice) {
+        Ok(p) => p,
+        Err(e) => {
+            // Not registered yet: tell the machine directly.
+            return feed(shared, Input::PeerError(id, e.to_string()));
+        }
+    };
+    let pc = Rc::new(pc);
+    let channel = offerer.then(|| pc.create_data_channel(CHANNEL));
+    shared.borrow_mut().peers.insert(
+        id.clone(),
+        PeerHandle {
+            gen,
+            pc: Rc::clone(&pc),
+            channel: None,
+            route: Route::Unknown,
+            rtt_ms: None,
+            safety: None,
+        },
+    );
+    spawn_local(peer_events(Rc::clone(shared), id.clone(), gen, events));
+    if let Some(ch) = channel {
+        attach_channel(shared, &id, gen, ch);
+        let shared = Rc::clone(shared);
+        spawn_local(async move {
+            match pc.create_offer().await {
+                Ok(sdp) => feed_peer(
+                    &shared,
+                    &id,
+                    gen,
+                    Input::LocalSignal(id.clone(), PeerSignal::Offer { sdp }),
+                ),
+                Err(e) => feed_peer(&shared, &id, gen, Input::PeerError(id.clone(), e.to_string())),
+            }
+        });
+    }
+}
+
+async fn peer_events(
+    shared: Shared,
+    id: PeerId,
+    gen: u64,
+    mut events: mpsc::UnboundedReceiver<PeerEvent>,
+) {
+    while let Some(ev) = events.next().await {
+        match ev {
+            PeerEvent::Candidate(c) => feed_peer(&shared, &id, gen, Input::LocalSignal(id.clone(), c)),
+            PeerEvent::GatheringDone => {}
+            PeerEvent::DataChannel(ch) => {
+                if ch.label() == CHANNEL {
+                    attach_channel(&shared, &id, gen, ch);
+                }
+            }
+            PeerEvent::State(state) => {
+                let ice = match state {
+                    RtcPeerConnectionState::Connected => IceState::Connected,
+                    RtcPeerConnectionState::Disconnected => IceState::Disconnected,
+                    RtcPeerConnectionState::Failed => IceState::Failed,
+                    RtcPeerConnectionState::Closed => IceState::Closed,
+                    _ => IceState::Checking,
+                };
+                feed_peer(&shared, &id, gen, Input::Ice(id.clone(), ice));
+            }
+        }
+    }
+}
+
+fn attach_channel(shared: &Shared, id: &PeerId, gen: u64, mut ch: DataChannel) {
+    let Some(incoming) = ch.take_incoming() else {
+        return;
+    };
+    let ch = Rc::new(ch);
+    {
+        let mut inner = shared.borrow_mut();
+        match inner.peers.get_mut(id) {
+            Some(h) if h.gen == gen => h.channel = Some(Rc::clone(&ch)),
+            _ => return,
+        }
+    }
+    spawn_local(run_channel(Rc::clone(shared), id.clone(), gen, ch, incoming));
+}
+
+/// One data channel: hello, then application messages until it closes.
+async fn run_channel(
+    shared: Shared,
+    id: PeerId,
+    gen: u64,
+    ch: Rc<DataChannel>,
+    mut incoming: mpsc::UnboundedReceiver<Message>,
+) {
+    if ch.opened().await.is_err() {
+        return feed_peer(&shared, &id, gen, Input::ChannelClosed(id.clone()));
+    }
+    feed_peer(&shared, &id, gen, Input::ChannelOpen(id.clone()));
+    let key = shared.borrow().machine.key();
+    let mut hello = vec![TAG_HELLO];
+    hello.extend_from_slice(&key.to_be_bytes());
+    if let Err(e) = ch.send(&hello).await {
+        return feed_peer(&shared, &id, gen, Input::PeerError(id.clone(), e.to_string()));
+    }
+    drop(ch); // the handle owns the channel; this task must not keep it open
+    // The stream ends when the channel closes or its handle drops it.
+    while let Some(msg) = incoming.next().await {
+        match msg {
+            Message::Binary(b) if b.first() == Some(&TAG_HELLO) => {
+                match <[u8; 8]>::try_from(&b[1..]) {
+                    Ok(k) => feed_peer(&shared, &id, gen, Input::Hello(id.clone(), PeerKey::from_be_bytes(k))),
+                    Err(_) => {
+                        feed_peer(&shared, &id, gen, Input::PeerError(id.clone(), "malformed hello".into()));
+                        return;
+                    }
+                }
+            }
+            Message::Binary(b) if b.first() == Some(&TAG_BYTES) => {
+                let data = js_sys::Uint8Array::from(&b[1..]);
+                emit_message(&shared, &id, data.into());
+            }
+            Message::Binary(_) => tracing::warn!("peer {id}: unknown message tag"),
+            Message::Text(t) => emit_message(&shared, &id, JsValue::from_str(&t)),
+        }
+    }
+    feed_peer(&shared, &id, gen, Input::ChannelClosed(id.clone()));
+}
+
+fn obj(pairs: &[(&str, JsValue)]) -> JsValue {
+    let o = js_sys::Object::new();
+    for (k, v) in pairs {
+        let _ = js_sys::Reflect::set(&o, &JsValue::from_str(k), v);
+    }
+    o.into()
+}
+
+fn opt_str(s: Option<&str>) -> JsValue {
+    s.map(JsValue::from_str).unwrap_or(JsValue::NULL)
+}
+
+/// Calls every listener of `event` with `payload`, with no borrow held (a listener may call
+/// back into the swarm).
+fn emit(shared: &Shared, event: &str, payload: JsValue) {
+    let callbacks: Vec<js_sys::Function> = shared
+        .borrow()
+        .listeners
+        .iter()
+        .filter(|l| l.event == event)
+        .map(|l| l.callback.clone())
+        .collect();
+    for f in callbacks {
+        if let Err(e) = f.call1(&JsValue::NULL, &payload) {
+            tracing::warn!("a `{event}` listener threw: {}", describe(&e));
+        }
+    }
+}
+
+fn emit_error(shared: &Shared, message: &str) {
+    emit(shared, "error", obj(&[("message", JsValue::from_str(message))]));
+}
+
+fn emit_message(shared: &Shared, from: &PeerId, data: JsValue) {
+    emit(
+        shared,
+        "message",
+        obj(&[("from", JsValue::from_str(from.as_str())), ("data", data)]),
+    );
+}
+
+fn on_event(shared: &Shared, e: SwarmEvent) {
+    match e {
+        SwarmEvent::Welcome(_) => {
+            if let Some(tx) = shared.borrow_mut().joined.take() {
+                let _ = tx.send(Ok(()));
+            }
+        }
+        SwarmEvent::PeerJoined(id) => {
+            emit(shared, "peer-joined", obj(&[("id", JsValue::from_str(id.as_str()))]));
+        }
+        SwarmEvent::PeerLeft(id, reason) => emit(
+            shared,
+            "peer-left",
+            obj(&[
+                ("id", JsValue::from_str(id.as_str())),
+                ("reason", JsValue::from_str(&reason)),
+            ]),
+        ),
+        SwarmEvent::PeerState(id, state, reason) => {
+            if state == PeerState::Connected {
+                let mut inner = shared.borrow_mut();
+                if let Some(h) = inner.peers.get_mut(&id) {
+                    if h.safety.is_none() {
+                        h.safety = h
+                            .pc
+                            .descriptions()
+                            .and_then(|(l, r)| core::safety_number(&l, &r));
+                    }
+                }
+            }
+            emit(
+                shared,
+                "peer-state",
+                obj(&[
+                    ("id", JsValue::from_str(id.as_str())),
+                    ("state", JsValue::from_str(state.as_str())),
+                    ("reason", opt_str(reason.as_deref())),
+                ]),
+            );
+        }
+        SwarmEvent::SignalState(state) => emit(
+            shared,
+            "signal-state",
+            obj(&[("state", JsValue::from_str(state.as_str()))]),
+        ),
+        SwarmEvent::Error(message) => emit_error(shared, &message),
+    }
+}
+
+/// Reads route and RTT of every connected peer.
+fn refresh_stats(shared: &Shared) {
+    let pcs: Vec<(PeerId, u64, Rc<PeerConnection>)> = {
+        let inner = shared.borrow();
+        inner
+            .machine
+            .peers()
+            .filter(|(_, s)| *s == PeerState::Connected)
+            .filter_map(|(id, _)| {
+                inner
+                    .peers
+                    .get(id)
+                    .map(|h| (id.clone(), h.gen, Rc::clone(&h.pc)))
+            })
+            .collect()
+    };
+    for (id, gen, pc) in pcs {
+        let weak = Rc::downgrade(shared);
+        spawn_local(async move {
+            let Ok(stats) = pc.stats().await else {
+                return;
+            };
+            let (route, rtt) = core::route(&stats);
+            if let Some(shared) = weak.upgrade() {
+                if let Some(h) = shared.borrow_mut().peers.get_mut(&id) {
+                    if h.gen == gen {
+                        h.route = route;
+                        h.rtt_ms = rtt;
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// 64 random bits from the browser's CSPRNG (for the peer key and jitter).
+fn random_seed() -> Result<u64, WebError> {
+    let crypto = web_sys::window()
+        .ok_or(WebError::Closed("window"))?
+        .crypto()
+        .map_err(|e| WebError::browser("window.crypto", e))?;
+    let mut bytes = [0u8; 8];
+    crypto
+        .get_random_values_with_u8_array(&mut bytes)
+        .map_err(|e| WebError::browser("crypto.getRandomValues", e))?;
+    Ok(u64::from_le_bytes(bytes))
+}
+
+/// A live swarm: the peers of one room, connected directly over WebRTC.
+#[wasm_bindgen]
+pub struct Swarm {
+    shared: Shared,
+}
+
+#[wasm_bindgen]
+impl Swarm {
+    /// Joins a room: `await Swarm.join({ signal, room, iceServers?, maxPeers? })`. Resolves once
+    /// the signaling server welcomed us; peers connect in the background (see `on`).
+    pub async fn join(options: JsValue) -> Result<Swarm, JsError> {
+        let opts: JoinOptions = serde_wasm_bindgen::from_value(options)
+            .map_err(|e| JsError::new(&format!("Swarm.join options: {e}")))?;
+        Ok(Swarm::join_with(opts).await?)
+    }
+
+    /// This peer's id on the signaling server (changes after a signaling reconnect).
+    #[wasm_bindgen(getter)]
+    pub fn id(&self) -> Option<String> {
+        self.shared.borrow().machine.id().map(|i| i.to_string())
+    }
+
+    /// The signaling connection's state: "connecting", "open", "reconnecting" or "closed".
+    #[wasm_bindgen(getter, js_name = signalState)]
+    pub fn signal_state(&self) -> String {
+        self.shared.borrow().machine.signal_state().as_str().into()
+    }
+
+    /// Every known peer: `[{ id, state, route, rttMs, safetyNumber }]`.
+    pub fn peers(&self) -> js_sys::Array {
+        let inner = self.shared.borrow();
+        inner
+            .machine
+            .peers()
+            .map(|(id, state)| {
+                let h = inner.peers.get(id);
+                obj(&[
+                    ("id", JsValue::from_str(id.as_str())),
+                    ("state", JsValue::from_str(state.as_str())),
+                    (
+                        "route",
+                        JsValue::from_str(h.map_or(Route::Unknown, |h| h.route).as_str()),
+                    ),
+                    ("rttMs", h.and_then(|h| h.rtt_ms).map_or(JsValue::NULL, JsValue::from)),
+                    (
+                        "safetyNumber",
+                        opt_str(h.and_then(|h| h.safety.as_deref())),
+                    ),
+                ])
+            })
+            .collect()
+    }
+
+    /// Calls `callback(detail)` on `event` ("peer-joined", "peer-left", "peer-state",
+    /// "message", "signal-state", "error"); returns a function that unsubscribes.
+    pub fn on(&self, event: String, callback: js_sys::Function) -> Result<js_sys::Function, JsError> {
+        const EVENTS: [&str; 6] = [
+            "peer-joined",
+            "peer-left",
+            "peer-state",
+            "message",
+            "signal-state",
+            "error",
+        ];
+        if !EVENTS.contains(&event.as_str()) {
+            return Err(JsError::new(&format!(
+                "unknown event `{event}`; one of {}",
+                EVENTS.join(", ")
+            )));
+        }
+        let token = {
+            let mut inner = self.shared.borrow_mut();
+            inner.next_token += 1;
+            let token = inner.next_token;
+            inner.listeners.push(Listener {
+                token,
+                event,
+                callback,
+            });
+            token
+        };
+        let weak: Weak<RefCell<Inner>> = Rc::downgrade(&self.shared);
+        // Owned by the JS function it becomes (freed by the JS garbage collector).
+        let off = Closure::<dyn FnMut()>::new(move || {
+            if let Some(shared) = weak.upgrade() {
+                shared.borrow_mut().listeners.retain(|l| l.token != token);
+            }
+        });
+        Ok(off.into_js_value().unchecked_into())
+    }
+
+    /// Sends a `Uint8Array` or a string to one peer, waiting while its channel is full.
+    pub async fn send(&self, peer: String, data: JsValue) -> Result<(), JsError> {
+        let id = PeerId::new(peer).map_err(|e| JsError::new(&e.to_string()))?;
+        Ok(send_to(&self.shared, &id, &data).await?)
+    }
+
+    /// Sends to every connected peer; resolves when all sends are queued.
+    pub async fn broadcast(&self, data: JsValue) -> Result<(), JsError> {
+        let ids: Vec<PeerId> = self
+            .shared
+            .borrow()
+            .machine
+            .peers()
+            .filter(|(_, s)| *s == PeerState::Connected)
+            .map(|(id, _)| id.clone())
+            .collect();
+        let sends = ids.iter().map(|id| send_to(&self.shared, id, &data));
+        for r in futures::future::join_all(sends).await {
+            r?;
+        }
+        Ok(())
+    }
+
+    /// Leaves the room: closes every connection and the signaling connection.
+    pub fn leave(&self) {
+        leave(&self.shared);
+    }
+}
+
+impl Swarm {
+    /// Joins with parsed options (the Rust entry point).
+    pub async fn join_with_options(
+        signal: &str,
+        room: &str,
+        ice_servers: Vec<IceServer>,
+        max_peers: Option<usize>,
+    ) -> Result<Swarm, WebError> {
+        let servers = ice_servers
+            .into_iter()
+            .map(|s| JsIceServer {
+                urls: Urls::Many(s.urls),
+                username: s.username,
+                credential: s.credential,
+            })
+            .collect();
+        Swarm::join_with(JoinOptions {
+            signal: signal.into(),
+            room: room.into(),
+            ice_servers: servers,
+            max_peers,
+        })
+        .await
+    }
+
+    async fn join_with(opts: JoinOptions) -> Result<Swarm, WebError> {
+        let room = RoomName::new(opts.room).map_err(|e| WebError::Signal(e.to_string()))?;
+        let mut config = Config::new(room, random_seed()?);
+        if let Some(m) = opts.max_peers {
+            if m == 0 {
+                return Err(WebError::Signal("maxPeers must be at least 1".into()));
+            }
+            config.max_peers = m;
+        }
+        let ice_servers = opts
+            .ice_servers
+            .into_iter()
+            .map(|s| IceServer {
+                urls: match s.urls {
+                    Urls::One(u) => vec![u],
+                    Urls::Many(v) => v,
+                },
+                username: s.username,
+                credential: s.credential,
+            })
+            .collect();
+        let (tx, rx) = oneshot::channel();
+        let shared: Shared = Rc::new(RefCell::new(Inner {
+            machine: core::Swarm::new(config),
+            epoch: performance_now(),
+            url: opts.signal,
+            ice_servers,
+            server_ice: Vec::new(),
+            signal: None,
+            peers: HashMap::new(),
+            next_gen: 0,
+            listeners: Vec::new(),
+            next_token: 0,
+            timer: None,
+            stats: None,
+            joined: Some(tx),
+        }));
+        let weak = Rc::downgrade(&shared);
+        shared.borrow_mut().stats = Some(Interval::new(STATS_EVERY_MS, move || {
+            if let Some(shared) = weak.upgrade() {
+                refresh_stats(&shared);
+            }
+        }));
+        // The first signaling failure fails the join (later ones are retried in the background).
+        let first_error = Rc::new(RefCell::new(None::<String>));
+        pump(&shared);
+        let welcome = async {
+            rx.await
+                .unwrap_or_else(|_| Err("the swarm was dropped".into()))
+        };
+        let failed = {
+            let shared = Rc::clone(&shared);
+            let first_error = Rc::clone(&first_error);
+            async move {
+                loop {
+                    gloo_timers::future::TimeoutFuture::new(50).await;
+                    let state = shared.borrow().machine.signal_state();
+                    if state == core::SignalState::Reconnecting {
+                        *first_error.borrow_mut() = Some("could not reach the signaling server".into());
+                        return;
+                    }
+                }
+            }
+        };
+        futures::pin_mut!(welcome, failed);
+        match futures::future::select(welcome, failed).await {
+            futures::future::Either::Left((Ok(()), _)) => Ok(Swarm { shared }),
+            futures::future::Either::Left((Err(e), _)) => {
+                leave(&shared);
+                Err(WebError::Signal(e))
+            }
+            futures::future::Either::Right(_) => {
+                leave(&shared);
+                let e = first_error.borrow_mut().take().unwrap_or_default();
+                Err(WebError::Signal(e))
+            }
+        }
+    }
+
+    /// Sends `data` (bytes or a string) to `id`.
+    pub async fn send_js(&self, id: &PeerId, data: &JsValue) -> Result<(), WebError> {
+        send_to(&self.shared, id, data).await
+    }
+}
+
+async fn send_to(shared: &Shared, id: &PeerId, data: &JsValue) -> Result<(), WebError> {
+    let (ch, max) = {
+        let inner = shared.borrow();
+        if inner.machine.peer_state(id) != Some(PeerState::Connected) {
+            return Err(WebError::Signal(format!("peer {id} is not connected")));
+        }
+        let h = inner.peers.get(id).ok_or(WebError::Closed("peer"))?;
+        let ch = h.channel.clone().ok_or(WebError::Closed("data channel"))?;
+        (ch, h.pc.max_message_size())
+    };
+    if let Some(text) = data.as_string() {
+        if text.len() > max {
+            return Err(WebError::TooLarge {
+                len: text.len(),
+                max,
+            });
+        }
+        return ch.send_text(&text).await;
+    }
+    let bytes = data
+        .dyn_ref::<js_sys::Uint8Array>()
+        .ok_or_else(|| WebError::Signal("send takes a Uint8Array or a string".into()))?;
+    let len = bytes.length() as usize;
+    if len + 1 > max {
+        return Err(WebError::TooLarge { len: len + 1, max });
+    }
+    let mut frame = vec![0u8; len + 1];
+    frame[0] = TAG_BYTES;
+    bytes.copy_to(&mut frame[1..]);
+    ch.send(&frame).await
+}
+
+fn leave(shared: &Shared) {
+    feed(shared, Input::Leave);
+    let mut inner = shared.borrow_mut();
+    // Break every cycle through timers and tasks: the swarm can now be freed.
+    inner.timer = None;
+    inner.stats = None;
+    inner.peers.clear();
+    inner.signal = None;
+}
+
+impl Drop for Swarm {
+    fn drop(&mut self) {
+        leave(&self.shared);
+    }
+}
+
+/// Live browser objects of this page, for leak checks: `{ peers, channels }`.
+#[wasm_bindgen(js_name = liveObjects)]
+pub fn live_objects() -> JsValue {
+    let (peers, channels) = super::peer::live_objects();
+    obj(&[
+        ("peers", JsValue::from(peers as u32)),
+        ("channels", JsValue::from(channels as u32)),
+    ])
+}
