@@ -90,7 +90,11 @@ pub fn route(stats: &[StatsEntry]) -> (Route, Option<f64>) {
         .iter()
         .filter(|e| e.kind == "transport")
         .find_map(|t| t.selected_pair.as_deref().and_then(by_id))
-        .or_else(|| stats.iter().find(|e| e.kind == "candidate-pair" && e.selected))
+        .or_else(|| {
+            stats
+                .iter()
+                .find(|e| e.kind == "candidate-pair" && e.selected)
+        })
         .or_else(|| {
             stats.iter().find(|e| {
                 e.kind == "candidate-pair" && e.nominated && e.state.as_deref() == Some("succeeded")
@@ -104,7 +108,14 @@ pub fn route(stats: &[StatsEntry]) -> (Route, Option<f64>) {
         .filter_map(|c| c.as_deref().and_then(by_id))
         .any(|c| c.candidate_type.as_deref() == Some("relay"));
     let rtt_ms = pair.rtt.map(|s| s * 1000.0);
-    (if relayed { Route::Relayed } else { Route::Direct }, rtt_ms)
+    (
+        if relayed {
+            Route::Relayed
+        } else {
+            Route::Direct
+        },
+        rtt_ms,
+    )
 }
 
 #[cfg(test)]
@@ -155,7 +166,10 @@ mod tests {
 
         let mut relay = l1.clone();
         relay.candidate_type = Some("relay".into());
-        assert_eq!(super::route(&[transport, p1.clone(), relay, r1.clone()]).0, Route::Relayed);
+        assert_eq!(
+            super::route(&[transport, p1.clone(), relay, r1.clone()]).0,
+            Route::Relayed
+        );
 
         // Firefox: no transport entry, a `selected` pair.
         let mut ff = p1.clone();

@@ -11,7 +11,7 @@ mod swarm;
 pub use error::WebError;
 pub use peer::{DataChannel, Message, PeerConnection, PeerEvent};
 pub use signal::{SignalClient, SignalEvent};
-pub use swarm::{live_objects, Swarm};
+pub use swarm::{live_objects, Event, Swarm};
 
 use wasm_bindgen::prelude::*;
 

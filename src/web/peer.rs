@@ -9,8 +9,8 @@ use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{
     MessageEvent, RtcConfiguration, RtcDataChannel, RtcDataChannelEvent, RtcDataChannelInit,
-    RtcDataChannelState, RtcDataChannelType, RtcIceCandidateInit, RtcIceServer, RtcPeerConnection,
-    RtcOfferOptions, RtcPeerConnectionIceEvent, RtcPeerConnectionState, RtcSdpType,
+    RtcDataChannelState, RtcDataChannelType, RtcIceCandidateInit, RtcIceServer, RtcOfferOptions,
+    RtcPeerConnection, RtcPeerConnectionIceEvent, RtcPeerConnectionState, RtcSdpType,
     RtcSessionDescriptionInit,
 };
 
@@ -225,8 +225,12 @@ impl PeerConnection {
                 selected_pair: text(&entry, "selectedCandidatePairId"),
                 local_candidate: text(&entry, "localCandidateId"),
                 remote_candidate: text(&entry, "remoteCandidateId"),
-                nominated: get(&entry, "nominated").and_then(|v| v.as_bool()).unwrap_or(false),
-                selected: get(&entry, "selected").and_then(|v| v.as_bool()).unwrap_or(false),
+                nominated: get(&entry, "nominated")
+                    .and_then(|v| v.as_bool())
+                    .unwrap_or(false),
+                selected: get(&entry, "selected")
+                    .and_then(|v| v.as_bool())
+                    .unwrap_or(false),
                 state: text(&entry, "state"),
                 rtt: get(&entry, "currentRoundTripTime").and_then(|v| v.as_f64()),
                 candidate_type: text(&entry, "candidateType"),
@@ -268,7 +272,10 @@ thread_local! {
 
 /// Live `PeerConnection`s and `DataChannel`s in this page (with their listeners), for leak tests.
 pub fn live_objects() -> (usize, usize) {
-    (LIVE_PEERS.with(|n| n.get()), LIVE_CHANNELS.with(|n| n.get()))
+    (
+        LIVE_PEERS.with(|n| n.get()),
+        LIVE_CHANNELS.with(|n| n.get()),
+    )
 }
 
 fn sdp_of(desc: &JsValue) -> Result<String, WebError> {

@@ -77,8 +77,20 @@ struct Listener {
     callback: js_sys::Function,
 }
 
+/// What a Rust subscriber of a [`Swarm`] receives.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A swarm event (peers joining, leaving, changing state; signaling state; errors).
+    Swarm(SwarmEvent),
+    /// A message from a peer.
+    Message(PeerId, Message),
+}
+
 struct Inner {
     machine: core::Swarm,
+    /// Rust subscribers ([`Swarm::events`]); unbounded because events cannot be paused, and a
+    /// dropped receiver is removed at the next event.
+    subscribers: Vec<mpsc::UnboundedSender<Event>>,
     epoch: f64,
     url: String,
     /// ICE servers from the options; the server's `welcome` list is added to them.
@@ -146,7 +158,10 @@ fn schedule(shared: &Shared) {
         inner.timer = None;
         return;
     };
-    let delay = at.saturating_sub(inner.now()).as_millis().min(u32::MAX as u128) as u32;
+    let delay = at
+        .saturating_sub(inner.now())
+        .as_millis()
+        .min(u32::MAX as u128) as u32;
     let weak = Rc::downgrade(shared);
     inner.timer = Some(Timeout::new(delay, move || {
         if let Some(shared) = weak.upgrade() {
@@ -253,7 +268,12 @@ fn peer_command(shared: &Shared, id: PeerId, cmd: PeerCommand) {
                     _ => Ok(()),
                 };
                 if let Err(e) = result {
-                    feed_peer(&shared, &id, gen, Input::PeerError(id.clone(), e.to_string()));
+                    feed_peer(
+                        &shared,
+                        &id,
+                        gen,
+                        Input::PeerError(id.clone(), e.to_string()),
+                    );
                 }
             });
         }
@@ -300,7 +320,12 @@ fn create_peer(shared: &Shared, id: PeerId, offerer: bool) {
                     gen,
                     Input::LocalSignal(id.clone(), PeerSignal::Offer { sdp }),
                 ),
-                Err(e) => feed_peer(&shared, &id, gen, Input::PeerError(id.clone(), e.to_string())),
+                Err(e) => feed_peer(
+                    &shared,
+                    &id,
+                    gen,
+                    Input::PeerError(id.clone(), e.to_string()),
+                ),
             }
         });
     }
@@ -314,7 +339,9 @@ async fn peer_events(
 ) {
     while let Some(ev) = events.next().await {
         match ev {
-            PeerEvent::Candidate(c) => feed_peer(&shared, &id, gen, Input::LocalSignal(id.clone(), c)),
+            PeerEvent::Candidate(c) => {
+                feed_peer(&shared, &id, gen, Input::LocalSignal(id.clone(), c))
+            }
             PeerEvent::GatheringDone => {}
             PeerEvent::DataChannel(ch) => {
                 if ch.label() == CHANNEL {
@@ -347,7 +374,13 @@ fn attach_channel(shared: &Shared, id: &PeerId, gen: u64, mut ch: DataChannel) {
             _ => return,
         }
     }
-    spawn_local(run_channel(Rc::clone(shared), id.clone(), gen, ch, incoming));
+    spawn_local(run_channel(
+        Rc::clone(shared),
+        id.clone(),
+        gen,
+        ch,
+        incoming,
+    ));
 }
 
 /// One data channel: hello, then application messages until it closes.
@@ -366,27 +399,52 @@ async fn run_channel(
     let mut hello = vec![TAG_HELLO];
     hello.extend_from_slice(&key.to_be_bytes());
     if let Err(e) = ch.send(&hello).await {
-        return feed_peer(&shared, &id, gen, Input::PeerError(id.clone(), e.to_string()));
+        return feed_peer(
+            &shared,
+            &id,
+            gen,
+            Input::PeerError(id.clone(), e.to_string()),
+        );
     }
     drop(ch); // the handle owns the channel; this task must not keep it open
-    // The stream ends when the channel closes or its handle drops it.
+              // The stream ends when the channel closes or its handle drops it.
     while let Some(msg) = incoming.next().await {
         match msg {
             Message::Binary(b) if b.first() == Some(&TAG_HELLO) => {
                 match <[u8; 8]>::try_from(&b[1..]) {
-                    Ok(k) => feed_peer(&shared, &id, gen, Input::Hello(id.clone(), PeerKey::from_be_bytes(k))),
+                    Ok(k) => feed_peer(
+                        &shared,
+                        &id,
+                        gen,
+                        Input::Hello(id.clone(), PeerKey::from_be_bytes(k)),
+                    ),
                     Err(_) => {
-                        feed_peer(&shared, &id, gen, Input::PeerError(id.clone(), "malformed hello".into()));
+                        feed_peer(
+                            &shared,
+                            &id,
+                            gen,
+                            Input::PeerError(id.clone(), "malformed hello".into()),
+                        );
                         return;
                     }
                 }
             }
             Message::Binary(b) if b.first() == Some(&TAG_BYTES) => {
+                publish(
+                    &shared,
+                    Event::Message(id.clone(), Message::Binary(b[1..].to_vec())),
+                );
                 let data = js_sys::Uint8Array::from(&b[1..]);
                 emit_message(&shared, &id, data.into());
             }
             Message::Binary(_) => tracing::warn!("peer {id}: unknown message tag"),
-            Message::Text(t) => emit_message(&shared, &id, JsValue::from_str(&t)),
+            Message::Text(t) => {
+                publish(
+                    &shared,
+                    Event::Message(id.clone(), Message::Text(t.clone())),
+                );
+                emit_message(&shared, &id, JsValue::from_str(&t));
+            }
         }
     }
     feed_peer(&shared, &id, gen, Input::ChannelClosed(id.clone()));
@@ -422,7 +480,18 @@ fn emit(shared: &Shared, event: &str, payload: JsValue) {
 }
 
 fn emit_error(shared: &Shared, message: &str) {
-    emit(shared, "error", obj(&[("message", JsValue::from_str(message))]));
+    emit(
+        shared,
+        "error",
+        obj(&[("message", JsValue::from_str(message))]),
+    );
+}
+
+fn publish(shared: &Shared, event: Event) {
+    shared
+        .borrow_mut()
+        .subscribers
+        .retain(|s| s.unbounded_send(event.clone()).is_ok());
 }
 
 fn emit_message(shared: &Shared, from: &PeerId, data: JsValue) {
@@ -434,6 +503,7 @@ fn emit_message(shared: &Shared, from: &PeerId, data: JsValue) {
 }
 
 fn on_event(shared: &Shared, e: SwarmEvent) {
+    publish(shared, Event::Swarm(e.clone()));
     match e {
         SwarmEvent::Welcome(_) => {
             if let Some(tx) = shared.borrow_mut().joined.take() {
@@ -441,7 +511,11 @@ fn on_event(shared: &Shared, e: SwarmEvent) {
             }
         }
         SwarmEvent::PeerJoined(id) => {
-            emit(shared, "peer-joined", obj(&[("id", JsValue::from_str(id.as_str()))]));
+            emit(
+                shared,
+                "peer-joined",
+                obj(&[("id", JsValue::from_str(id.as_str()))]),
+            );
         }
         SwarmEvent::PeerLeft(id, reason) => emit(
             shared,
@@ -456,10 +530,9 @@ fn on_event(shared: &Shared, e: SwarmEvent) {
                 let mut inner = shared.borrow_mut();
                 if let Some(h) = inner.peers.get_mut(&id) {
                     if h.safety.is_none() {
-                        h.safety = h
-                            .pc
-                            .descriptions()
-                            .and_then(|(l, r)| core::safety_number(&l, &r));
+                        h.safety =
+                            h.pc.descriptions()
+                                .and_then(|(l, r)| core::safety_number(&l, &r));
                     }
                 }
             }
@@ -573,11 +646,12 @@ impl Swarm {
                         "route",
                         JsValue::from_str(h.map_or(Route::Unknown, |h| h.route).as_str()),
                     ),
-                    ("rttMs", h.and_then(|h| h.rtt_ms).map_or(JsValue::NULL, JsValue::from)),
                     (
-                        "safetyNumber",
-                        opt_str(h.and_then(|h| h.safety.as_deref())),
+                        "rttMs",
+                        h.and_then(|h| h.rtt_ms)
+                            .map_or(JsValue::NULL, JsValue::from),
                     ),
+                    ("safetyNumber", opt_str(h.and_then(|h| h.safety.as_deref()))),
                 ])
             })
             .collect()
@@ -585,7 +659,11 @@ impl Swarm {
 
     /// Calls `callback(detail)` on `event` ("peer-joined", "peer-left", "peer-state",
     /// "message", "signal-state", "error"); returns a function that unsubscribes.
-    pub fn on(&self, event: String, callback: js_sys::Function) -> Result<js_sys::Function, JsError> {
+    pub fn on(
+        &self,
+        event: String,
+        callback: js_sys::Function,
+    ) -> Result<js_sys::Function, JsError> {
         const EVENTS: [&str; 6] = [
             "peer-joined",
             "peer-left",
@@ -699,6 +777,7 @@ impl Swarm {
         let (tx, rx) = oneshot::channel();
         let shared: Shared = Rc::new(RefCell::new(Inner {
             machine: core::Swarm::new(config),
+            subscribers: Vec::new(),
             epoch: performance_now(),
             url: opts.signal,
             ice_servers,
@@ -733,7 +812,8 @@ impl Swarm {
                     gloo_timers::future::TimeoutFuture::new(50).await;
                     let state = shared.borrow().machine.signal_state();
                     if state == core::SignalState::Reconnecting {
-                        *first_error.borrow_mut() = Some("could not reach the signaling server".into());
+                        *first_error.borrow_mut() =
+                            Some("could not reach the signaling server".into());
                         return;
                     }
                 }
@@ -754,9 +834,42 @@ impl Swarm {
         }
     }
 
-    /// Sends `data` (bytes or a string) to `id`.
-    pub async fn send_js(&self, id: &PeerId, data: &JsValue) -> Result<(), WebError> {
-        send_to(&self.shared, id, data).await
+    /// Sends bytes to one peer, waiting while its channel is full.
+    pub async fn send_bytes(&self, id: &PeerId, data: &[u8]) -> Result<(), WebError> {
+        send_to(&self.shared, id, &js_sys::Uint8Array::from(data).into()).await
+    }
+
+    /// Sends text to one peer.
+    pub async fn send_text(&self, id: &PeerId, text: &str) -> Result<(), WebError> {
+        send_to(&self.shared, id, &JsValue::from_str(text)).await
+    }
+
+    /// Every known peer and its state.
+    pub fn peer_states(&self) -> Vec<(PeerId, PeerState)> {
+        let inner = self.shared.borrow();
+        inner
+            .machine
+            .peers()
+            .map(|(id, s)| (id.clone(), s))
+            .collect()
+    }
+
+    /// The safety number of a connected peer.
+    pub fn safety_number(&self, id: &PeerId) -> Option<String> {
+        self.shared.borrow().peers.get(id)?.safety.clone()
+    }
+
+    /// The route and round-trip time (ms) of a peer, as last read from `getStats`.
+    pub fn route(&self, id: &PeerId) -> Option<(Route, Option<f64>)> {
+        let inner = self.shared.borrow();
+        inner.peers.get(id).map(|h| (h.route, h.rtt_ms))
+    }
+
+    /// A stream of everything that happens from now on.
+    pub fn events(&self) -> mpsc::UnboundedReceiver<Event> {
+        let (tx, rx) = mpsc::unbounded();
+        self.shared.borrow_mut().subscribers.push(tx);
+        rx
     }
 }
 

@@ -4,6 +4,7 @@
 //! idempotent: a tool that is present at the right version is left alone.
 
 mod bench;
+mod harness;
 mod tools;
 
 use std::io::{BufRead, BufReader, Write};
@@ -338,10 +339,18 @@ fn test(args: &[String]) -> Result<(), String> {
     if wanted("e2e") {
         build_pkg()?;
     }
-    let server = if wanted("e2e") {
+    let browsers = wanted("chrome") || wanted("firefox") || wanted("e2e");
+    let server = if browsers {
         Some(build_server(false)?)
     } else {
         None
+    };
+    // The browser suites talk to a real server, which their tests may restart.
+    let signal = match &server {
+        Some(bin) if wanted("chrome") || wanted("firefox") => {
+            Some(harness::TestSignal::start(bin.clone())?)
+        }
+        _ => None,
     };
     let mut total = Tally::default();
     let mut report = Vec::new();
@@ -351,6 +360,12 @@ fn test(args: &[String]) -> Result<(), String> {
         }
         if let Some(server) = &server {
             suite.command.env("SWARMDROP_SERVER_BIN", server);
+        }
+        if let Some(signal) = &signal {
+            suite
+                .command
+                .env("SWARMDROP_SIGNAL_URL", &signal.url)
+                .env("SWARMDROP_CONTROL_URL", &signal.control);
         }
         println!("\n==> {}", suite.what);
         let t0 = Instant::now();

@@ -1,0 +1,263 @@
+//! Swarms in one page through the real signaling server (started by `cargo xtask test`, which
+//! passes its URL and a restart endpoint at build time).
+#![cfg(target_arch = "wasm32")]
+
+use futures::channel::mpsc;
+use futures::StreamExt;
+use swarmdrop::signal::PeerId;
+use swarmdrop::swarm::{PeerState, SwarmEvent};
+use swarmdrop::web::{live_objects, Event, Message, Swarm};
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+const SIGNAL: Option<&str> = option_env!("SWARMDROP_SIGNAL_URL");
+const CONTROL: Option<&str> = option_env!("SWARMDROP_CONTROL_URL");
+
+fn signal_url() -> &'static str {
+    SIGNAL.expect("run with `cargo xtask test` (it starts the signaling server)")
+}
+
+fn room(tag: &str) -> String {
+    format!("{tag}-{}", (js_sys::Math::random() * 1e12) as u64)
+}
+
+fn now_ms() -> f64 {
+    js_sys::Date::now()
+}
+
+async fn sleep(ms: u32) {
+    gloo_timers::future::TimeoutFuture::new(ms).await;
+}
+
+async fn until(what: &str, secs: f64, mut ok: impl FnMut() -> bool) {
+    let start = now_ms();
+    while !ok() {
+        assert!(
+            now_ms() - start < secs * 1000.0,
+            "timed out after {secs} s: {what}"
+        );
+        sleep(20).await;
+    }
+}
+
+fn connected(s: &Swarm) -> Vec<PeerId> {
+    s.peer_states()
+        .into_iter()
+        .filter(|(_, st)| *st == PeerState::Connected)
+        .map(|(id, _)| id)
+        .collect()
+}
+
+async fn join(room: &str) -> Swarm {
+    Swarm::join_with_options(signal_url(), room, vec![], None)
+        .await
+        .expect("join")
+}
+
+fn id(s: &Swarm) -> PeerId {
+    PeerId::new(s.id().expect("joined")).unwrap()
+}
+
+/// The next message on `events`, within `secs`.
+async fn next_message(events: &mut mpsc::UnboundedReceiver<Event>, secs: u32) -> (PeerId, Message) {
+    let deadline = gloo_timers::future::TimeoutFuture::new(secs * 1000);
+    futures::pin_mut!(deadline);
+    loop {
+        let next = events.next();
+        futures::pin_mut!(next);
+        match futures::future::select(next, &mut deadline).await {
+            futures::future::Either::Left((Some(Event::Message(from, m)), _)) => return (from, m),
+            futures::future::Either::Left((Some(_), _)) => continue,
+            futures::future::Either::Left((None, _)) => panic!("event stream ended"),
+            futures::future::Either::Right(_) => panic!("no message within {secs} s"),
+        }
+    }
+}
+
+#[wasm_bindgen_test]
+async fn three_swarms_form_a_full_mesh_and_talk() {
+    let r = room("mesh");
+    let a = join(&r).await;
+    let b = join(&r).await;
+    let c = join(&r).await;
+    until("full mesh", 20.0, || {
+        [&a, &b, &c].iter().all(|s| connected(s).len() == 2)
+    })
+    .await;
+    let (ia, ib, ic) = (id(&a), id(&b), id(&c));
+
+    let mut eb = b.events();
+    let mut ea = a.events();
+    a.send_text(&ib, "hello b").await.unwrap();
+    assert_eq!(
+        next_message(&mut eb, 5).await,
+        (ia.clone(), Message::Text("hello b".into()))
+    );
+    let bytes: Vec<u8> = (0..=255).collect();
+    b.send_bytes(&ia, &bytes).await.unwrap();
+    assert_eq!(
+        next_message(&mut ea, 5).await,
+        (ib.clone(), Message::Binary(bytes))
+    );
+
+    // Both ends show the same safety number, different for different pairs.
+    let ab = a.safety_number(&ib).expect("safety number a-b");
+    assert_eq!(Some(ab.clone()), b.safety_number(&ia));
+    assert_ne!(Some(ab), a.safety_number(&ic));
+
+    // Direct route and an RTT from getStats within a few seconds.
+    until("route", 6.0, || {
+        matches!(
+            a.route(&ib),
+            Some((swarmdrop::swarm::Route::Direct, Some(_)))
+        )
+    })
+    .await;
+
+    // A leaver is seen as peer-left by the others within a few seconds.
+    c.leave();
+    let start = now_ms();
+    until("peer-left for c", 5.0, || {
+        [&a, &b]
+            .iter()
+            .all(|s| !s.peer_states().iter().any(|(p, _)| *p == ic))
+    })
+    .await;
+    let mut saw_left = false;
+    while let Ok(ev) = ea.try_recv() {
+        if matches!(ev, Event::Swarm(SwarmEvent::PeerLeft(ref p, _)) if *p == ic) {
+            saw_left = true;
+        }
+    }
+    assert!(saw_left, "no peer-left event");
+    web_sys::console::log_1(&format!("peer-left seen after {:.0} ms", now_ms() - start).into());
+    a.leave();
+    b.leave();
+}
+
+#[wasm_bindgen_test]
+async fn bad_options_are_clear_errors() {
+    let e = Swarm::join_with_options(signal_url(), "no spaces allowed", vec![], None)
+        .await
+        .err()
+        .expect("bad room");
+    assert!(e.to_string().contains("room name"), "{e}");
+    let e = Swarm::join_with_options("ws://127.0.0.1:9/ws", "r", vec![], None)
+        .await
+        .err()
+        .expect("unreachable server");
+    assert!(e.to_string().contains("signaling"), "{e}");
+}
+
+#[wasm_bindgen_test]
+async fn server_restart_reconnects_while_channels_keep_working() {
+    let Some(control) = CONTROL else {
+        panic!("run with `cargo xtask test` (it provides the restart endpoint)");
+    };
+    let r = room("restart");
+    let a = join(&r).await;
+    let b = join(&r).await;
+    until("connected", 20.0, || {
+        connected(&a).len() == 1 && connected(&b).len() == 1
+    })
+    .await;
+    let (ia, ib) = (id(&a), id(&b));
+    let b_at_a = connected(&a)[0].clone();
+    let mut eb = b.events();
+
+    // Restart the server (the endpoint answers once it listens again).
+    let window = web_sys::window().unwrap();
+    let restart = JsFuture::from(window.fetch_with_str(&format!("{control}/restart")));
+    until("signaling lost", 10.0, || {
+        a.signal_state() == "reconnecting"
+    })
+    .await;
+    // While signaling is down, the data channel still carries messages.
+    a.send_text(&b_at_a, "during outage").await.unwrap();
+    assert_eq!(
+        next_message(&mut eb, 5).await.1,
+        Message::Text("during outage".into())
+    );
+    let resp = restart.await.expect("restart endpoint");
+    let resp: web_sys::Response = resp.dyn_into().unwrap();
+    assert!(resp.ok());
+
+    until("signaling back", 20.0, || {
+        a.signal_state() == "open" && b.signal_state() == "open"
+    })
+    .await;
+    assert_ne!(id(&a), ia, "new id after the server restart");
+    assert_ne!(id(&b), ib);
+    // Still exactly one live connection each, under the same public id.
+    sleep(1500).await;
+    until("one connection each", 10.0, || {
+        connected(&a) == vec![b_at_a.clone()]
+            && a.peer_states().len() == 1
+            && b.peer_states().len() == 1
+    })
+    .await;
+    a.send_text(&b_at_a, "after restart").await.unwrap();
+    assert_eq!(
+        next_message(&mut eb, 5).await.1,
+        Message::Text("after restart".into())
+    );
+    a.leave();
+    b.leave();
+}
+
+#[wasm_bindgen_test]
+async fn a_hundred_join_leave_cycles_leave_nothing_behind() {
+    let r = room("cycles");
+    let a = join(&r).await;
+    let memory = || {
+        wasm_bindgen::memory()
+            .dyn_into::<js_sys::WebAssembly::Memory>()
+            .unwrap()
+            .buffer()
+            .dyn_into::<js_sys::ArrayBuffer>()
+            .unwrap()
+            .byte_length()
+    };
+    let mut baseline = 0;
+    for cycle in 0..100 {
+        let b = join(&r).await;
+        let what = format!("cycle {cycle}: b connects");
+        let start = now_ms();
+        while !(connected(&a).len() == 1 && connected(&b).len() == 1) {
+            assert!(
+                now_ms() - start < 20_000.0,
+                "{what}: a {:?} b {:?}",
+                a.peer_states(),
+                b.peer_states()
+            );
+            sleep(20).await;
+        }
+        b.leave();
+        drop(b);
+        until("a sees b leave", 10.0, || a.peer_states().is_empty()).await;
+        if cycle == 9 {
+            baseline = memory();
+        }
+    }
+    // Connections closed on both sides are freed: nothing of the 100 peers is left.
+    until("objects freed", 5.0, || {
+        let live = live_objects();
+        let get = |k: &str| {
+            js_sys::Reflect::get(&live, &k.into())
+                .unwrap()
+                .as_f64()
+                .unwrap()
+        };
+        get("peers") == 0.0 && get("channels") == 0.0
+    })
+    .await;
+    let grown = memory().saturating_sub(baseline);
+    assert!(
+        grown <= 512 * 1024,
+        "wasm memory grew by {grown} bytes over 90 cycles"
+    );
+    a.leave();
+}
