@@ -1,5 +1,6 @@
-//! E2E: Chromium and Firefox, each in its own process, open the served page and both reach the
-//! signaling server. Built only with `--features e2e` (`cargo xtask test` does that).
+//! E2E: Chromium and Firefox, each in its own process, open the same room link through the
+//! served page, connect directly, show the same safety number and chat. Built only with
+//! `--features e2e` (`cargo xtask test` does that).
 #![cfg(not(target_arch = "wasm32"))]
 
 mod harness;
@@ -8,7 +9,7 @@ use harness::{Browser, Server, Session};
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn both_browsers_open_the_page_and_reach_signaling() {
+async fn chromium_and_firefox_meet_through_the_page_and_chat() {
     let server = Server::start(&[]);
     let (chromium, firefox) = tokio::join!(
         Session::start(Browser::Chromium),
@@ -35,6 +36,58 @@ async fn both_browsers_open_the_page_and_reach_signaling() {
     // The server sees both in the room.
     let metrics = get_metrics(&server.url).await;
     assert!(metrics.contains("swarmdrop_peers 2"), "{metrics}");
+
+    // Each lists the other as connected, with the same safety number.
+    let mut safety = Vec::new();
+    for (s, other) in [(&chromium, &ids[1]), (&firefox, &ids[0])] {
+        let row = format!("li[data-peer=\"{other}\"]");
+        s.wait_state(
+            &format!("{row} .state"),
+            "connected",
+            Duration::from_secs(20),
+        )
+        .await;
+        let number = s
+            .wait_text(&format!("{row} .safety"), Duration::from_secs(10))
+            .await;
+        assert_eq!(
+            number.len(),
+            14,
+            "{:?}: safety number {number:?}",
+            s.browser
+        );
+        safety.push(number);
+    }
+    assert_eq!(
+        safety[0], safety[1],
+        "both ends show the same safety number"
+    );
+
+    // Chat both ways, shown as text.
+    chromium.chat("hello from <b>chromium</b>").await;
+    firefox
+        .wait_text_containing(
+            "#chat-log",
+            "hello from <b>chromium</b>",
+            Duration::from_secs(10),
+        )
+        .await;
+    firefox.chat("and hello from firefox").await;
+    chromium
+        .wait_text_containing(
+            "#chat-log",
+            "and hello from firefox",
+            Duration::from_secs(10),
+        )
+        .await;
+    assert!(
+        firefox
+            .client
+            .find(fantoccini::Locator::Css("#chat-log b"))
+            .await
+            .is_err(),
+        "a chat message was rendered as HTML"
+    );
     chromium.close().await;
     firefox.close().await;
 }

@@ -37,8 +37,8 @@ pub fn version() -> String {
 /// An SVG QR code of `text` (for the page's join link), as an SVG document string.
 #[wasm_bindgen(js_name = qrSvg)]
 pub fn qr_svg(text: &str) -> Result<String, JsError> {
-    let code = qrcode::QrCode::new(text.as_bytes())
-        .map_err(|e| JsError::new(&format!("QR code: {e}")))?;
+    let code =
+        qrcode::QrCode::new(text.as_bytes()).map_err(|e| JsError::new(&format!("QR code: {e}")))?;
     Ok(code
         .render::<qrcode::render::svg::Color<'_>>()
         .min_dimensions(160, 160)

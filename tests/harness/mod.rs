@@ -251,6 +251,59 @@ impl Session {
         }
     }
 
+    /// Waits until the element `css` exists with non-empty text; returns it.
+    pub async fn wait_text(&self, css: &str, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Ok(el) = self.client.find(Locator::Css(css)).await {
+                let text = el.text().await.unwrap_or_default();
+                if !text.trim().is_empty() {
+                    return text;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{:?}: no text in {css} after {within:?}",
+                self.browser
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until the text of `css` contains `needle`.
+    pub async fn wait_text_containing(&self, css: &str, needle: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let text = self.text(css).await;
+            if text.contains(needle) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{:?}: {css} never contained {needle:?}; it reads {text:?}",
+                self.browser
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Types `text` into the chat box and sends it.
+    pub async fn chat(&self, text: &str) {
+        let input = self
+            .client
+            .find(Locator::Css("#chat-input"))
+            .await
+            .expect("chat input");
+        input.send_keys(text).await.expect("type");
+        self.client
+            .find(Locator::Css("#chat-form button"))
+            .await
+            .expect("send button")
+            .click()
+            .await
+            .expect("click send");
+    }
+
     /// The text of the element `css`.
     pub async fn text(&self, css: &str) -> String {
         self.client
