@@ -120,6 +120,13 @@ async function main() {
     show("peer-id", swarm.id ?? "–");
   });
   for (const ev of ["peer-joined", "peer-left", "peer-state"]) swarm.on(ev, () => renderPeers(swarm));
+  // Page open → first peer connected (data channel open and hello), for `cargo xtask bench join`.
+  window.swarmdropTimings = { firstConnectedMs: null };
+  swarm.on("peer-state", ({ state }) => {
+    if (state === "connected" && window.swarmdropTimings.firstConnectedMs === null) {
+      window.swarmdropTimings.firstConnectedMs = performance.now();
+    }
+  });
   swarm.on("error", ({ message }) => console.warn("swarmdrop:", message));
   swarm.on("message", ({ from, data }) => {
     if (typeof data === "string") addChat(from, data, false);

@@ -5,7 +5,7 @@ use crate::{build_pkg, cmd, root, run as run_cmd, tools};
 use std::io::Write;
 use std::process::{Child, Command, Stdio};
 
-const NAMES: [&str; 2] = ["size", "signal"];
+const NAMES: [&str; 3] = ["size", "signal", "join"];
 
 /// One row of a benchmark table.
 struct Row {
@@ -37,6 +37,9 @@ pub fn run(args: &[String]) -> Result<(), String> {
     }
     if name.is_none_or(|n| n == "signal") {
         tables.push(("signal", signal(quick)?));
+    }
+    if name.is_none_or(|n| n == "join") {
+        tables.push(("join", join(quick)?));
     }
     let machine = machine();
     let commit = crate::tools_output("git", &["rev-parse", "--short", "HEAD"]).unwrap_or_default();
@@ -317,4 +320,60 @@ fn signal(quick: bool) -> Result<Vec<Row>, String> {
             goal: "< 0.5 ms".into(),
         },
     ])
+}
+
+/// Page open → first peer connected, Chromium and Firefox joining a Chromium peer.
+fn join(quick: bool) -> Result<Vec<Row>, String> {
+    tools::ensure(tools::Need::All)?;
+    build_pkg()?;
+    let server = crate::build_server(false)?;
+    let joins = if quick { 3 } else { 50 };
+    println!("xtask: {joins} joins per browser");
+    let out = cmd(
+        "cargo",
+        &[
+            "test",
+            "--quiet",
+            "--package",
+            "swarmdrop",
+            "--features",
+            "e2e",
+            "--test",
+            "bench_join",
+            "--",
+            "--nocapture",
+        ],
+    )
+    .env("SWARMDROP_SERVER_BIN", &server)
+    .env("SWARMDROP_BENCH_JOINS", joins.to_string())
+    .stderr(Stdio::inherit())
+    .output()
+    .map_err(|e| format!("bench_join: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        return Err(format!("bench_join failed ({}):\n{text}", out.status));
+    }
+    let json = text
+        .lines()
+        .find_map(|l| l.strip_prefix("BENCH-JSON "))
+        .ok_or_else(|| format!("bench_join printed no figures:\n{text}"))?;
+    let v: serde_json::Value = serde_json::from_str(json).map_err(|e| e.to_string())?;
+    let mut rows = Vec::new();
+    for browser in ["chromium", "firefox"] {
+        let b = &v[browser];
+        for (p, goal) in [("p50_ms", 300.0), ("p99_ms", 1000.0)] {
+            rows.push(Row {
+                figure: format!(
+                    "{browser} joins a Chromium peer: page open → connected, {} ({} joins)",
+                    &p[..3],
+                    b["joins"]
+                ),
+                ours: b[p].as_f64().unwrap_or(f64::NAN),
+                baseline: goal,
+                unit: "ms",
+                goal: format!("< {goal:.0} ms"),
+            });
+        }
+    }
+    Ok(rows)
 }

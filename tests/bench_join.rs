@@ -1,0 +1,79 @@
+//! `cargo xtask bench join`: page open → first peer connected (data channel open), over many
+//! joins, Chromium and Firefox joining a Chromium peer. Prints figures; asserts only that every
+//! join connects (timings are judged by the benchmark report, never here).
+#![cfg(not(target_arch = "wasm32"))]
+
+mod harness;
+
+use harness::{Browser, Server, Session};
+use std::time::{Duration, Instant};
+
+fn joins() -> usize {
+    std::env::var("SWARMDROP_BENCH_JOINS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50)
+}
+
+async fn first_connected_ms(s: &Session) -> f64 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = s
+            .client
+            .execute(
+                "return window.swarmdropTimings ? window.swarmdropTimings.firstConnectedMs : null",
+                vec![],
+            )
+            .await
+            .expect("script");
+        if let Some(ms) = v.as_f64() {
+            return ms;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{:?}: no peer connected within 30 s",
+            s.browser
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn join_time() {
+    let server = Server::start(&[]);
+    let host = Session::start(Browser::Chromium).await;
+    let link = format!("{}/#room=bench-join", server.url);
+    host.client.goto(&link).await.expect("host page");
+    host.wait_state("#signal-state", "open", Duration::from_secs(20))
+        .await;
+    let mut report = serde_json::Map::new();
+    for browser in [Browser::Chromium, Browser::Firefox] {
+        let joiner = Session::start(browser).await;
+        let mut times = Vec::new();
+        for _ in 0..joins() {
+            joiner.client.goto(&link).await.expect("open the page");
+            times.push(first_connected_ms(&joiner).await);
+            // Leave cleanly before the next join (the page leaves on pagehide).
+            joiner.client.goto("about:blank").await.expect("leave");
+        }
+        times.sort_by(f64::total_cmp);
+        let name = format!("{browser:?}").to_lowercase();
+        report.insert(
+            name,
+            serde_json::json!({
+                "joins": times.len(),
+                "p50_ms": percentile(&times, 0.5),
+                "p99_ms": percentile(&times, 0.99),
+                "min_ms": times[0],
+                "max_ms": times[times.len() - 1],
+            }),
+        );
+        joiner.close().await;
+    }
+    host.close().await;
+    println!("BENCH-JSON {}", serde_json::Value::Object(report));
+}
