@@ -17,8 +17,8 @@ fn byte_at(i: usize) -> u8 {
 
 #[wasm_bindgen_test]
 async fn one_mib_over_a_data_channel() {
-    let (a, mut a_events) = PeerConnection::new(&[]).expect("peer a");
-    let (b, mut b_events) = PeerConnection::new(&[]).expect("peer b");
+    let (a, mut a_events) = PeerConnection::new(&[], false).expect("peer a");
+    let (b, mut b_events) = PeerConnection::new(&[], false).expect("peer b");
     let sender = a.create_data_channel("data");
 
     let offer = a.create_offer().await.expect("offer");

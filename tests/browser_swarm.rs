@@ -261,3 +261,34 @@ async fn a_hundred_join_leave_cycles_leave_nothing_behind() {
     );
     a.leave();
 }
+
+#[wasm_bindgen_test]
+async fn relay_only_connects_through_turn_and_reports_relayed() {
+    let url = option_env!("SWARMDROP_TURN_SIGNAL_URL")
+        .expect("run with `cargo xtask test` (it starts coturn and a server using it)");
+    let r = room("turn");
+    // The server's welcome carries the TURN URL with fresh REST credentials.
+    let a = Swarm::join_relayed(url, &r, vec![], None, true)
+        .await
+        .expect("join a");
+    let b = Swarm::join_relayed(url, &r, vec![], None, true)
+        .await
+        .expect("join b");
+    until("relayed connection", 20.0, || {
+        connected(&a).len() == 1 && connected(&b).len() == 1
+    })
+    .await;
+    let ib = id(&b);
+    until("route relayed", 8.0, || {
+        matches!(a.route(&ib), Some((swarmdrop::swarm::Route::Relayed, _)))
+    })
+    .await;
+    let mut eb = b.events();
+    a.send_text(&ib, "via TURN").await.unwrap();
+    assert_eq!(
+        next_message(&mut eb, 5).await.1,
+        Message::Text("via TURN".into())
+    );
+    a.leave();
+    b.leave();
+}

@@ -43,14 +43,19 @@ pub struct PeerConnection {
 }
 
 impl PeerConnection {
-    /// Creates a connection using `ice_servers`; events arrive on the returned receiver.
+    /// Creates a connection using `ice_servers` (only TURN relays if `relay_only`); events
+    /// arrive on the returned receiver.
     ///
     /// The event queue is unbounded because the browser cannot be paused; what it carries is
     /// bounded by the handshake (a few candidates, a few state changes, the remote's channels).
     pub fn new(
         ice_servers: &[IceServer],
+        relay_only: bool,
     ) -> Result<(Self, mpsc::UnboundedReceiver<PeerEvent>), WebError> {
         let config = RtcConfiguration::new();
+        if relay_only {
+            config.set_ice_transport_policy(web_sys::RtcIceTransportPolicy::Relay);
+        }
         let servers = js_sys::Array::new();
         for s in ice_servers {
             let server = RtcIceServer::new();

@@ -43,6 +43,9 @@ struct JoinOptions {
     #[serde(default)]
     ice_servers: Vec<JsIceServer>,
     max_peers: Option<usize>,
+    /// "all" (default) or "relay": only TURN relays, as `RTCConfiguration.iceTransportPolicy`.
+    #[serde(default)]
+    ice_transport_policy: Option<String>,
 }
 
 /// `RTCIceServer` as JavaScript writes it: `urls` a string or a list.
@@ -96,6 +99,7 @@ struct Inner {
     /// ICE servers from the options; the server's `welcome` list is added to them.
     ice_servers: Vec<IceServer>,
     server_ice: Vec<IceServer>,
+    relay_only: bool,
     signal: Option<SignalClient>,
     peers: HashMap<PeerId, PeerHandle>,
     next_gen: u64,
@@ -281,14 +285,14 @@ fn peer_command(shared: &Shared, id: PeerId, cmd: PeerCommand) {
 }
 
 fn create_peer(shared: &Shared, id: PeerId, offerer: bool) {
-    let (ice, gen) = {
+    let (ice, relay_only, gen) = {
         let mut inner = shared.borrow_mut();
         inner.next_gen += 1;
         let mut ice = inner.ice_servers.clone();
         ice.extend(inner.server_ice.iter().cloned());
-        (ice, inner.next_gen)
+        (ice, inner.relay_only, inner.next_gen)
     };
-    let (pc, events) = match PeerConnection::new(&ice) {
+    let (pc, events) = match PeerConnection::new(&ice, relay_only) {
         Ok(p) => p,
         Err(e) => {
             // Not registered yet: tell the machine directly.
@@ -736,6 +740,17 @@ impl Swarm {
         ice_servers: Vec<IceServer>,
         max_peers: Option<usize>,
     ) -> Result<Swarm, WebError> {
+        Self::join_relayed(signal, room, ice_servers, max_peers, false).await
+    }
+
+    /// Like [`Swarm::join_with_options`]; with `relay_only`, connections use TURN relays only.
+    pub async fn join_relayed(
+        signal: &str,
+        room: &str,
+        ice_servers: Vec<IceServer>,
+        max_peers: Option<usize>,
+        relay_only: bool,
+    ) -> Result<Swarm, WebError> {
         let servers = ice_servers
             .into_iter()
             .map(|s| JsIceServer {
@@ -749,12 +764,22 @@ impl Swarm {
             room: room.into(),
             ice_servers: servers,
             max_peers,
+            ice_transport_policy: relay_only.then(|| "relay".to_string()),
         })
         .await
     }
 
     async fn join_with(opts: JoinOptions) -> Result<Swarm, WebError> {
         let room = RoomName::new(opts.room).map_err(|e| WebError::Signal(e.to_string()))?;
+        let relay_only = match opts.ice_transport_policy.as_deref() {
+            None | Some("all") => false,
+            Some("relay") => true,
+            Some(other) => {
+                return Err(WebError::Signal(format!(
+                    "iceTransportPolicy `{other}`: use \"all\" or \"relay\""
+                )))
+            }
+        };
         let mut config = Config::new(room, random_seed()?);
         if let Some(m) = opts.max_peers {
             if m == 0 {
@@ -782,6 +807,7 @@ impl Swarm {
             url: opts.signal,
             ice_servers,
             server_ice: Vec::new(),
+            relay_only,
             signal: None,
             peers: HashMap::new(),
             next_gen: 0,

@@ -17,9 +17,10 @@ pub struct TestSignal {
     child: Arc<Mutex<Option<Child>>>,
 }
 
-fn spawn(bin: &Path, port: u16) -> Result<Child, String> {
+fn spawn(bin: &Path, port: u16, extra: &[String]) -> Result<Child, String> {
     let child = Command::new(bin)
         .args(["--listen", &format!("127.0.0.1:{port}"), "--log", "warn"])
+        .args(extra)
         .stdout(Stdio::null())
         .spawn()
         .map_err(|e| format!("starting {}: {e}", bin.display()))?;
@@ -44,16 +45,17 @@ fn free_port() -> Result<u16, String> {
 }
 
 impl TestSignal {
-    /// Starts `bin` on a free loopback port and the control endpoint on another.
-    pub fn start(bin: PathBuf) -> Result<TestSignal, String> {
+    /// Starts `bin` with `extra` flags on a free loopback port and the control endpoint on
+    /// another.
+    pub fn start(bin: PathBuf, extra: Vec<String>) -> Result<TestSignal, String> {
         let port = free_port()?;
-        let child = Arc::new(Mutex::new(Some(spawn(&bin, port)?)));
+        let child = Arc::new(Mutex::new(Some(spawn(&bin, port, &extra)?)));
         let control = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
         let control_addr = control.local_addr().map_err(|e| e.to_string())?;
         let c = Arc::clone(&child);
         std::thread::spawn(move || {
             for stream in control.incoming().flatten() {
-                if Self::serve_control(stream, &c, &bin, port).is_err() {
+                if Self::serve_control(stream, &c, &bin, port, &extra).is_err() {
                     break;
                 }
             }
@@ -70,6 +72,7 @@ impl TestSignal {
         child: &Mutex<Option<Child>>,
         bin: &Path,
         port: u16,
+        extra: &[String],
     ) -> Result<(), String> {
         let mut line = String::new();
         BufReader::new(&stream)
@@ -83,7 +86,7 @@ impl TestSignal {
             }
             // Long enough for every client to notice and start backing off.
             std::thread::sleep(Duration::from_millis(1500));
-            match spawn(bin, port) {
+            match spawn(bin, port, extra) {
                 Ok(c) => {
                     *guard = Some(c);
                     ("200 OK", "restarted\n".to_string())
@@ -111,5 +114,65 @@ impl Drop for TestSignal {
                 let _ = c.wait();
             }
         }
+    }
+}
+
+/// A coturn TURN server on loopback with a REST-API secret (`use-auth-secret`); stops on drop.
+pub struct Turn {
+    /// `turn:127.0.0.1:PORT`
+    pub url: String,
+    /// The shared secret the signaling server mints credentials with.
+    pub secret: String,
+    child: Child,
+}
+
+impl Turn {
+    /// Starts `turnserver` on a free loopback port, relaying on loopback.
+    pub fn start() -> Result<Turn, String> {
+        let port = free_port()?;
+        let secret = format!("swarmdrop-test-{}", std::process::id());
+        let relay_lo = 49152 + (port % 1000) * 10;
+        let child = Command::new("turnserver")
+            .args([
+                "-n",
+                "--no-cli",
+                "--no-tls",
+                "--no-dtls",
+                "--listening-ip=127.0.0.1",
+                &format!("--listening-port={port}"),
+                "--relay-ip=127.0.0.1",
+                &format!("--min-port={relay_lo}"),
+                &format!("--max-port={}", relay_lo + 9),
+                "--use-auth-secret",
+                &format!("--static-auth-secret={secret}"),
+                "--realm=swarmdrop.test",
+                "--allow-loopback-peers",
+                "--fingerprint",
+                "--log-file=stdout",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("starting turnserver: {e}"))?;
+        // turnserver listens on UDP and TCP; TCP tells when it is up.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port))).is_err() {
+            if Instant::now() > deadline {
+                return Err(format!("turnserver did not listen on {port}"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(Turn {
+            url: format!("turn:127.0.0.1:{port}"),
+            secret,
+            child,
+        })
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

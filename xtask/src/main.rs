@@ -348,8 +348,25 @@ fn test(args: &[String]) -> Result<(), String> {
     // The browser suites talk to a real server, which their tests may restart.
     let signal = match &server {
         Some(bin) if wanted("chrome") || wanted("firefox") => {
-            Some(harness::TestSignal::start(bin.clone())?)
+            Some(harness::TestSignal::start(bin.clone(), Vec::new())?)
         }
+        _ => None,
+    };
+    // And a second server handing out credentials for a local coturn, for the relay test.
+    let turn = match signal {
+        Some(_) => Some(harness::Turn::start()?),
+        None => None,
+    };
+    let turn_signal = match (&server, &turn) {
+        (Some(bin), Some(turn)) => Some(harness::TestSignal::start(
+            bin.clone(),
+            vec![
+                "--ice-server".into(),
+                turn.url.clone(),
+                "--turn-secret".into(),
+                turn.secret.clone(),
+            ],
+        )?),
         _ => None,
     };
     let mut total = Tally::default();
@@ -366,6 +383,11 @@ fn test(args: &[String]) -> Result<(), String> {
                 .command
                 .env("SWARMDROP_SIGNAL_URL", &signal.url)
                 .env("SWARMDROP_CONTROL_URL", &signal.control);
+        }
+        if let Some(turn_signal) = &turn_signal {
+            suite
+                .command
+                .env("SWARMDROP_TURN_SIGNAL_URL", &turn_signal.url);
         }
         println!("\n==> {}", suite.what);
         let t0 = Instant::now();

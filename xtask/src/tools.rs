@@ -188,6 +188,7 @@ pub fn ensure(need: Need) -> Result<(), String> {
         ("chromium", "chromium"),
         ("chromedriver", "chromium-driver"),
         ("firefox-esr", "firefox-esr"),
+        ("turnserver", "coturn"),
     ]
     .iter()
     .filter(|(bin, _)| output("which", &[bin]).is_none())
