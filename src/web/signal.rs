@@ -1,14 +1,12 @@
 //! The WebSocket connection to the signaling server.
 
-use super::error::{describe, WebError};
+use super::error::WebError;
 use super::events::first_of;
 use crate::signal::{ClientMessage, PeerId, RoomName, ServerMessage, PROTOCOL_VERSION};
 use futures::channel::mpsc;
 use futures::StreamExt;
 use gloo_events::EventListener;
-use std::cell::RefCell;
-use std::rc::Rc;
-use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen::JsCast;
 use web_sys::{CloseEvent, MessageEvent, WebSocket};
 
 /// Something the signaling connection reports.
@@ -32,7 +30,6 @@ pub enum SignalEvent {
 pub struct SignalClient {
     ws: WebSocket,
     events: mpsc::UnboundedReceiver<SignalEvent>,
-    on_close_cb: Rc<RefCell<Option<js_sys::Function>>>,
     _listeners: [EventListener; 2],
 }
 
@@ -57,28 +54,16 @@ impl SignalClient {
             };
             let _ = t.unbounded_send(event);
         });
-        let on_close_cb: Rc<RefCell<Option<js_sys::Function>>> = Rc::default();
-        let cb = Rc::clone(&on_close_cb);
         let on_close = EventListener::new(&ws, "close", move |ev| {
             let (code, reason) = ev
                 .dyn_ref::<CloseEvent>()
                 .map(|c| (c.code(), c.reason()))
                 .unwrap_or((1006, String::new()));
-            if let Some(f) = cb.borrow_mut().take() {
-                if let Err(e) = f.call2(
-                    &JsValue::NULL,
-                    &JsValue::from(code),
-                    &JsValue::from(&reason),
-                ) {
-                    tracing::warn!("onClose callback threw: {}", describe(&e));
-                }
-            }
             let _ = tx.unbounded_send(SignalEvent::Closed { code, reason });
         });
         let client = SignalClient {
             ws,
             events,
-            on_close_cb,
             _listeners: [on_message, on_close],
         };
         match first_of(&client.ws, &["open", "close"]).await {
@@ -132,27 +117,6 @@ impl SignalClient {
     pub fn take_events(&mut self) -> mpsc::UnboundedReceiver<SignalEvent> {
         let (_, empty) = mpsc::unbounded();
         std::mem::replace(&mut self.events, empty)
-    }
-
-    /// The WebSocket's state in words.
-    pub fn state(&self) -> &'static str {
-        match self.ws.ready_state() {
-            WebSocket::CONNECTING => "connecting",
-            WebSocket::OPEN => "open",
-            WebSocket::CLOSING => "closing",
-            _ => "closed",
-        }
-    }
-
-    /// Calls `callback(code, reason)` once when the socket closes.
-    pub fn on_close(&self, callback: js_sys::Function) {
-        *self.on_close_cb.borrow_mut() = Some(callback);
-    }
-
-    /// Says `leave` and closes the socket.
-    pub fn leave(&self) {
-        let _ = self.send(&ClientMessage::Leave);
-        let _ = self.ws.close();
     }
 }
 
