@@ -294,3 +294,72 @@ async fn relay_only_connects_through_turn_and_reports_relayed() {
     a.leave();
     b.leave();
 }
+
+#[wasm_bindgen_test]
+async fn garbage_sdp_fails_that_peer_with_a_reason_and_others_carry_on() {
+    use swarmdrop::signal::{ClientMessage, ServerMessage};
+    use swarmdrop::web::{SignalClient, SignalEvent};
+    let r = room("garbage");
+    let a = join(&r).await;
+    let b = join(&r).await;
+    until("a and b connected", 20.0, || connected(&a).len() == 1).await;
+    let mut events = a.events();
+    // A raw signaling client in the same room answers or offers with nonsense SDP.
+    let (mut raw, raw_id, _) = SignalClient::join(signal_url(), &r)
+        .await
+        .expect("raw join");
+    let a_id = id(&a);
+    let garbage = |kind: &str| {
+        serde_json::value::RawValue::from_string(format!(
+            r#"{{"kind":"{kind}","sdp":"this is not SDP"}}"#
+        ))
+        .unwrap()
+    };
+    if a_id < raw_id {
+        // `a` offers to us: wait for its offer, answer with garbage.
+        loop {
+            match raw.next().await.expect("raw events") {
+                SignalEvent::Message(ServerMessage::Signal { from, data })
+                    if from == a_id && data.get().contains("\"offer\"") =>
+                {
+                    break
+                }
+                _ => {}
+            }
+        }
+        raw.send(&ClientMessage::Signal {
+            to: a_id.clone(),
+            data: garbage("answer"),
+        })
+        .unwrap();
+    } else {
+        raw.send(&ClientMessage::Signal {
+            to: a_id.clone(),
+            data: garbage("offer"),
+        })
+        .unwrap();
+    }
+    let raw_peer = PeerId::new(raw_id.to_string()).unwrap();
+    let start = now_ms();
+    let reason = loop {
+        assert!(now_ms() - start < 10_000.0, "the bad peer was not failed");
+        match events.next().await {
+            Some(Event::Swarm(SwarmEvent::PeerState(p, PeerState::Failed, r))) if p == raw_peer => {
+                break r.unwrap_or_default()
+            }
+            Some(_) => {}
+            None => panic!("events ended"),
+        }
+    };
+    assert!(reason.contains("description"), "reason: {reason}");
+    // The good connection carries on.
+    assert_eq!(connected(&a), vec![id(&b)]);
+    let mut eb = b.events();
+    a.send_text(&id(&b), "still here").await.unwrap();
+    assert_eq!(
+        next_message(&mut eb, 5).await.1,
+        Message::Text("still here".into())
+    );
+    a.leave();
+    b.leave();
+}
