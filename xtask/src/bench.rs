@@ -55,11 +55,11 @@ pub fn run(args: &[String]) -> Result<(), String> {
         ));
         for r in rows {
             md.push_str(&format!(
-                "| {} | {:.1} {} | {:.1} {} | {:.2}× | {} |\n",
+                "| {} | {} {} | {} {} | {:.2}× | {} |\n",
                 r.figure,
-                r.ours,
+                figure(r.ours),
                 r.unit,
-                r.baseline,
+                figure(r.baseline),
                 r.unit,
                 r.ours / r.baseline,
                 r.goal
@@ -82,6 +82,15 @@ pub fn run(args: &[String]) -> Result<(), String> {
         println!("\nappended to bench/results.md");
     }
     Ok(())
+}
+
+/// Three significant digits or one decimal, whichever says more.
+fn figure(v: f64) -> String {
+    if v.abs() < 10.0 {
+        format!("{v:.3}")
+    } else {
+        format!("{v:.1}")
+    }
 }
 
 /// The wasm bundle, raw and gzipped, against the 250 KB gzipped goal.
