@@ -1,8 +1,38 @@
 //! The sans-IO file engine: manifests, pieces, the scheduler and the data-channel wire format.
 //!
-//! Like [`crate::swarm`], it does no I/O; the browser layer moves frames and storage results in
-//! and out. Block sizes are bounded by what a data channel carries in one message.
+//! Like [`crate::swarm`], it does no I/O and reads no clock: the browser layer feeds it frames,
+//! storage results and `now`, and carries out its outputs (frames to send, pieces to store,
+//! blocks to read). Pieces are verified (SHA-256) before they are stored or served.
 
-/// The largest message Chromium's data channels accept (256 KiB); pieces travel in blocks no
-/// larger than the remote's advertised maximum, and never larger than this.
+mod engine;
+mod manifest;
+#[cfg(test)]
+mod tests;
+pub mod wire;
+
+pub use engine::{Config, Engine, FileInfo, Input, Output, TransferEvent};
+pub use manifest::{piece_size_for, Bitfield, Manifest, ManifestBuilder, ManifestError};
+pub use wire::{BlockRef, Frame, RejectReason, WireError};
+
+/// A file's id: the SHA-256 of its manifest's canonical encoding.
+pub type FileId = [u8; 32];
+
+/// The largest message Chromium's data channels accept (256 KiB); blocks are never larger.
 pub const MAX_BLOCK: usize = 256 * 1024;
+
+/// A file id as lowercase hex (for links and storage names).
+pub fn id_hex(id: &FileId) -> String {
+    id.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Parses 64 hex digits into a file id.
+pub fn id_from_hex(s: &str) -> Option<FileId> {
+    if s.len() != 64 || !s.is_ascii() {
+        return None;
+    }
+    let mut id = [0u8; 32];
+    for (i, b) in id.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(id)
+}

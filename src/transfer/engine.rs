@@ -1,0 +1,1067 @@
+//! The file-sharing state machine: announcements, manifests, piece selection, integrity.
+
+use super::manifest::{Bitfield, Manifest};
+use super::wire::{BlockRef, Frame, RejectReason};
+use super::FileId;
+use crate::signal::PeerId;
+use crate::swarm::{Rng, Time};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::time::Duration;
+
+/// Settings of the engine.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Bytes per requested block (the driver keeps it within the channels' message size).
+    pub block: u32,
+    /// Requests in flight per peer: enough to keep a channel full.
+    pub pipeline: usize,
+    /// A request unanswered this long is given to another peer.
+    pub request_timeout: Duration,
+    /// Pieces being assembled at once (bounds the memory of a download).
+    pub max_partial: usize,
+    /// The first pieces are picked at random (so new peers have something to trade), then
+    /// rarest first.
+    pub random_first: u32,
+    /// Seeds piece choices.
+    pub seed: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            block: 64 * 1024,
+            pipeline: 24,
+            request_timeout: Duration::from_secs(10),
+            max_partial: 32,
+            random_first: 4,
+            seed: 1,
+        }
+    }
+}
+
+/// Something the driver tells the engine.
+#[derive(Debug)]
+pub enum Input {
+    /// A data channel to `peer` opened.
+    PeerUp(PeerId),
+    /// The data channel to `peer` closed.
+    PeerDown(PeerId),
+    /// A frame arrived from `peer`.
+    Frame(PeerId, Vec<u8>),
+    /// We share a complete local file.
+    Share(Manifest),
+    /// We hold part (or all) of a file from an earlier session.
+    Resume(Manifest, Bitfield),
+    /// Download a file announced by peers.
+    Download(FileId),
+    /// Stop downloading (pieces already stored stay stored and served).
+    Cancel(FileId),
+    /// Stop sharing and forget a file.
+    Unshare(FileId),
+    /// A verified piece is stored.
+    Stored(FileId, u32),
+    /// Storing a piece failed (quota, I/O): the download pauses with the error.
+    StoreFailed(FileId, u32, String),
+    /// A block read for `peer` (after [`Output::Read`]).
+    BlockRead(PeerId, FileId, BlockRef, Vec<u8>),
+    /// Reading a block failed.
+    ReadFailed(PeerId, FileId, BlockRef),
+}
+
+/// Something the engine asks of the driver.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Send these frame bytes to `peer`.
+    Send(PeerId, Vec<u8>),
+    /// Store verified piece `piece` of a file; answer with [`Input::Stored`].
+    Store(FileId, u32, Vec<u8>),
+    /// Read a block for `peer`; answer with [`Input::BlockRead`].
+    Read(PeerId, FileId, BlockRef),
+    /// Tell the application.
+    Event(TransferEvent),
+}
+
+/// Something that happened, for the application.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransferEvent {
+    /// A file is available in the swarm (first announcement).
+    FileAnnounced {
+        /// The file.
+        id: FileId,
+        /// Its name (from a peer: show as text).
+        name: String,
+        /// Its size.
+        size: u64,
+        /// Its MIME type.
+        mime: String,
+    },
+    /// No peer (and not we) has the file any more.
+    FileRemoved(FileId),
+    /// A download made progress: bytes verified and stored of the total.
+    Progress(FileId, u64, u64),
+    /// A download finished; we now seed it.
+    Complete(FileId),
+    /// A peer sent bad data and is not asked again.
+    PeerBanned(PeerId, String),
+    /// A file's download stopped on an error.
+    Error(FileId, String),
+}
+
+/// What the application sees of a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileInfo {
+    /// The file.
+    pub id: FileId,
+    /// Its name.
+    pub name: String,
+    /// Its size.
+    pub size: u64,
+    /// Its MIME type.
+    pub mime: String,
+    /// Peers that announced it.
+    pub sources: usize,
+    /// Bytes we have verified and stored.
+    pub have: u64,
+    /// Whether we download it.
+    pub downloading: bool,
+    /// Whether we have all of it.
+    pub complete: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Local {
+    /// Known from announcements only.
+    Known,
+    Downloading,
+    /// We have pieces (maybe all) and serve them, but do not fetch more.
+    Serving,
+}
+
+/// A piece being assembled.
+#[derive(Debug)]
+struct Partial {
+    buf: Vec<u8>,
+    got: Vec<bool>,
+    missing: usize,
+    contributors: BTreeSet<PeerId>,
+}
+
+#[derive(Debug)]
+struct File {
+    name: String,
+    size: u64,
+    mime: String,
+    local: Local,
+    manifest: Option<Manifest>,
+    have: Option<Bitfield>,
+    sources: BTreeSet<PeerId>,
+    peer_have: HashMap<PeerId, Bitfield>,
+    subscribers: BTreeSet<PeerId>,
+    /// Manifest being fetched: from whom, bytes so far.
+    manifest_fetch: Option<(PeerId, Vec<u8>)>,
+    partial: BTreeMap<u32, Partial>,
+    /// Verified, waiting for the driver to store them.
+    storing: BTreeSet<u32>,
+    /// Bytes received per peer (for the application and the tests).
+    received: HashMap<PeerId, u64>,
+    error: Option<String>,
+}
+
+impl File {
+    fn new(name: String, size: u64, mime: String) -> Self {
+        File {
+            name,
+            size,
+            mime,
+            local: Local::Known,
+            manifest: None,
+            have: None,
+            sources: BTreeSet::new(),
+            peer_have: HashMap::new(),
+            subscribers: BTreeSet::new(),
+            manifest_fetch: None,
+            partial: BTreeMap::new(),
+            storing: BTreeSet::new(),
+            received: HashMap::new(),
+            error: None,
+        }
+    }
+
+    fn have_bytes(&self) -> u64 {
+        match (&self.manifest, &self.have) {
+            (Some(m), Some(h)) => (0..m.pieces())
+                .filter(|&i| h.get(i))
+                .map(|i| u64::from(m.piece_len(i)))
+                .sum(),
+            _ => 0,
+        }
+    }
+
+    fn has_any(&self) -> bool {
+        self.have.as_ref().is_some_and(|h| h.count() > 0)
+    }
+}
+
+#[derive(Debug, Default)]
+struct PeerState {
+    inflight: usize,
+    /// Sent bad data: never asked again.
+    banned: bool,
+    /// Failed pieces it contributed to (two strikes: banned).
+    strikes: u32,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Sent {
+    at: Time,
+}
+
+/// The file engine. See the module docs.
+#[derive(Debug)]
+pub struct Engine {
+    config: Config,
+    rng: Rng,
+    files: BTreeMap<FileId, File>,
+    peers: BTreeMap<PeerId, PeerState>,
+    /// Requests in flight: (file, block) → who was asked, when.
+    requests: BTreeMap<(FileId, BlockRef), BTreeMap<PeerId, Sent>>,
+    /// Blocks we are reading for peers; a cancel removes the entry so the read is dropped.
+    serving: BTreeSet<(PeerId, FileId, BlockRef)>,
+    out: VecDeque<Output>,
+}
+
+impl Engine {
+    /// A new engine.
+    pub fn new(config: Config) -> Self {
+        Engine {
+            rng: Rng::new(config.seed),
+            config,
+            files: BTreeMap::new(),
+            peers: BTreeMap::new(),
+            requests: BTreeMap::new(),
+            serving: BTreeSet::new(),
+            out: VecDeque::new(),
+        }
+    }
+
+    /// The next thing for the driver to do.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// When [`Engine::handle_timeout`] must run next.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        self.requests
+            .values()
+            .flat_map(|m| m.values())
+            .map(|s| s.at + self.config.request_timeout)
+            .min()
+    }
+
+    /// Every file known in the swarm.
+    pub fn files(&self) -> Vec<FileInfo> {
+        self.files
+            .iter()
+            .map(|(id, f)| FileInfo {
+                id: *id,
+                name: f.name.clone(),
+                size: f.size,
+                mime: f.mime.clone(),
+                sources: f.sources.len(),
+                have: f.have_bytes(),
+                downloading: f.local == Local::Downloading,
+                complete: f.have.as_ref().is_some_and(Bitfield::complete),
+            })
+            .collect()
+    }
+
+    /// The manifest of a file, once known.
+    pub fn manifest(&self, id: &FileId) -> Option<&Manifest> {
+        self.files.get(id)?.manifest.as_ref()
+    }
+
+    /// Which pieces of a file we have.
+    pub fn have(&self, id: &FileId) -> Option<&Bitfield> {
+        self.files.get(id)?.have.as_ref()
+    }
+
+    /// Bytes of a file received from each peer.
+    pub fn received_from(&self, id: &FileId) -> HashMap<PeerId, u64> {
+        self.files
+            .get(id)
+            .map(|f| f.received.clone())
+            .unwrap_or_default()
+    }
+
+    fn send(&mut self, peer: &PeerId, frame: Frame) {
+        self.out
+            .push_back(Output::Send(peer.clone(), frame.encode()));
+    }
+
+    fn event(&mut self, e: TransferEvent) {
+        self.out.push_back(Output::Event(e));
+    }
+
+    fn announce_frame(id: &FileId, f: &File) -> Frame {
+        Frame::Announce {
+            id: *id,
+            name: f.name.clone(),
+            size: f.size,
+            mime: f.mime.clone(),
+        }
+    }
+
+    /// Tells every peer we have (some of) `id`.
+    fn announce(&mut self, id: &FileId) {
+        let Some(f) = self.files.get(id) else { return };
+        let frame = Self::announce_frame(id, f);
+        let peers: Vec<PeerId> = self.peers.keys().cloned().collect();
+        for p in peers {
+            self.send(&p, frame.clone());
+        }
+    }
+
+    /// Handles one input at `now`.
+    pub fn handle(&mut self, input: Input, now: Time) {
+        match input {
+            Input::PeerUp(peer) => {
+                self.peers.entry(peer.clone()).or_default();
+                let frames: Vec<Frame> = self
+                    .files
+                    .iter()
+                    .filter(|(_, f)| f.has_any())
+                    .map(|(id, f)| Self::announce_frame(id, f))
+                    .collect();
+                for f in frames {
+                    self.send(&peer, f);
+                }
+            }
+            Input::PeerDown(peer) => self.peer_down(&peer, now),
+            Input::Frame(peer, bytes) => match Frame::decode(&bytes) {
+                Ok(frame) => self.on_frame(&peer, frame, now),
+                Err(e) => self.ban(&peer, format!("sent a malformed frame: {e}"), now),
+            },
+            Input::Share(manifest) => {
+                let id = manifest.id();
+                let have = Bitfield::full(manifest.pieces());
+                self.adopt(id, manifest, have, Local::Serving);
+                self.announce(&id);
+            }
+            Input::Resume(manifest, have) => {
+                let id = manifest.id();
+                let local = if have.complete() {
+                    Local::Serving
+                } else {
+                    Local::Downloading
+                };
+                let any = have.count() > 0;
+                self.adopt(id, manifest, have, local);
+                if any {
+                    self.announce(&id);
+                }
+                self.start_download(&id, now);
+            }
+            Input::Download(id) => {
+                if let Some(f) = self.files.get_mut(&id) {
+                    if f.local == Local::Known || f.local == Local::Serving {
+                        f.local = Local::Downloading;
+                    }
+                    f.error = None;
+                }
+                self.start_download(&id, now);
+            }
+            Input::Cancel(id) => self.stop_download(&id),
+            Input::Unshare(id) => {
+                self.stop_download(&id);
+                if let Some(f) = self.files.get_mut(&id) {
+                    let had = f.has_any();
+                    f.local = Local::Known;
+                    f.have = None;
+                    f.subscribers.clear();
+                    if had {
+                        let peers: Vec<PeerId> = self.peers.keys().cloned().collect();
+                        for p in peers {
+                            self.send(&p, Frame::Unannounce { id });
+                        }
+                    }
+                    if self.files[&id].sources.is_empty() {
+                        self.files.remove(&id);
+                        self.event(TransferEvent::FileRemoved(id));
+                    }
+                }
+            }
+            Input::Stored(id, piece) => self.on_stored(&id, piece, now),
+            Input::StoreFailed(id, piece, error) => {
+                if let Some(f) = self.files.get_mut(&id) {
+                    f.storing.remove(&piece);
+                    f.error = Some(error.clone());
+                }
+                self.stop_download(&id);
+                self.event(TransferEvent::Error(id, format!("storing failed: {error}")));
+            }
+            Input::BlockRead(peer, id, block, data) => {
+                if self.serving.remove(&(peer.clone(), id, block)) && self.peers.contains_key(&peer)
+                {
+                    self.send(
+                        &peer,
+                        Frame::Block {
+                            id,
+                            piece: block.piece,
+                            offset: block.offset,
+                            data,
+                        },
+                    );
+                }
+            }
+            Input::ReadFailed(peer, id, block) => {
+                if self.serving.remove(&(peer.clone(), id, block)) {
+                    self.send(
+                        &peer,
+                        Frame::Reject {
+                            id,
+                            block,
+                            reason: RejectReason::NotHere,
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    fn adopt(&mut self, id: FileId, manifest: Manifest, have: Bitfield, local: Local) {
+        let f = self.files.entry(id).or_insert_with(|| {
+            File::new(manifest.name.clone(), manifest.size, manifest.mime.clone())
+        });
+        f.name = manifest.name.clone();
+        f.size = manifest.size;
+        f.mime = manifest.mime.clone();
+        f.manifest = Some(manifest);
+        f.have = Some(have);
+        f.local = local;
+    }
+
+    fn start_download(&mut self, id: &FileId, now: Time) {
+        let Some(f) = self.files.get(id) else { return };
+        if f.local != Local::Downloading {
+            return;
+        }
+        let sources: Vec<PeerId> = f.sources.iter().cloned().collect();
+        for p in &sources {
+            self.send(p, Frame::Subscribe { id: *id });
+        }
+        self.fetch_manifest(id);
+        self.schedule(now);
+    }
+
+    fn fetch_manifest(&mut self, id: &FileId) {
+        let Some(f) = self.files.get(id) else { return };
+        if f.manifest.is_some() || f.manifest_fetch.is_some() {
+            return;
+        }
+        let from = f
+            .sources
+            .iter()
+            .find(|p| self.peers.get(*p).is_some_and(|s| !s.banned))
+            .cloned();
+        if let Some(from) = from {
+            self.files.get_mut(id).expect("present").manifest_fetch =
+                Some((from.clone(), Vec::new()));
+            self.send(&from, Frame::ManifestRequest { id: *id });
+        }
+    }
+
+    fn stop_download(&mut self, id: &FileId) {
+        let Some(f) = self.files.get_mut(id) else {
+            return;
+        };
+        if f.local == Local::Downloading {
+            f.local = if f.has_any() {
+                Local::Serving
+            } else {
+                Local::Known
+            };
+        }
+        f.partial.clear();
+        f.manifest_fetch = None;
+        let cancels: Vec<((FileId, BlockRef), BTreeMap<PeerId, Sent>)> = self
+            .requests
+            .iter()
+            .filter(|((fid, _), _)| fid == id)
+            .map(|(k, v)| (*k, v.clone()))
+            .collect();
+        for ((fid, block), asked) in cancels {
+            self.requests.remove(&(fid, block));
+            for p in asked.keys() {
+                if let Some(ps) = self.peers.get_mut(p) {
+                    ps.inflight = ps.inflight.saturating_sub(1);
+                }
+                self.send(p, Frame::Cancel { id: fid, block });
+            }
+        }
+    }
+
+    fn peer_down(&mut self, peer: &PeerId, now: Time) {
+        self.peers.remove(peer);
+        self.serving.retain(|(p, _, _)| p != peer);
+        self.drop_requests_to(peer);
+        let mut gone = Vec::new();
+        let mut refetch = Vec::new();
+        for (id, f) in self.files.iter_mut() {
+            f.sources.remove(peer);
+            f.peer_have.remove(peer);
+            f.subscribers.remove(peer);
+            if f.manifest_fetch.as_ref().is_some_and(|(p, _)| p == peer) {
+                f.manifest_fetch = None;
+                refetch.push(*id);
+            }
+            if f.sources.is_empty() && f.local == Local::Known {
+                gone.push(*id);
+            }
+        }
+        for id in gone {
+            self.files.remove(&id);
+            self.event(TransferEvent::FileRemoved(id));
+        }
+        for id in refetch {
+            self.fetch_manifest(&id);
+        }
+        self.schedule(now);
+    }
+
+    fn drop_requests_to(&mut self, peer: &PeerId) {
+        for asked in self.requests.values_mut() {
+            asked.remove(peer);
+        }
+        self.requests.retain(|_, asked| !asked.is_empty());
+    }
+
+    fn ban(&mut self, peer: &PeerId, reason: String, now: Time) {
+        let Some(ps) = self.peers.get_mut(peer) else {
+            return;
+        };
+        if ps.banned {
+            return;
+        }
+        ps.banned = true;
+        ps.inflight = 0;
+        self.drop_requests_to(peer);
+        for f in self.files.values_mut() {
+            f.peer_have.remove(peer);
+            if f.manifest_fetch.as_ref().is_some_and(|(p, _)| p == peer) {
+                f.manifest_fetch = None;
+            }
+        }
+        self.event(TransferEvent::PeerBanned(peer.clone(), reason));
+        let ids: Vec<FileId> = self.files.keys().cloned().collect();
+        for id in ids {
+            self.fetch_manifest(&id);
+        }
+        self.schedule(now);
+    }
+
+    fn on_frame(&mut self, peer: &PeerId, frame: Frame, now: Time) {
+        if self.peers.get(peer).is_none_or(|p| p.banned) {
+            return;
+        }
+        match frame {
+            Frame::Announce {
+                id,
+                name,
+                size,
+                mime,
+            } => {
+                let new = !self.files.contains_key(&id);
+                let f = self
+                    .files
+                    .entry(id)
+                    .or_insert_with(|| File::new(name.clone(), size, mime.clone()));
+                f.sources.insert(peer.clone());
+                if new {
+                    self.event(TransferEvent::FileAnnounced {
+                        id,
+                        name,
+                        size,
+                        mime,
+                    });
+                }
+                if self.files[&id].local == Local::Downloading {
+                    self.send(peer, Frame::Subscribe { id });
+                    self.fetch_manifest(&id);
+                }
+            }
+            Frame::Unannounce { id } => {
+                if let Some(f) = self.files.get_mut(&id) {
+                    f.sources.remove(peer);
+                    f.peer_have.remove(peer);
+                    if f.sources.is_empty() && f.local == Local::Known {
+                        self.files.remove(&id);
+                        self.event(TransferEvent::FileRemoved(id));
+                    }
+                }
+            }
+            Frame::Subscribe { id } => {
+                let Some(f) = self.files.get_mut(&id) else {
+                    return;
+                };
+                f.subscribers.insert(peer.clone());
+                if let Some(have) = &f.have {
+                    let bits = have.as_bytes().to_vec();
+                    self.send(peer, Frame::Have { id, bits });
+                }
+            }
+            Frame::ManifestRequest { id } => {
+                let Some(m) = self.files.get(&id).and_then(|f| f.manifest.as_ref()) else {
+                    return;
+                };
+                let bytes = m.encode();
+                let total = bytes.len() as u32;
+                let part = (self.config.block as usize).max(1024);
+                for (i, chunk) in bytes.chunks(part).enumerate() {
+                    self.send(
+                        peer,
+                        Frame::ManifestPart {
+                            id,
+                            offset: (i * part) as u32,
+                            total,
+                            bytes: chunk.to_vec(),
+                        },
+                    );
+                }
+            }
+            Frame::ManifestPart {
+                id,
+                offset,
+                total,
+                bytes,
+            } => self.on_manifest_part(peer, id, offset, total, bytes, now),
+            Frame::Have { id, bits } => {
+                let Some(f) = self.files.get_mut(&id) else {
+                    return;
+                };
+                let Some(m) = &f.manifest else {
+                    return; // asked again once the manifest is here
+                };
+                match Bitfield::from_bytes(&bits, m.pieces()) {
+                    Some(b) => {
+                        f.peer_have.insert(peer.clone(), b);
+                        self.schedule(now);
+                    }
+                    None => self.ban(peer, "sent a bitfield of the wrong size".into(), now),
+                }
+            }
+            Frame::HaveOne { id, piece } => {
+                let Some(f) = self.files.get_mut(&id) else {
+                    return;
+                };
+                let Some(m) = &f.manifest else { return };
+                if piece >= m.pieces() {
+                    return self.ban(peer, "announced a piece that does not exist".into(), now);
+                }
+                let n = m.pieces();
+                f.peer_have
+                    .entry(peer.clone())
+                    .or_insert_with(|| Bitfield::new(n))
+                    .set(piece);
+                self.schedule(now);
+            }
+            Frame::Request { id, block } => self.on_request(peer, id, block),
+            Frame::Block {
+                id,
+                piece,
+                offset,
+                data,
+            } => self.on_block(peer, id, piece, offset, data, now),
+            Frame::Cancel { id, block } => {
+                self.serving.remove(&(peer.clone(), id, block));
+            }
+            Frame::Reject { id, block, reason } => {
+                if let Some(asked) = self.requests.get_mut(&(id, block)) {
+                    if asked.remove(peer).is_some() {
+                        if let Some(ps) = self.peers.get_mut(peer) {
+                            ps.inflight = ps.inflight.saturating_sub(1);
+                        }
+                    }
+                    if asked.is_empty() {
+                        self.requests.remove(&(id, block));
+                    }
+                }
+                if reason == RejectReason::NotHere {
+                    // Its bitfield was wrong or it dropped the file: stop asking it for that piece.
+                    if let Some(b) = self
+                        .files
+                        .get_mut(&id)
+                        .and_then(|f| f.peer_have.get_mut(peer))
+                    {
+                        let n = b.len();
+                        let mut fresh = Bitfield::new(n);
+                        for i in (0..n).filter(|&i| i != block.piece && b.get(i)) {
+                            fresh.set(i);
+                        }
+                        *b = fresh;
+                    }
+                }
+                self.schedule(now);
+            }
+        }
+    }
+
+    fn on_manifest_part(
+        &mut self,
+        peer: &PeerId,
+        id: FileId,
+        offset: u32,
+        total: u32,
+        bytes: Vec<u8>,
+        now: Time,
+    ) {
+        let Some(f) = self.files.get_mut(&id) else {
+            return;
+        };
+        let Some((from, buf)) = &mut f.manifest_fetch else {
+            return;
+        };
+        if from != peer {
+            return;
+        }
+        // Parts come in order on an ordered channel; anything else is bad data.
+        if offset as usize != buf.len()
+            || total > 16 * 1024 * 1024
+            || buf.len() + bytes.len() > total as usize
+        {
+            return self.ban(peer, "sent a malformed manifest".into(), now);
+        }
+        buf.extend_from_slice(&bytes);
+        if buf.len() < total as usize {
+            return;
+        }
+        let bytes = std::mem::take(buf);
+        f.manifest_fetch = None;
+        match Manifest::decode(&bytes, &id) {
+            Ok(m) => {
+                f.have = Some(Bitfield::new(m.pieces()));
+                f.manifest = Some(m);
+                // Ask every source again for its pieces, now that they can be read.
+                let sources: Vec<PeerId> = f.sources.iter().cloned().collect();
+                for p in sources {
+                    self.send(&p, Frame::Subscribe { id });
+                }
+                self.schedule(now);
+            }
+            Err(e) => self.ban(peer, format!("sent a bad manifest: {e}"), now),
+        }
+    }
+
+    fn on_request(&mut self, peer: &PeerId, id: FileId, block: BlockRef) {
+        let ok = self.files.get(&id).and_then(|f| {
+            let m = f.manifest.as_ref()?;
+            let have = f.have.as_ref()?.get(block.piece);
+            Some((have, m.piece_len(block.piece)))
+        });
+        let reason = match ok {
+            None | Some((false, _)) => Some(RejectReason::NotHere),
+            Some((true, len)) => {
+                let end = u64::from(block.offset) + u64::from(block.len);
+                if block.len == 0 || block.len as usize > super::MAX_BLOCK || end > u64::from(len) {
+                    Some(RejectReason::Invalid)
+                } else {
+                    None
+                }
+            }
+        };
+        match reason {
+            Some(reason) => self.send(peer, Frame::Reject { id, block, reason }),
+            None => {
+                self.serving.insert((peer.clone(), id, block));
+                self.out.push_back(Output::Read(peer.clone(), id, block));
+            }
+        }
+    }
+
+    fn on_block(
+        &mut self,
+        peer: &PeerId,
+        id: FileId,
+        piece: u32,
+        offset: u32,
+        data: Vec<u8>,
+        now: Time,
+    ) {
+        let block = BlockRef {
+            piece,
+            offset,
+            len: data.len() as u32,
+        };
+        // Only blocks we asked this peer for are taken.
+        let Some(asked) = self.requests.get_mut(&(id, block)) else {
+            return;
+        };
+        if asked.remove(peer).is_none() {
+            return;
+        }
+        let others: Vec<PeerId> = std::mem::take(asked).into_keys().collect();
+        self.requests.remove(&(id, block));
+        for p in [peer].into_iter().chain(others.iter()) {
+            if let Some(ps) = self.peers.get_mut(p) {
+                ps.inflight = ps.inflight.saturating_sub(1);
+            }
+        }
+        // Endgame duplicates still in flight elsewhere: cancel them.
+        for p in &others {
+            self.send(p, Frame::Cancel { id, block });
+        }
+        let block_size = self.config.block;
+        let Some(f) = self.files.get_mut(&id) else {
+            return;
+        };
+        *f.received.entry(peer.clone()).or_default() += data.len() as u64;
+        let Some(p) = f.partial.get_mut(&piece) else {
+            return self.schedule(now);
+        };
+        let b = (offset / block_size) as usize;
+        if b < p.got.len() && !p.got[b] {
+            p.got[b] = true;
+            p.missing -= 1;
+            p.buf[offset as usize..offset as usize + data.len()].copy_from_slice(&data);
+            p.contributors.insert(peer.clone());
+        }
+        if p.missing == 0 {
+            let p = f.partial.remove(&piece).expect("present");
+            let m = f.manifest.as_ref().expect("partials need a manifest");
+            if m.verify(piece, &p.buf) {
+                f.storing.insert(piece);
+                self.out.push_back(Output::Store(id, piece, p.buf));
+            } else {
+                self.bad_piece(p.contributors, now);
+            }
+        }
+        self.schedule(now);
+    }
+
+    /// A piece failed its hash: its only contributor is banned; with several, each gets a strike
+    /// (the piece is then fetched again, and a second failure bans).
+    fn bad_piece(&mut self, contributors: BTreeSet<PeerId>, now: Time) {
+        let sole = contributors.len() == 1;
+        for c in contributors {
+            let strikes = self.peers.get_mut(&c).map(|ps| {
+                ps.strikes += 1;
+                ps.strikes
+            });
+            if sole || strikes.unwrap_or(0) >= 2 {
+                self.ban(&c, "sent a piece that failed its SHA-256 check".into(), now);
+            }
+        }
+    }
+
+    fn on_stored(&mut self, id: &FileId, piece: u32, now: Time) {
+        let Some(f) = self.files.get_mut(id) else {
+            return;
+        };
+        f.storing.remove(&piece);
+        let first = !f.has_any();
+        let Some(have) = f.have.as_mut() else { return };
+        if !have.set(piece) {
+            return;
+        }
+        let complete = have.complete();
+        let subscribers: Vec<PeerId> = f.subscribers.iter().cloned().collect();
+        let (have_bytes, size) = (f.have_bytes(), f.size);
+        if complete {
+            f.local = Local::Serving;
+        }
+        for p in subscribers {
+            self.send(&p, Frame::HaveOne { id: *id, piece });
+        }
+        if first {
+            self.announce(id);
+        }
+        self.event(TransferEvent::Progress(*id, have_bytes, size));
+        if complete {
+            self.event(TransferEvent::Complete(*id));
+        }
+        self.schedule(now);
+    }
+
+    /// Acts on requests that timed out at `now`.
+    pub fn handle_timeout(&mut self, now: Time) {
+        let timeout = self.config.request_timeout;
+        let mut expired = Vec::new();
+        for (key, asked) in self.requests.iter_mut() {
+            let late: Vec<PeerId> = asked
+                .iter()
+                .filter(|(_, s)| s.at + timeout <= now)
+                .map(|(p, _)| p.clone())
+                .collect();
+            for p in late {
+                asked.remove(&p);
+                expired.push((*key, p));
+            }
+        }
+        self.requests.retain(|_, a| !a.is_empty());
+        for ((id, block), p) in expired {
+            if let Some(ps) = self.peers.get_mut(&p) {
+                ps.inflight = ps.inflight.saturating_sub(1);
+            }
+            self.send(&p, Frame::Cancel { id, block });
+        }
+        self.schedule(now);
+    }
+
+    /// Hands out requests: blocks of started pieces first, then new pieces (random for the
+    /// first few, then rarest first), then — when nothing is left unrequested — endgame
+    /// duplicates.
+    fn schedule(&mut self, now: Time) {
+        let ids: Vec<FileId> = self
+            .files
+            .iter()
+            .filter(|(_, f)| f.local == Local::Downloading && f.manifest.is_some())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            self.schedule_file(&id, now);
+        }
+    }
+
+    fn schedule_file(&mut self, id: &FileId, now: Time) {
+        let block = self.config.block;
+        let peers: Vec<PeerId> = {
+            let f = &self.files[id];
+            let mut v: Vec<PeerId> = f
+                .peer_have
+                .keys()
+                .filter(|p| {
+                    self.peers
+                        .get(*p)
+                        .is_some_and(|s| !s.banned && s.inflight < self.config.pipeline)
+                })
+                .cloned()
+                .collect();
+            // Fair start: rotate who gets the first pick.
+            if !v.is_empty() {
+                let k = (self.rng.next_u64() % v.len() as u64) as usize;
+                v.rotate_left(k);
+            }
+            v
+        };
+        for peer in peers {
+            loop {
+                if self.peers[&peer].inflight >= self.config.pipeline {
+                    break;
+                }
+                let Some(b) = self.next_block(id, &peer, block) else {
+                    break;
+                };
+                self.requests
+                    .entry((*id, b))
+                    .or_default()
+                    .insert(peer.clone(), Sent { at: now });
+                self.peers.get_mut(&peer).expect("present").inflight += 1;
+                self.send(&peer, Frame::Request { id: *id, block: b });
+            }
+        }
+    }
+
+    /// The next block to ask `peer` for, if any.
+    fn next_block(&mut self, id: &FileId, peer: &PeerId, block: u32) -> Option<BlockRef> {
+        let f = self.files.get(id)?;
+        let m = f.manifest.as_ref()?;
+        let their = f.peer_have.get(peer)?;
+        let unrequested = |piece: u32, p: &Partial| -> Option<BlockRef> {
+            (0..p.got.len()).find_map(|b| {
+                let br = block_ref(m, piece, b as u32, block);
+                (!p.got[b] && !self.requests.contains_key(&(*id, br))).then_some(br)
+            })
+        };
+        // 1. Blocks of pieces already started.
+        for (&piece, p) in &f.partial {
+            if their.get(piece) {
+                if let Some(b) = unrequested(piece, p) {
+                    return Some(b);
+                }
+            }
+        }
+        // 2. A new piece, within the memory bound.
+        let have = f.have.as_ref()?;
+        if f.partial.len() < self.config.max_partial {
+            let candidates: Vec<u32> = (0..m.pieces())
+                .filter(|&i| {
+                    their.get(i)
+                        && !have.get(i)
+                        && !f.partial.contains_key(&i)
+                        && !f.storing.contains(&i)
+                })
+                .collect();
+            if !candidates.is_empty() {
+                let pick = if have.count() + (f.partial.len() as u32) < self.config.random_first {
+                    candidates[(self.rng.next_u64() % candidates.len() as u64) as usize]
+                } else {
+                    let rarity = |i: u32| f.peer_have.values().filter(|b| b.get(i)).count();
+                    let min = candidates.iter().map(|&i| rarity(i)).min().unwrap_or(0);
+                    let rarest: Vec<u32> = candidates
+                        .into_iter()
+                        .filter(|&i| rarity(i) == min)
+                        .collect();
+                    rarest[(self.rng.next_u64() % rarest.len() as u64) as usize]
+                };
+                let len = m.piece_len(pick);
+                let blocks = len.div_ceil(block) as usize;
+                let f = self.files.get_mut(id).expect("present");
+                f.partial.insert(
+                    pick,
+                    Partial {
+                        buf: vec![0; len as usize],
+                        got: vec![false; blocks],
+                        missing: blocks,
+                        contributors: BTreeSet::new(),
+                    },
+                );
+                return Some(block_ref(m_of(f), pick, 0, block));
+            }
+        }
+        // 3. Endgame: every missing block is requested; ask this peer too for one it was not asked.
+        let f = self.files.get(id)?;
+        let m = f.manifest.as_ref()?;
+        let all_requested = f
+            .partial
+            .iter()
+            .all(|(&piece, p)| unrequested(piece, p).is_none());
+        let nothing_new = (0..m.pieces()).all(|i| {
+            have.get(i) || f.partial.contains_key(&i) || f.storing.contains(&i) || !their.get(i)
+        });
+        if all_requested && nothing_new {
+            for (&piece, p) in &f.partial {
+                if !their.get(piece) {
+                    continue;
+                }
+                for b in 0..p.got.len() {
+                    let br = block_ref(m, piece, b as u32, block);
+                    if !p.got[b]
+                        && self
+                            .requests
+                            .get(&(*id, br))
+                            .is_some_and(|a| !a.contains_key(peer) && a.len() < 2)
+                    {
+                        return Some(br);
+                    }
+                }
+            }
+        }
+        None
+    }
+}
+
+fn m_of(f: &File) -> &Manifest {
+    f.manifest
+        .as_ref()
+        .expect("scheduled files have a manifest")
+}
+
+/// Block `b` of `piece`.
+fn block_ref(m: &Manifest, piece: u32, b: u32, block: u32) -> BlockRef {
+    let len = m.piece_len(piece);
+    let offset = b * block;
+    BlockRef {
+        piece,
+        offset,
+        len: (len - offset).min(block),
+    }
+}

@@ -1,0 +1,561 @@
+//! The file engine in a simulated swarm: links with latency and bandwidth, in-memory stores,
+//! a fake clock.
+
+use super::*;
+use crate::signal::PeerId;
+use crate::swarm::Time;
+use proptest::prelude::*;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::time::Duration;
+
+const MS: Duration = Duration::from_millis(1);
+
+fn pid(i: usize) -> PeerId {
+    PeerId::new(format!("peer{i}")).unwrap()
+}
+
+/// Deterministic pseudo-random file content.
+fn content(len: usize, seed: u64) -> Vec<u8> {
+    let mut rng = crate::swarm::Rng::new(seed);
+    (0..len).map(|_| rng.next_u64() as u8).collect()
+}
+
+fn manifest_of(name: &str, data: &[u8]) -> Manifest {
+    let mut b = ManifestBuilder::new(name, data.len() as u64, "application/octet-stream");
+    for chunk in data.chunks(100_000) {
+        b.update(chunk);
+    }
+    b.finish().unwrap()
+}
+
+struct Node {
+    engine: Engine,
+    /// Stored pieces: (file, piece) → bytes.
+    store: HashMap<(FileId, u32), Vec<u8>>,
+    events: Vec<TransferEvent>,
+    /// Flip a byte in every block it serves.
+    corrupt: bool,
+    up: bool,
+}
+
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct InFlight {
+    at: Time,
+    seq: u64,
+    from: usize,
+    to: usize,
+    bytes: Vec<u8>,
+}
+
+struct Sim {
+    nodes: Vec<Node>,
+    /// (from, to) → (latency, bytes per second, time the link is busy until).
+    links: HashMap<(usize, usize), (Duration, f64, Time)>,
+    queue: BinaryHeap<Reverse<InFlight>>,
+    seq: u64,
+    now: Time,
+}
+
+impl Sim {
+    fn new(n: usize) -> Sim {
+        let nodes = (0..n)
+            .map(|i| Node {
+                engine: Engine::new(Config {
+                    seed: 7 + i as u64,
+                    ..Config::default()
+                }),
+                store: HashMap::new(),
+                events: Vec::new(),
+                corrupt: false,
+                up: true,
+            })
+            .collect();
+        let mut links = HashMap::new();
+        for a in 0..n {
+            for b in 0..n {
+                if a != b {
+                    // 5 ms, 20 MB/s
+                    links.insert((a, b), (5 * MS, 20e6, Duration::ZERO));
+                }
+            }
+        }
+        let mut sim = Sim {
+            nodes,
+            links,
+            queue: BinaryHeap::new(),
+            seq: 0,
+            now: Duration::ZERO,
+        };
+        for a in 0..n {
+            for b in 0..n {
+                if a != b {
+                    sim.nodes[a]
+                        .engine
+                        .handle(Input::PeerUp(pid(b)), Duration::ZERO);
+                }
+            }
+        }
+        sim
+    }
+
+    fn slow_link(&mut self, from: usize, to: usize, latency: Duration, rate: f64) {
+        self.links
+            .insert((from, to), (latency, rate, Duration::ZERO));
+    }
+
+    fn share(&mut self, i: usize, data: &[u8], m: &Manifest) {
+        let id = m.id();
+        for p in 0..m.pieces() {
+            let start = p as usize * m.piece_size as usize;
+            let end = (start + m.piece_len(p) as usize).min(data.len());
+            self.nodes[i]
+                .store
+                .insert((id, p), data[start..end].to_vec());
+        }
+        self.nodes[i]
+            .engine
+            .handle(Input::Share(m.clone()), self.now);
+    }
+
+    fn input(&mut self, i: usize, input: Input) {
+        self.nodes[i].engine.handle(input, self.now);
+    }
+
+    /// Drains every node's outputs, acting like a browser driver with an in-memory store.
+    fn drain(&mut self) {
+        loop {
+            let mut moved = false;
+            for i in 0..self.nodes.len() {
+                while let Some(out) = self.nodes[i].engine.poll_output() {
+                    moved = true;
+                    match out {
+                        Output::Send(to, bytes) => {
+                            let to: usize = to.as_str()[4..].parse().unwrap();
+                            if !self.nodes[to].up || !self.nodes[i].up {
+                                continue;
+                            }
+                            let (lat, rate, busy) = self.links[&(i, to)];
+                            let start = busy.max(self.now);
+                            let done = start + Duration::from_secs_f64(bytes.len() as f64 / rate);
+                            self.links.get_mut(&(i, to)).unwrap().2 = done;
+                            self.seq += 1;
+                            self.queue.push(Reverse(InFlight {
+                                at: done + lat,
+                                seq: self.seq,
+                                from: i,
+                                to,
+                                bytes,
+                            }));
+                        }
+                        Output::Store(id, piece, data) => {
+                            self.nodes[i].store.insert((id, piece), data);
+                            self.nodes[i]
+                                .engine
+                                .handle(Input::Stored(id, piece), self.now);
+                        }
+                        Output::Read(peer, id, block) => {
+                            let piece = &self.nodes[i].store[&(id, block.piece)];
+                            let mut data = piece
+                                [block.offset as usize..(block.offset + block.len) as usize]
+                                .to_vec();
+                            if self.nodes[i].corrupt {
+                                data[0] ^= 0xff;
+                            }
+                            self.nodes[i]
+                                .engine
+                                .handle(Input::BlockRead(peer, id, block, data), self.now);
+                        }
+                        Output::Event(e) => self.nodes[i].events.push(e),
+                    }
+                }
+            }
+            if !moved {
+                break;
+            }
+        }
+    }
+
+    /// Lets announcements and answers arrive.
+    fn settle(&mut self) {
+        self.run_until(Duration::from_millis(200), |_| false);
+    }
+
+    /// Runs until `done` or `limit` of simulated time passes.
+    fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&Sim) -> bool) -> bool {
+        let end = self.now + limit;
+        loop {
+            self.drain();
+            if done(self) {
+                return true;
+            }
+            let next_msg = self.queue.peek().map(|Reverse(m)| m.at);
+            let next_timer = self
+                .nodes
+                .iter()
+                .filter(|n| n.up)
+                .filter_map(|n| n.engine.poll_timeout())
+                .min();
+            let Some(t) = [next_msg, next_timer].into_iter().flatten().min() else {
+                return false;
+            };
+            if t > end {
+                self.now = end;
+                return false;
+            }
+            self.now = self.now.max(t);
+            while self.queue.peek().is_some_and(|Reverse(m)| m.at <= self.now) {
+                let Reverse(m) = self.queue.pop().unwrap();
+                if self.nodes[m.to].up && self.nodes[m.from].up {
+                    self.nodes[m.to]
+                        .engine
+                        .handle(Input::Frame(pid(m.from), m.bytes), self.now);
+                }
+            }
+            for n in &mut self.nodes {
+                if n.up {
+                    n.engine.handle_timeout(self.now);
+                }
+            }
+        }
+    }
+
+    fn complete(&self, i: usize, id: &FileId) -> bool {
+        self.nodes[i].engine.have(id).is_some_and(|h| h.complete())
+    }
+
+    fn assembled(&self, i: usize, m: &Manifest) -> Vec<u8> {
+        let id = m.id();
+        (0..m.pieces())
+            .flat_map(|p| self.nodes[i].store[&(id, p)].clone())
+            .collect()
+    }
+
+    /// Node `i` leaves: everyone sees its channel close.
+    fn leave(&mut self, i: usize) {
+        self.nodes[i].up = false;
+        for j in 0..self.nodes.len() {
+            if j != i && self.nodes[j].up {
+                self.nodes[j]
+                    .engine
+                    .handle(Input::PeerDown(pid(i)), self.now);
+            }
+        }
+    }
+}
+
+fn announced(sim: &Sim, i: usize, id: &FileId) -> bool {
+    sim.nodes[i].engine.files().iter().any(|f| f.id == *id)
+}
+
+#[test]
+fn multi_source_download_from_three_seeders() {
+    let data = content(6 * 1024 * 1024 + 12345, 1);
+    let m = manifest_of("movie.bin", &data);
+    let id = m.id();
+    let mut sim = Sim::new(4);
+    for s in 0..3 {
+        sim.share(s, &data, &m);
+    }
+    sim.settle();
+    assert!(announced(&sim, 3, &id));
+    let info = &sim.nodes[3].engine.files()[0];
+    assert_eq!(
+        (info.name.as_str(), info.size, info.sources),
+        ("movie.bin", data.len() as u64, 3)
+    );
+    sim.input(3, Input::Download(id));
+    assert!(sim.run_until(Duration::from_secs(30), |s| s.complete(3, &id)));
+    assert_eq!(sim.assembled(3, &m), data, "all bytes equal");
+    let from = sim.nodes[3].engine.received_from(&id);
+    for s in 0..3 {
+        assert!(
+            from.get(&pid(s)).copied().unwrap_or(0) > 0,
+            "seeder {s} contributed: {from:?}"
+        );
+    }
+    assert!(sim.nodes[3].events.contains(&TransferEvent::Complete(id)));
+    // Progress reports end at the full size.
+    assert!(sim.nodes[3].events.contains(&TransferEvent::Progress(
+        id,
+        data.len() as u64,
+        data.len() as u64
+    )));
+}
+
+#[test]
+fn the_only_full_seeder_leaves_and_partial_peers_finish() {
+    let data = content(8 * 1024 * 1024, 2);
+    let m = manifest_of("big.bin", &data);
+    let id = m.id();
+    let mut sim = Sim::new(4);
+    sim.share(0, &data, &m);
+    sim.settle();
+    for d in 1..4 {
+        sim.input(d, Input::Download(id));
+    }
+    // The seeder leaves as soon as the downloaders together hold every piece, none complete.
+    let covered = sim.run_until(Duration::from_secs(30), |s| {
+        (0..m.pieces())
+            .all(|p| (1..4).any(|d| s.nodes[d].engine.have(&id).is_some_and(|h| h.get(p))))
+    });
+    assert!(covered);
+    assert!(
+        (1..4).all(|d| !sim.complete(d, &id)),
+        "someone finished before the seeder left"
+    );
+    sim.leave(0);
+    assert!(sim.run_until(Duration::from_secs(60), |s| (1..4)
+        .all(|d| s.complete(d, &id))));
+    for d in 1..4 {
+        assert_eq!(sim.assembled(d, &m), data);
+        let from = sim.nodes[d].engine.received_from(&id);
+        let from_partial: u64 = (1..4)
+            .filter(|&p| p != d)
+            .map(|p| from.get(&pid(p)).copied().unwrap_or(0))
+            .sum();
+        assert!(from_partial > 0, "peer {d} fetched from other downloaders");
+    }
+}
+
+#[test]
+fn a_corrupting_peer_is_banned_and_the_download_completes() {
+    let data = content(4 * 1024 * 1024, 3);
+    let m = manifest_of("f", &data);
+    let id = m.id();
+    let mut sim = Sim::new(3);
+    sim.share(0, &data, &m);
+    sim.share(1, &data, &m);
+    sim.nodes[1].corrupt = true;
+    sim.settle();
+    sim.input(2, Input::Download(id));
+    assert!(sim.run_until(Duration::from_secs(60), |s| s.complete(2, &id)));
+    assert_eq!(sim.assembled(2, &m), data);
+    assert!(sim.nodes[2].events.iter().any(|e| matches!(e,
+        TransferEvent::PeerBanned(p, r) if *p == pid(1) && r.contains("SHA-256"))));
+}
+
+#[test]
+fn a_slow_peer_does_not_hold_the_download_back() {
+    let data = content(4 * 1024 * 1024, 4);
+    let m = manifest_of("f", &data);
+    let id = m.id();
+    let mut sim = Sim::new(3);
+    sim.share(0, &data, &m);
+    sim.share(1, &data, &m);
+    // Peer 1 answers after 30 s: longer than the request timeout.
+    sim.slow_link(1, 2, Duration::from_secs(30), 20e6);
+    sim.settle();
+    sim.input(2, Input::Download(id));
+    assert!(sim.run_until(Duration::from_secs(25), |s| s.complete(2, &id)));
+    assert_eq!(sim.assembled(2, &m), data);
+}
+
+#[test]
+fn endgame_finishes_with_duplicates_cancelled() {
+    // Two seeders, one a little slower: the last blocks are asked of both.
+    let data = content(3 * 256 * 1024, 5);
+    let m = manifest_of("f", &data);
+    let id = m.id();
+    let mut sim = Sim::new(3);
+    sim.share(0, &data, &m);
+    sim.share(1, &data, &m);
+    sim.slow_link(1, 2, 40 * MS, 5e6);
+    sim.settle();
+    sim.input(2, Input::Download(id));
+    assert!(sim.run_until(Duration::from_secs(30), |s| s.complete(2, &id)));
+    assert_eq!(sim.assembled(2, &m), data);
+    // Nothing left in flight once complete.
+    sim.run_until(Duration::from_secs(1), |_| false);
+    assert_eq!(sim.nodes[2].engine.poll_timeout(), None);
+}
+
+#[test]
+fn resume_fetches_only_missing_pieces() {
+    let data = content(2 * 1024 * 1024, 6);
+    let m = manifest_of("f", &data);
+    let id = m.id();
+    let mut sim = Sim::new(2);
+    sim.share(0, &data, &m);
+    // Node 1 already holds pieces 0..4 from an earlier session.
+    let mut have = Bitfield::new(m.pieces());
+    for p in 0..4 {
+        have.set(p);
+        let start = p as usize * m.piece_size as usize;
+        sim.nodes[1]
+            .store
+            .insert((id, p), data[start..start + m.piece_size as usize].to_vec());
+    }
+    sim.settle();
+    sim.input(1, Input::Resume(m.clone(), have));
+    assert!(sim.run_until(Duration::from_secs(10), |s| s.complete(1, &id)));
+    assert_eq!(sim.assembled(1, &m), data);
+    let fetched = sim.nodes[1].engine.received_from(&id)[&pid(0)];
+    assert_eq!(fetched, (m.pieces() as u64 - 4) * u64::from(m.piece_size));
+}
+
+#[test]
+fn manifests_round_trip_and_reject_tampering() {
+    let data = content(600_000, 7);
+    let m = manifest_of("a name ✓", &data);
+    assert_eq!(m.piece_size, 256 * 1024);
+    assert_eq!(m.pieces(), 3);
+    assert_eq!(m.piece_len(2), 600_000 - 2 * 256 * 1024);
+    let bytes = m.encode();
+    assert_eq!(Manifest::decode(&bytes, &m.id()).unwrap(), m);
+    let mut bad = bytes.clone();
+    bad[5] ^= 1;
+    assert_eq!(Manifest::decode(&bad, &m.id()), Err(ManifestError::WrongId));
+    assert!(m.verify(0, &data[..256 * 1024]));
+    assert!(!m.verify(0, &data[1..256 * 1024 + 1]));
+    assert_eq!(piece_size_for(4 << 30), 512 * 1024);
+    assert_eq!(piece_size_for(1 << 20), 256 * 1024);
+    assert_eq!(id_from_hex(&id_hex(&m.id())), Some(m.id()));
+    assert_eq!(id_from_hex("zz"), None);
+}
+
+#[test]
+fn bitfields_check_their_wire_form() {
+    let mut b = Bitfield::new(10);
+    assert!(b.set(0) && b.set(9) && !b.set(9) && !b.set(10));
+    assert_eq!(b.as_bytes(), &[0x80, 0x40]);
+    assert_eq!(Bitfield::from_bytes(&[0x80, 0x40], 10), Some(b));
+    assert_eq!(
+        Bitfield::from_bytes(&[0x80, 0x41], 10),
+        None,
+        "spare bit set"
+    );
+    assert_eq!(Bitfield::from_bytes(&[0x80], 10), None, "wrong length");
+}
+
+#[test]
+fn wire_fixtures() {
+    let id = [0xab; 32];
+    let f = Frame::Request {
+        id,
+        block: BlockRef {
+            piece: 1,
+            offset: 65536,
+            len: 65536,
+        },
+    };
+    let mut want = vec![1, 8];
+    want.extend_from_slice(&[0xab; 32]);
+    want.extend_from_slice(&[0, 0, 0, 1, 0, 1, 0, 0, 0, 1, 0, 0]);
+    assert_eq!(f.encode(), want);
+    assert_eq!(Frame::decode(&want).unwrap(), f);
+    assert_eq!(Frame::decode(&[2, 8]), Err(WireError::Version(2)));
+    assert_eq!(Frame::decode(&[1, 99]), Err(WireError::UnknownType(99)));
+    assert!(matches!(
+        Frame::decode(&want[..20]),
+        Err(WireError::Truncated(_))
+    ));
+    let mut long = want.clone();
+    long.push(0);
+    assert_eq!(Frame::decode(&long), Err(WireError::Trailing(1)));
+}
+
+#[test]
+fn malformed_frames_ban_the_sender_only() {
+    let data = content(1024 * 1024, 8);
+    let m = manifest_of("f", &data);
+    let id = m.id();
+    let mut sim = Sim::new(3);
+    sim.share(0, &data, &m);
+    sim.settle();
+    sim.input(2, Input::Frame(pid(1), vec![1, 200, 3]));
+    sim.settle();
+    assert!(sim.nodes[2]
+        .events
+        .iter()
+        .any(|e| matches!(e, TransferEvent::PeerBanned(p, _) if *p == pid(1))));
+    sim.input(2, Input::Download(id));
+    assert!(sim.run_until(Duration::from_secs(10), |s| s.complete(2, &id)));
+}
+
+fn arb_frame() -> impl Strategy<Value = Frame> {
+    let id = any::<[u8; 32]>();
+    let block = (any::<u32>(), any::<u32>(), any::<u32>())
+        .prop_map(|(piece, offset, len)| BlockRef { piece, offset, len });
+    prop_oneof![
+        (id, ".{0,40}", any::<u64>(), "[a-z/]{0,20}").prop_map(|(id, name, size, mime)| {
+            Frame::Announce {
+                id,
+                name,
+                size,
+                mime,
+            }
+        }),
+        id.prop_map(|id| Frame::Unannounce { id }),
+        id.prop_map(|id| Frame::Subscribe { id }),
+        id.prop_map(|id| Frame::ManifestRequest { id }),
+        (
+            id,
+            any::<u32>(),
+            any::<u32>(),
+            prop::collection::vec(any::<u8>(), 0..64)
+        )
+            .prop_map(|(id, offset, total, bytes)| Frame::ManifestPart {
+                id,
+                offset,
+                total,
+                bytes
+            }),
+        (id, prop::collection::vec(any::<u8>(), 0..64))
+            .prop_map(|(id, bits)| Frame::Have { id, bits }),
+        (id, any::<u32>()).prop_map(|(id, piece)| Frame::HaveOne { id, piece }),
+        (id, block.clone()).prop_map(|(id, block)| Frame::Request { id, block }),
+        (
+            id,
+            any::<u32>(),
+            any::<u32>(),
+            prop::collection::vec(any::<u8>(), 0..256)
+        )
+            .prop_map(|(id, piece, offset, data)| Frame::Block {
+                id,
+                piece,
+                offset,
+                data
+            }),
+        (id, block.clone()).prop_map(|(id, block)| Frame::Cancel { id, block }),
+        (id, block, 0u8..3).prop_map(|(id, block, r)| Frame::Reject {
+            id,
+            block,
+            reason: [
+                RejectReason::NotHere,
+                RejectReason::Busy,
+                RejectReason::Invalid
+            ][r as usize]
+        }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn frames_round_trip(f in arb_frame()) {
+        prop_assert_eq!(Frame::decode(&f.encode()).unwrap(), f);
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
+        let _ = Frame::decode(&bytes);
+    }
+
+    #[test]
+    fn mutated_frames_never_panic(f in arb_frame(), pos in any::<usize>(), byte in any::<u8>(), cut in any::<usize>()) {
+        let mut b = f.encode();
+        let i = pos % b.len();
+        b[i] = byte;
+        let _ = Frame::decode(&b);
+        let _ = Frame::decode(&b[..cut % (b.len() + 1)]);
+    }
+
+    #[test]
+    fn arbitrary_manifests_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+        use sha2::Digest;
+        let id: FileId = sha2::Sha256::digest(&bytes).into();
+        let _ = Manifest::decode(&bytes, &id);
+    }
+}
