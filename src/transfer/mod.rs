@@ -6,7 +6,8 @@
 
 mod engine;
 mod manifest;
-#[cfg(test)]
+// Native only: the simulation uses proptest, a native dev-dependency.
+#[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests;
 pub mod wire;
 
