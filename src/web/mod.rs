@@ -6,12 +6,13 @@ mod error;
 mod events;
 pub mod peer;
 pub mod signal;
+pub mod store;
 mod swarm;
 
 pub use error::WebError;
 pub use peer::{DataChannel, Message, PeerConnection, PeerEvent};
 pub use signal::{SignalClient, SignalEvent};
-pub use swarm::{live_objects, Event, Swarm};
+pub use swarm::{live_objects, Download, Event, Swarm};
 
 /// Re-exported for the page: `PeerState` and friends in words.
 pub use crate::swarm::{PeerState, SignalState};

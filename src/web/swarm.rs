@@ -30,6 +30,11 @@ const CHANNEL: &str = "swarm";
 const TAG_HELLO: u8 = 0;
 /// First byte of a data-channel message: application bytes.
 const TAG_BYTES: u8 = 1;
+/// First byte of a data-channel message: a file-sharing frame.
+const TAG_FILES: u8 = 2;
+
+mod files;
+pub use files::Download;
 /// How often route and round-trip time are read from `getStats`.
 const STATS_EVERY_MS: u32 = 2000;
 
@@ -87,10 +92,14 @@ pub enum Event {
     Swarm(SwarmEvent),
     /// A message from a peer.
     Message(PeerId, Message),
+    /// A file-sharing event.
+    Transfer(crate::transfer::TransferEvent),
 }
 
 struct Inner {
     machine: core::Swarm,
+    engine: crate::transfer::Engine,
+    files: files::Files,
     /// Rust subscribers ([`Swarm::events`]); unbounded because events cannot be paused, and a
     /// dropped receiver is removed at the next event.
     subscribers: Vec<mpsc::UnboundedSender<Event>>,
@@ -147,8 +156,13 @@ fn feed_peer(shared: &Shared, id: &PeerId, gen: u64, input: Input) {
 fn pump(shared: &Shared) {
     loop {
         let out = shared.borrow_mut().machine.poll_output();
+        if let Some(out) = out {
+            act(shared, out);
+            continue;
+        }
+        let out = shared.borrow_mut().engine.poll_output();
         match out {
-            Some(out) => act(shared, out),
+            Some(out) => files::act(shared, out),
             None => break,
         }
     }
@@ -158,7 +172,11 @@ fn pump(shared: &Shared) {
 /// Arms one timer for the machine's next deadline.
 fn schedule(shared: &Shared) {
     let mut inner = shared.borrow_mut();
-    let Some(at) = inner.machine.poll_timeout() else {
+    let next = [inner.machine.poll_timeout(), inner.engine.poll_timeout()]
+        .into_iter()
+        .flatten()
+        .min();
+    let Some(at) = next else {
         inner.timer = None;
         return;
     };
@@ -173,6 +191,7 @@ fn schedule(shared: &Shared) {
                 let mut inner = shared.borrow_mut();
                 let now = inner.now();
                 inner.machine.handle_timeout(now);
+                inner.engine.handle_timeout(now);
             }
             pump(&shared);
         }
@@ -433,6 +452,12 @@ async fn run_channel(
                     }
                 }
             }
+            Message::Binary(b) if b.first() == Some(&TAG_FILES) => {
+                let current = shared.borrow().peers.get(&id).map(|h| h.gen) == Some(gen);
+                if current {
+                    files::feed(&shared, crate::transfer::Input::Frame(id.clone(), b[1..].to_vec()));
+                }
+            }
             Message::Binary(b) if b.first() == Some(&TAG_BYTES) => {
                 publish(
                     &shared,
@@ -521,15 +546,29 @@ fn on_event(shared: &Shared, e: SwarmEvent) {
                 obj(&[("id", JsValue::from_str(id.as_str()))]),
             );
         }
-        SwarmEvent::PeerLeft(id, reason) => emit(
+        SwarmEvent::PeerLeft(id, reason) => {
+            files::peer_down(shared, &id);
+            emit(
             shared,
             "peer-left",
             obj(&[
                 ("id", JsValue::from_str(id.as_str())),
                 ("reason", JsValue::from_str(&reason)),
             ]),
-        ),
+            )
+        }
         SwarmEvent::PeerState(id, state, reason) => {
+            match state {
+                PeerState::Connected => {
+                    let channel = shared.borrow().peers.get(&id).and_then(|h| h.channel.clone());
+                    let known = shared.borrow().files.has_sender(&id);
+                    if let (Some(ch), false) = (channel, known) {
+                        files::peer_up(shared, &id, ch);
+                    }
+                }
+                PeerState::Closed | PeerState::Failed => files::peer_down(shared, &id),
+                _ => {}
+            }
             if state == PeerState::Connected {
                 let mut inner = shared.borrow_mut();
                 if let Some(h) = inner.peers.get_mut(&id) {
@@ -800,8 +839,14 @@ impl Swarm {
             })
             .collect();
         let (tx, rx) = oneshot::channel();
+        let engine_seed = random_seed()?;
         let shared: Shared = Rc::new(RefCell::new(Inner {
             machine: core::Swarm::new(config),
+            engine: crate::transfer::Engine::new(crate::transfer::Config {
+                seed: engine_seed,
+                ..Default::default()
+            }),
+            files: files::Files::default(),
             subscribers: Vec::new(),
             epoch: performance_now(),
             url: opts.signal,
@@ -847,7 +892,11 @@ impl Swarm {
         };
         futures::pin_mut!(welcome, failed);
         match futures::future::select(welcome, failed).await {
-            futures::future::Either::Left((Ok(()), _)) => Ok(Swarm { shared }),
+            futures::future::Either::Left((Ok(()), _)) => {
+                // Stored files resume (and are served) from the start.
+                files::open_store(&shared).await;
+                Ok(Swarm { shared })
+            }
             futures::future::Either::Left((Err(e), _)) => {
                 leave(&shared);
                 Err(WebError::Signal(e))
@@ -939,6 +988,7 @@ fn leave(shared: &Shared) {
     inner.stats = None;
     inner.peers.clear();
     inner.signal = None;
+    inner.files = files::Files::default();
 }
 
 impl Drop for Swarm {

@@ -1,0 +1,519 @@
+//! The browser driver of the file engine: frames over the peers' data channels, pieces to and
+//! from OPFS, slices of the user's shared `File`s, and the `Download` JavaScript API.
+
+use super::{emit, obj, publish, Event, Shared, Swarm, TAG_FILES};
+use crate::signal::PeerId;
+use crate::transfer::{
+    id_from_hex, id_hex, BlockRef, FileId, Input as TIn, ManifestBuilder, Output as TOut,
+    TransferEvent,
+};
+use crate::web::error::WebError;
+use crate::web::peer::DataChannel;
+use crate::web::store::{read_blob, PieceStore};
+use futures::channel::mpsc;
+use futures::StreamExt;
+use std::collections::{HashMap, HashSet};
+use std::rc::{Rc, Weak};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::spawn_local;
+
+/// Bytes hashed per read when sharing a file (a slice at a time, never the whole file).
+const HASH_CHUNK: f64 = 4.0 * 1024.0 * 1024.0;
+
+/// File-sharing state of a swarm.
+#[derive(Default)]
+pub(super) struct Files {
+    /// The OPFS store, once opened (downloads need it).
+    pub store: Option<Rc<PieceStore>>,
+    /// Files the user shares, read in slices on demand.
+    local: HashMap<FileId, web_sys::File>,
+    /// Per-peer ordered send queues (a task per peer drains each into its channel, waiting on
+    /// backpressure). Unbounded because the engine bounds what it sends: requests by its
+    /// pipeline, blocks by the requests peers may have in flight.
+    senders: HashMap<PeerId, mpsc::UnboundedSender<Vec<u8>>>,
+    downloads: HashMap<FileId, DownloadState>,
+    manifests_saved: HashSet<FileId>,
+    /// Test hook: flip a byte in every served block.
+    pub corrupt_uploads: bool,
+}
+
+#[derive(Default)]
+struct DownloadState {
+    listeners: Vec<(u32, js_sys::Function)>,
+    next_token: u32,
+    resolve: Option<js_sys::Function>,
+    reject: Option<js_sys::Function>,
+    /// (time ms, bytes) of the first and latest progress, for the speed.
+    first: Option<(f64, u64)>,
+}
+
+impl Files {
+    /// Whether a send queue to `peer` is open (the engine knows it is up).
+    pub fn has_sender(&self, peer: &PeerId) -> bool {
+        self.senders.contains_key(peer)
+    }
+}
+
+/// Hands `input` to the file engine and carries out what follows.
+pub(super) fn feed(shared: &Shared, input: TIn) {
+    {
+        let mut inner = shared.borrow_mut();
+        let now = inner.now();
+        inner.engine.handle(input, now);
+    }
+    super::pump(shared);
+}
+
+/// Opens a send queue to a newly connected peer and tells the engine.
+pub(super) fn peer_up(shared: &Shared, id: &PeerId, channel: Rc<DataChannel>) {
+    let (tx, mut rx) = mpsc::unbounded::<Vec<u8>>();
+    shared.borrow_mut().files.senders.insert(id.clone(), tx);
+    let weak_ch = Rc::downgrade(&channel);
+    drop(channel);
+    spawn_local(async move {
+        while let Some(frame) = rx.next().await {
+            let Some(ch) = weak_ch.upgrade() else { break };
+            if ch.send(&frame).await.is_err() {
+                break;
+            }
+        }
+    });
+    feed(shared, TIn::PeerUp(id.clone()));
+}
+
+/// Closes a peer's send queue and tells the engine.
+pub(super) fn peer_down(shared: &Shared, id: &PeerId) {
+    let had = shared.borrow_mut().files.senders.remove(id).is_some();
+    if had {
+        feed(shared, TIn::PeerDown(id.clone()));
+    }
+}
+
+pub(super) fn act(shared: &Shared, out: TOut) {
+    match out {
+        TOut::Send(peer, bytes) => {
+            let inner = shared.borrow();
+            if let Some(tx) = inner.files.senders.get(&peer) {
+                let mut frame = Vec::with_capacity(bytes.len() + 1);
+                frame.push(TAG_FILES);
+                frame.extend_from_slice(&bytes);
+                let _ = tx.unbounded_send(frame);
+            }
+        }
+        TOut::Store(id, piece, data) => {
+            let shared = Rc::clone(shared);
+            spawn_local(async move {
+                let result = store_piece(&shared, &id, piece, &data).await;
+                match result {
+                    Ok(()) => feed(&shared, TIn::Stored(id, piece)),
+                    Err(e) => feed(&shared, TIn::StoreFailed(id, piece, e.to_string())),
+                }
+            });
+        }
+        TOut::Read(peer, id, block) => {
+            let shared = Rc::clone(shared);
+            spawn_local(async move {
+                match read_block(&shared, &id, block).await {
+                    Ok(mut data) => {
+                        if shared.borrow().files.corrupt_uploads {
+                            if let Some(b) = data.first_mut() {
+                                *b ^= 0xff;
+                            }
+                        }
+                        feed(&shared, TIn::BlockRead(peer, id, block, data));
+                    }
+                    Err(e) => {
+                        tracing::warn!("reading a block to serve: {e}");
+                        feed(&shared, TIn::ReadFailed(peer, id, block));
+                    }
+                }
+            });
+        }
+        TOut::Event(e) => on_event(shared, e),
+    }
+}
+
+async fn store_piece(shared: &Shared, id: &FileId, piece: u32, data: &[u8]) -> Result<(), WebError> {
+    let (store, manifest) = {
+        let inner = shared.borrow();
+        let store = inner.files.store.clone().ok_or(WebError::Closed("storage"))?;
+        let manifest = if inner.files.manifests_saved.contains(id) {
+            None
+        } else {
+            inner.engine.manifest(id).cloned()
+        };
+        (store, manifest)
+    };
+    if let Some(m) = manifest {
+        store.save_manifest(&m).await?;
+        shared.borrow_mut().files.manifests_saved.insert(*id);
+    }
+    store.write_piece(id, piece, data).await
+}
+
+async fn read_block(shared: &Shared, id: &FileId, block: BlockRef) -> Result<Vec<u8>, WebError> {
+    let (local, store, piece_size) = {
+        let inner = shared.borrow();
+        let piece_size = inner.engine.manifest(id).map(|m| m.piece_size).unwrap_or(0);
+        (
+            inner.files.local.get(id).cloned(),
+            inner.files.store.clone(),
+            piece_size,
+        )
+    };
+    match (local, store) {
+        (Some(file), _) => {
+            let start = f64::from(block.piece) * f64::from(piece_size) + f64::from(block.offset);
+            read_blob(&file, start, start + f64::from(block.len)).await
+        }
+        (None, Some(store)) => store.read(id, block.piece, block.offset, block.len).await,
+        (None, None) => Err(WebError::Closed("storage")),
+    }
+}
+
+fn on_event(shared: &Shared, e: TransferEvent) {
+    publish(shared, Event::Transfer(e.clone()));
+    match e {
+        TransferEvent::FileAnnounced { id, name, size, mime } => emit(
+            shared,
+            "file-announced",
+            obj(&[
+                ("id", JsValue::from_str(&id_hex(&id))),
+                ("name", JsValue::from_str(&name)),
+                ("size", JsValue::from_f64(size as f64)),
+                ("type", JsValue::from_str(&mime)),
+            ]),
+        ),
+        TransferEvent::FileRemoved(id) => emit(
+            shared,
+            "file-removed",
+            obj(&[("id", JsValue::from_str(&id_hex(&id)))]),
+        ),
+        TransferEvent::Progress(id, have, total) => progress(shared, &id, have, total),
+        TransferEvent::Complete(id) => complete(shared, id),
+        TransferEvent::PeerBanned(peer, reason) => super::emit_error(
+            shared,
+            &format!("peer {peer} is no longer asked for data: it {reason}"),
+        ),
+        TransferEvent::Error(id, message) => {
+            let reject = shared
+                .borrow_mut()
+                .files
+                .downloads
+                .get_mut(&id)
+                .and_then(|d| d.reject.take());
+            if let Some(f) = reject {
+                let _ = f.call1(&JsValue::NULL, &js_sys::Error::new(&message));
+            }
+            super::emit_error(shared, &message);
+        }
+    }
+}
+
+fn progress(shared: &Shared, id: &FileId, have: u64, total: u64) {
+    let now = js_sys::Date::now();
+    let (listeners, speed, peers) = {
+        let mut inner = shared.borrow_mut();
+        let peers = inner
+            .engine
+            .received_from(id)
+            .values()
+            .filter(|&&b| b > 0)
+            .count();
+        let Some(d) = inner.files.downloads.get_mut(id) else {
+            return;
+        };
+        let (t0, b0) = *d.first.get_or_insert((now, have));
+        let speed = if now > t0 {
+            (have - b0) as f64 / ((now - t0) / 1000.0)
+        } else {
+            0.0
+        };
+        (d.listeners.iter().map(|(_, f)| f.clone()).collect::<Vec<_>>(), speed, peers)
+    };
+    let detail = obj(&[
+        ("have", JsValue::from_f64(have as f64)),
+        ("total", JsValue::from_f64(total as f64)),
+        ("bytesPerSec", JsValue::from_f64(speed)),
+        ("peers", JsValue::from_f64(peers as f64)),
+    ]);
+    for f in listeners {
+        let _ = f.call1(&JsValue::NULL, &detail);
+    }
+}
+
+/// Resolves a finished download with its `File`, assembled from OPFS.
+fn complete(shared: &Shared, id: FileId) {
+    let shared = Rc::clone(shared);
+    spawn_local(async move {
+        let (store, manifest, resolve, reject) = {
+            let mut inner = shared.borrow_mut();
+            let store = inner.files.store.clone();
+            let manifest = inner.engine.manifest(&id).cloned();
+            let d = inner.files.downloads.get_mut(&id);
+            let (resolve, reject) = match d {
+                Some(d) => (d.resolve.take(), d.reject.take()),
+                None => (None, None),
+            };
+            (store, manifest, resolve, reject)
+        };
+        let result = match (store, manifest) {
+            (Some(store), Some(m)) => store.assemble(&m).await,
+            _ => Err(WebError::Closed("storage")),
+        };
+        match (result, resolve, reject) {
+            (Ok(file), Some(resolve), _) => {
+                let _ = resolve.call1(&JsValue::NULL, &file);
+            }
+            (Err(e), _, Some(reject)) => {
+                let _ = reject.call1(&JsValue::NULL, &js_sys::Error::new(&e.to_string()));
+            }
+            _ => {}
+        }
+        emit(
+            &shared,
+            "file-complete",
+            obj(&[("id", JsValue::from_str(&id_hex(&id)))]),
+        );
+    });
+}
+
+/// Opens OPFS and resumes every stored file (continuing unfinished downloads).
+pub(super) async fn open_store(shared: &Shared) {
+    let store = match PieceStore::open().await {
+        Ok(s) => Rc::new(s),
+        Err(e) => {
+            tracing::warn!("no file storage: {e}");
+            return super::emit_error(shared, &format!("file storage unavailable: {e}"));
+        }
+    };
+    shared.borrow_mut().files.store = Some(Rc::clone(&store));
+    let stored = match store.list().await {
+        Ok(l) => l,
+        Err(e) => return super::emit_error(shared, &format!("reading stored files: {e}")),
+    };
+    for (m, have) in stored {
+        let id = m.id();
+        shared.borrow_mut().files.manifests_saved.insert(id);
+        if !have.complete() {
+            shared.borrow_mut().files.downloads.entry(id).or_default();
+        }
+        feed(shared, TIn::Resume(m, have));
+    }
+}
+
+fn parse_id(id: &str) -> Result<FileId, JsError> {
+    id_from_hex(id).ok_or_else(|| JsError::new(&format!("`{id}` is not a file id (64 hex digits)")))
+}
+
+fn file_obj(info: &crate::transfer::FileInfo) -> JsValue {
+    obj(&[
+        ("id", JsValue::from_str(&id_hex(&info.id))),
+        ("name", JsValue::from_str(&info.name)),
+        ("size", JsValue::from_f64(info.size as f64)),
+        ("type", JsValue::from_str(&info.mime)),
+        ("sources", JsValue::from_f64(info.sources as f64)),
+        ("have", JsValue::from_f64(info.have as f64)),
+        ("downloading", JsValue::from_bool(info.downloading)),
+        ("complete", JsValue::from_bool(info.complete)),
+    ])
+}
+
+/// A download started with `swarm.download(id)`.
+#[wasm_bindgen]
+pub struct Download {
+    shared: Weak<std::cell::RefCell<super::Inner>>,
+    id: FileId,
+    done: js_sys::Promise,
+}
+
+#[wasm_bindgen]
+impl Download {
+    /// The file id.
+    #[wasm_bindgen(getter)]
+    pub fn id(&self) -> String {
+        id_hex(&self.id)
+    }
+
+    /// Resolves with the finished `File` (backed by the browser's storage), or rejects.
+    #[wasm_bindgen(getter)]
+    pub fn done(&self) -> js_sys::Promise {
+        self.done.clone()
+    }
+
+    /// Calls `callback({ have, total, bytesPerSec, peers })` on "progress"; returns an
+    /// unsubscribe function.
+    pub fn on(&self, event: String, callback: js_sys::Function) -> Result<js_sys::Function, JsError> {
+        if event != "progress" {
+            return Err(JsError::new(&format!("unknown download event `{event}`; use \"progress\"")));
+        }
+        let shared = self.shared.upgrade().ok_or_else(|| JsError::new("the swarm is gone"))?;
+        let mut inner = shared.borrow_mut();
+        let d = inner.files.downloads.entry(self.id).or_default();
+        d.next_token += 1;
+        let token = d.next_token;
+        d.listeners.push((token, callback));
+        let (weak, id) = (self.shared.clone(), self.id);
+        let off = Closure::<dyn FnMut()>::new(move || {
+            if let Some(shared) = weak.upgrade() {
+                if let Some(d) = shared.borrow_mut().files.downloads.get_mut(&id) {
+                    d.listeners.retain(|(t, _)| *t != token);
+                }
+            }
+        });
+        Ok(off.into_js_value().unchecked_into())
+    }
+
+    /// Stops the download; pieces already stored stay (and are served).
+    pub fn cancel(&self) {
+        let Some(shared) = self.shared.upgrade() else { return };
+        let reject = shared
+            .borrow_mut()
+            .files
+            .downloads
+            .remove(&self.id)
+            .and_then(|d| d.reject);
+        feed(&shared, TIn::Cancel(self.id));
+        if let Some(f) = reject {
+            let _ = f.call1(&JsValue::NULL, &js_sys::Error::new("download cancelled"));
+        }
+    }
+}
+
+#[wasm_bindgen]
+impl Swarm {
+    /// Shares a `File`: hashes it (a slice at a time) and announces it to the swarm; resolves
+    /// with `{ id, name, size }`. The file is read on demand while shared.
+    pub async fn share(&self, file: web_sys::File) -> Result<JsValue, JsError> {
+        let size = file.size();
+        let mut b = ManifestBuilder::new(&file.name(), size as u64, &file.type_());
+        let mut at = 0.0;
+        while at < size {
+            let end = (at + HASH_CHUNK).min(size);
+            b.update(&read_blob(&file, at, end).await?);
+            at = end;
+        }
+        let m = b.finish().map_err(|e| JsError::new(&e.to_string()))?;
+        let id = m.id();
+        self.shared.borrow_mut().files.local.insert(id, file.clone());
+        feed(&self.shared, TIn::Share(m.clone()));
+        Ok(obj(&[
+            ("id", JsValue::from_str(&id_hex(&id))),
+            ("name", JsValue::from_str(&m.name)),
+            ("size", JsValue::from_f64(m.size as f64)),
+        ]))
+    }
+
+    /// Every file in the swarm: `[{ id, name, size, type, sources, have, downloading, complete }]`.
+    pub fn files(&self) -> js_sys::Array {
+        let inner = self.shared.borrow();
+        inner.engine.files().iter().map(file_obj).collect()
+    }
+
+    /// Downloads a file announced in the swarm (see `files()`), storing it in the browser as it
+    /// arrives; `await dl.done` gives the `File`.
+    pub fn download(&self, id: String) -> Result<Download, JsError> {
+        let id = parse_id(&id)?;
+        let (known, complete, has_store) = {
+            let inner = self.shared.borrow();
+            let info = inner.engine.files().into_iter().find(|f| f.id == id);
+            (info.is_some(), info.is_some_and(|f| f.complete), inner.files.store.is_some())
+        };
+        if !known {
+            return Err(JsError::new("no peer in the swarm announces this file (yet)"));
+        }
+        if !has_store {
+            return Err(JsError::new(
+                "this browser gives no file storage (Origin Private File System) to this page",
+            ));
+        }
+        let mut resolve = None;
+        let mut reject = None;
+        let done = js_sys::Promise::new(&mut |res, rej| {
+            resolve = Some(res);
+            reject = Some(rej);
+        });
+        {
+            let mut inner = self.shared.borrow_mut();
+            let d = inner.files.downloads.entry(id).or_default();
+            d.resolve = resolve;
+            d.reject = reject;
+        }
+        if complete {
+            complete_now(&self.shared, id);
+        } else {
+            feed(&self.shared, TIn::Download(id));
+        }
+        Ok(Download {
+            shared: Rc::downgrade(&self.shared),
+            id,
+            done,
+        })
+    }
+
+    /// Stops sharing a file (and downloading it).
+    pub fn unshare(&self, id: String) -> Result<(), JsError> {
+        let id = parse_id(&id)?;
+        self.shared.borrow_mut().files.local.remove(&id);
+        self.shared.borrow_mut().files.downloads.remove(&id);
+        feed(&self.shared, TIn::Unshare(id));
+        Ok(())
+    }
+
+    /// Files stored in this browser: `[{ id, name, size, have, complete }]`.
+    #[wasm_bindgen(js_name = storedFiles)]
+    pub async fn stored_files(&self) -> Result<js_sys::Array, JsError> {
+        let store = self.shared.borrow().files.store.clone();
+        let Some(store) = store else {
+            return Ok(js_sys::Array::new());
+        };
+        let list = store.list().await?;
+        Ok(list
+            .iter()
+            .map(|(m, have)| {
+                let have_bytes: u64 = (0..m.pieces())
+                    .filter(|&p| have.get(p))
+                    .map(|p| u64::from(m.piece_len(p)))
+                    .sum();
+                obj(&[
+                    ("id", JsValue::from_str(&id_hex(&m.id()))),
+                    ("name", JsValue::from_str(&m.name)),
+                    ("size", JsValue::from_f64(m.size as f64)),
+                    ("have", JsValue::from_f64(have_bytes as f64)),
+                    ("complete", JsValue::from_bool(have.complete())),
+                ])
+            })
+            .collect())
+    }
+
+    /// Deletes a stored file from this browser (and stops sharing it).
+    #[wasm_bindgen(js_name = deleteStored)]
+    pub async fn delete_stored(&self, id: String) -> Result<(), JsError> {
+        let fid = parse_id(&id)?;
+        self.unshare(id)?;
+        self.shared.borrow_mut().files.manifests_saved.remove(&fid);
+        let store = self.shared.borrow().files.store.clone();
+        if let Some(store) = store {
+            store.delete(&fid).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Resolves a download of a file we already have.
+fn complete_now(shared: &Shared, id: FileId) {
+    complete(shared, id);
+}
+
+impl Swarm {
+    /// Test hook: corrupt every block this peer serves (to check that others detect it).
+    #[doc(hidden)]
+    pub fn corrupt_uploads_for_testing(&self, on: bool) {
+        self.shared.borrow_mut().files.corrupt_uploads = on;
+    }
+
+    /// Bytes of a file received from each peer (public ids).
+    pub fn received_from(&self, id: &FileId) -> HashMap<PeerId, u64> {
+        self.shared.borrow().engine.received_from(id)
+    }
+}
