@@ -224,16 +224,27 @@ async fn a_hundred_join_leave_cycles_leave_nothing_behind() {
     };
     let mut baseline = 0;
     for cycle in 0..100 {
+        let mut a_events = a.events();
         let b = join(&r).await;
+        let mut b_events = b.events();
         let what = format!("cycle {cycle}: b connects");
         let start = now_ms();
         while !(connected(&a).len() == 1 && connected(&b).len() == 1) {
-            assert!(
-                now_ms() - start < 20_000.0,
-                "{what}: a {:?} b {:?}",
-                a.peer_states(),
-                b.peer_states()
-            );
+            if now_ms() - start > 20_000.0 {
+                let mut log = Vec::new();
+                while let Ok(e) = a_events.try_recv() {
+                    log.push(format!("a: {e:?}"));
+                }
+                while let Ok(e) = b_events.try_recv() {
+                    log.push(format!("b: {e:?}"));
+                }
+                panic!(
+                    "{what}: a {:?} b {:?}\n{}",
+                    a.peer_states(),
+                    b.peer_states(),
+                    log.join("\n")
+                );
+            }
             sleep(20).await;
         }
         b.leave();

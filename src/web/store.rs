@@ -26,7 +26,9 @@ async fn wait(what: &'static str, p: js_sys::Promise) -> Result<JsValue, WebErro
         let err = WebError::browser(what, e);
         // Make the usual failure readable.
         match &err {
-            WebError::Browser { message, .. } if message.contains("quota") || message.contains("Quota") => {
+            WebError::Browser { message, .. }
+                if message.contains("quota") || message.contains("Quota") =>
+            {
                 WebError::Browser {
                     context: what,
                     message: format!("the browser's storage for this site is full ({message})"),
@@ -42,20 +44,27 @@ fn piece_name(piece: u32) -> String {
 }
 
 impl PieceStore {
-    /// Opens (creating) the store in the Origin Private File System.
-    pub async fn open() -> Result<PieceStore, WebError> {
+    /// Opens (creating) the store named `name` in the Origin Private File System.
+    pub async fn open(name: &str) -> Result<PieceStore, WebError> {
         let storage = web_sys::window()
             .ok_or(WebError::Closed("window"))?
             .navigator()
             .storage();
-        let top: FileSystemDirectoryHandle = wait("opening the origin's storage", storage.get_directory())
-            .await?
-            .unchecked_into();
+        let top: FileSystemDirectoryHandle =
+            wait("opening the origin's storage", storage.get_directory())
+                .await?
+                .unchecked_into();
         let opts = FileSystemGetDirectoryOptions::new();
         opts.set_create(true);
-        let root = wait(
+        let app: FileSystemDirectoryHandle = wait(
             "opening the swarmdrop folder",
             top.get_directory_handle_with_options(ROOT, &opts),
+        )
+        .await?
+        .unchecked_into();
+        let root = wait(
+            "opening the store",
+            app.get_directory_handle_with_options(name, &opts),
         )
         .await?
         .unchecked_into();
@@ -67,25 +76,36 @@ impl PieceStore {
         opts.set_create(create);
         Ok(wait(
             "opening a file's folder",
-            self.root.get_directory_handle_with_options(&id_hex(id), &opts),
+            self.root
+                .get_directory_handle_with_options(&id_hex(id), &opts),
         )
         .await?
         .unchecked_into())
     }
 
-    async fn write(dir: &FileSystemDirectoryHandle, name: &str, data: &[u8]) -> Result<(), WebError> {
+    async fn write(
+        dir: &FileSystemDirectoryHandle,
+        name: &str,
+        data: &[u8],
+    ) -> Result<(), WebError> {
         let opts = FileSystemGetFileOptions::new();
         opts.set_create(true);
-        let handle: FileSystemFileHandle =
-            wait("creating a piece file", dir.get_file_handle_with_options(name, &opts))
+        let handle: FileSystemFileHandle = wait(
+            "creating a piece file",
+            dir.get_file_handle_with_options(name, &opts),
+        )
+        .await?
+        .unchecked_into();
+        let stream: FileSystemWritableFileStream =
+            wait("opening a piece file", handle.create_writable())
                 .await?
                 .unchecked_into();
-        let stream: FileSystemWritableFileStream =
-            wait("opening a piece file", handle.create_writable()).await?.unchecked_into();
         let array = js_sys::Uint8Array::from(data);
         wait(
             "writing a piece",
-            stream.write_with_buffer_source(&array).map_err(|e| WebError::browser("writing a piece", e))?,
+            stream
+                .write_with_buffer_source(&array)
+                .map_err(|e| WebError::browser("writing a piece", e))?,
         )
         .await?;
         // The data replaces the file only now, all at once.
@@ -97,7 +117,9 @@ impl PieceStore {
         let handle: FileSystemFileHandle = wait("opening a stored file", dir.get_file_handle(name))
             .await?
             .unchecked_into();
-        Ok(wait("reading a stored file", handle.get_file()).await?.unchecked_into())
+        Ok(wait("reading a stored file", handle.get_file())
+            .await?
+            .unchecked_into())
     }
 
     /// Records a file's manifest (before its first piece).
@@ -113,7 +135,13 @@ impl PieceStore {
     }
 
     /// Reads `len` bytes at `offset` of a stored piece.
-    pub async fn read(&self, id: &FileId, piece: u32, offset: u32, len: u32) -> Result<Vec<u8>, WebError> {
+    pub async fn read(
+        &self,
+        id: &FileId,
+        piece: u32,
+        offset: u32,
+        len: u32,
+    ) -> Result<Vec<u8>, WebError> {
         let dir = self.dir(id, false).await?;
         let file = Self::file(&dir, &piece_name(piece)).await?;
         read_blob(&file, f64::from(offset), f64::from(offset) + f64::from(len)).await
@@ -123,13 +151,17 @@ impl PieceStore {
     pub async fn list(&self) -> Result<Vec<(Manifest, Bitfield)>, WebError> {
         let mut out = Vec::new();
         for name in keys(&self.root).await? {
-            let Some(id) = id_from_hex(&name) else { continue };
+            let Some(id) = id_from_hex(&name) else {
+                continue;
+            };
             let dir = self.dir(&id, false).await?;
             let Ok(file) = Self::file(&dir, MANIFEST).await else {
                 continue; // a folder without a manifest holds nothing usable
             };
             let bytes = read_blob(&file, 0.0, file.size()).await?;
-            let Ok(m) = Manifest::decode(&bytes, &id) else { continue };
+            let Ok(m) = Manifest::decode(&bytes, &id) else {
+                continue;
+            };
             let mut have = Bitfield::new(m.pieces());
             for entry in keys(&dir).await? {
                 if let Some(p) = entry.strip_prefix('p').and_then(|n| n.parse::<u32>().ok()) {
@@ -178,12 +210,21 @@ async fn keys(dir: &FileSystemDirectoryHandle) -> Result<Vec<String>, WebError> 
     let iter = dir.keys();
     let mut names = Vec::new();
     loop {
-        let next = wait("listing a folder", iter.next().map_err(|e| WebError::browser("listing", e))?).await?;
-        let done = js_sys::Reflect::get(&next, &"done".into()).ok().and_then(|d| d.as_bool());
+        let next = wait(
+            "listing a folder",
+            iter.next().map_err(|e| WebError::browser("listing", e))?,
+        )
+        .await?;
+        let done = js_sys::Reflect::get(&next, &"done".into())
+            .ok()
+            .and_then(|d| d.as_bool());
         if done != Some(false) {
             break;
         }
-        if let Some(name) = js_sys::Reflect::get(&next, &"value".into()).ok().and_then(|v| v.as_string()) {
+        if let Some(name) = js_sys::Reflect::get(&next, &"value".into())
+            .ok()
+            .and_then(|v| v.as_string())
+        {
             names.push(name);
         }
     }

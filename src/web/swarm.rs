@@ -51,6 +51,10 @@ struct JoinOptions {
     /// "all" (default) or "relay": only TURN relays, as `RTCConfiguration.iceTransportPolicy`.
     #[serde(default)]
     ice_transport_policy: Option<String>,
+    /// The name of this swarm's file store in the browser (default "default"); swarms in one
+    /// origin that download the same file at the same time need different names.
+    #[serde(default)]
+    storage: Option<String>,
 }
 
 /// `RTCIceServer` as JavaScript writes it: `urls` a string or a list.
@@ -320,6 +324,9 @@ fn create_peer(shared: &Shared, id: PeerId, offerer: bool) {
     };
     let pc = Rc::new(pc);
     let channel = offerer.then(|| pc.create_data_channel(CHANNEL));
+    if shared.borrow().peers.contains_key(&id) {
+        tracing::warn!("peer {id}: a new connection replaces the old one");
+    }
     shared.borrow_mut().peers.insert(
         id.clone(),
         PeerHandle {
@@ -393,7 +400,12 @@ fn attach_channel(shared: &Shared, id: &PeerId, gen: u64, mut ch: DataChannel) {
     {
         let mut inner = shared.borrow_mut();
         match inner.peers.get_mut(id) {
-            Some(h) if h.gen == gen => h.channel = Some(Rc::clone(&ch)),
+            Some(h) if h.gen == gen => {
+                if h.channel.is_some() {
+                    tracing::warn!("peer {id}: a second data channel replaces the first");
+                }
+                h.channel = Some(Rc::clone(&ch))
+            }
             _ => return,
         }
     }
@@ -455,7 +467,10 @@ async fn run_channel(
             Message::Binary(b) if b.first() == Some(&TAG_FILES) => {
                 let current = shared.borrow().peers.get(&id).map(|h| h.gen) == Some(gen);
                 if current {
-                    files::feed(&shared, crate::transfer::Input::Frame(id.clone(), b[1..].to_vec()));
+                    files::feed(
+                        &shared,
+                        crate::transfer::Input::Frame(id.clone(), b[1..].to_vec()),
+                    );
                 }
             }
             Message::Binary(b) if b.first() == Some(&TAG_BYTES) => {
@@ -549,18 +564,22 @@ fn on_event(shared: &Shared, e: SwarmEvent) {
         SwarmEvent::PeerLeft(id, reason) => {
             files::peer_down(shared, &id);
             emit(
-            shared,
-            "peer-left",
-            obj(&[
-                ("id", JsValue::from_str(id.as_str())),
-                ("reason", JsValue::from_str(&reason)),
-            ]),
+                shared,
+                "peer-left",
+                obj(&[
+                    ("id", JsValue::from_str(id.as_str())),
+                    ("reason", JsValue::from_str(&reason)),
+                ]),
             )
         }
         SwarmEvent::PeerState(id, state, reason) => {
             match state {
                 PeerState::Connected => {
-                    let channel = shared.borrow().peers.get(&id).and_then(|h| h.channel.clone());
+                    let channel = shared
+                        .borrow()
+                        .peers
+                        .get(&id)
+                        .and_then(|h| h.channel.clone());
                     let known = shared.borrow().files.has_sender(&id);
                     if let (Some(ch), false) = (channel, known) {
                         files::peer_up(shared, &id, ch);
@@ -804,12 +823,36 @@ impl Swarm {
             ice_servers: servers,
             max_peers,
             ice_transport_policy: relay_only.then(|| "relay".to_string()),
+            storage: None,
+        })
+        .await
+    }
+
+    /// Joins with every option (the Rust entry point of `Swarm.join`'s object).
+    pub async fn join_with_storage(
+        signal: &str,
+        room: &str,
+        storage: &str,
+    ) -> Result<Swarm, WebError> {
+        Swarm::join_with(JoinOptions {
+            signal: signal.into(),
+            room: room.into(),
+            ice_servers: Vec::new(),
+            max_peers: None,
+            ice_transport_policy: None,
+            storage: Some(storage.into()),
         })
         .await
     }
 
     async fn join_with(opts: JoinOptions) -> Result<Swarm, WebError> {
         let room = RoomName::new(opts.room).map_err(|e| WebError::Signal(e.to_string()))?;
+        let storage = opts.storage.unwrap_or_else(|| "default".into());
+        if RoomName::new(storage.clone()).is_err() {
+            return Err(WebError::Signal(
+                "storage: use 1-64 characters of A-Z a-z 0-9 _ -".into(),
+            ));
+        }
         let relay_only = match opts.ice_transport_policy.as_deref() {
             None | Some("all") => false,
             Some("relay") => true,
@@ -894,7 +937,7 @@ impl Swarm {
         match futures::future::select(welcome, failed).await {
             futures::future::Either::Left((Ok(()), _)) => {
                 // Stored files resume (and are served) from the start.
-                files::open_store(&shared).await;
+                files::open_store(&shared, &storage).await;
                 Ok(Swarm { shared })
             }
             futures::future::Either::Left((Err(e), _)) => {

@@ -133,10 +133,19 @@ pub(super) fn act(shared: &Shared, out: TOut) {
     }
 }
 
-async fn store_piece(shared: &Shared, id: &FileId, piece: u32, data: &[u8]) -> Result<(), WebError> {
+async fn store_piece(
+    shared: &Shared,
+    id: &FileId,
+    piece: u32,
+    data: &[u8],
+) -> Result<(), WebError> {
     let (store, manifest) = {
         let inner = shared.borrow();
-        let store = inner.files.store.clone().ok_or(WebError::Closed("storage"))?;
+        let store = inner
+            .files
+            .store
+            .clone()
+            .ok_or(WebError::Closed("storage"))?;
         let manifest = if inner.files.manifests_saved.contains(id) {
             None
         } else {
@@ -174,7 +183,12 @@ async fn read_block(shared: &Shared, id: &FileId, block: BlockRef) -> Result<Vec
 fn on_event(shared: &Shared, e: TransferEvent) {
     publish(shared, Event::Transfer(e.clone()));
     match e {
-        TransferEvent::FileAnnounced { id, name, size, mime } => emit(
+        TransferEvent::FileAnnounced {
+            id,
+            name,
+            size,
+            mime,
+        } => emit(
             shared,
             "file-announced",
             obj(&[
@@ -229,7 +243,14 @@ fn progress(shared: &Shared, id: &FileId, have: u64, total: u64) {
         } else {
             0.0
         };
-        (d.listeners.iter().map(|(_, f)| f.clone()).collect::<Vec<_>>(), speed, peers)
+        (
+            d.listeners
+                .iter()
+                .map(|(_, f)| f.clone())
+                .collect::<Vec<_>>(),
+            speed,
+            peers,
+        )
     };
     let detail = obj(&[
         ("have", JsValue::from_f64(have as f64)),
@@ -279,8 +300,8 @@ fn complete(shared: &Shared, id: FileId) {
 }
 
 /// Opens OPFS and resumes every stored file (continuing unfinished downloads).
-pub(super) async fn open_store(shared: &Shared) {
-    let store = match PieceStore::open().await {
+pub(super) async fn open_store(shared: &Shared, name: &str) {
+    let store = match PieceStore::open(name).await {
         Ok(s) => Rc::new(s),
         Err(e) => {
             tracing::warn!("no file storage: {e}");
@@ -343,11 +364,20 @@ impl Download {
 
     /// Calls `callback({ have, total, bytesPerSec, peers })` on "progress"; returns an
     /// unsubscribe function.
-    pub fn on(&self, event: String, callback: js_sys::Function) -> Result<js_sys::Function, JsError> {
+    pub fn on(
+        &self,
+        event: String,
+        callback: js_sys::Function,
+    ) -> Result<js_sys::Function, JsError> {
         if event != "progress" {
-            return Err(JsError::new(&format!("unknown download event `{event}`; use \"progress\"")));
+            return Err(JsError::new(&format!(
+                "unknown download event `{event}`; use \"progress\""
+            )));
         }
-        let shared = self.shared.upgrade().ok_or_else(|| JsError::new("the swarm is gone"))?;
+        let shared = self
+            .shared
+            .upgrade()
+            .ok_or_else(|| JsError::new("the swarm is gone"))?;
         let mut inner = shared.borrow_mut();
         let d = inner.files.downloads.entry(self.id).or_default();
         d.next_token += 1;
@@ -366,7 +396,9 @@ impl Download {
 
     /// Stops the download; pieces already stored stay (and are served).
     pub fn cancel(&self) {
-        let Some(shared) = self.shared.upgrade() else { return };
+        let Some(shared) = self.shared.upgrade() else {
+            return;
+        };
         let reject = shared
             .borrow_mut()
             .files
@@ -395,7 +427,11 @@ impl Swarm {
         }
         let m = b.finish().map_err(|e| JsError::new(&e.to_string()))?;
         let id = m.id();
-        self.shared.borrow_mut().files.local.insert(id, file.clone());
+        self.shared
+            .borrow_mut()
+            .files
+            .local
+            .insert(id, file.clone());
         feed(&self.shared, TIn::Share(m.clone()));
         Ok(obj(&[
             ("id", JsValue::from_str(&id_hex(&id))),
@@ -417,10 +453,16 @@ impl Swarm {
         let (known, complete, has_store) = {
             let inner = self.shared.borrow();
             let info = inner.engine.files().into_iter().find(|f| f.id == id);
-            (info.is_some(), info.is_some_and(|f| f.complete), inner.files.store.is_some())
+            (
+                info.is_some(),
+                info.is_some_and(|f| f.complete),
+                inner.files.store.is_some(),
+            )
         };
         if !known {
-            return Err(JsError::new("no peer in the swarm announces this file (yet)"));
+            return Err(JsError::new(
+                "no peer in the swarm announces this file (yet)",
+            ));
         }
         if !has_store {
             return Err(JsError::new(

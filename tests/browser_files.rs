@@ -1,0 +1,259 @@
+//! File sharing between swarms in one page, through the real signaling server: multi-source
+//! download, integrity, OPFS resume.
+#![cfg(target_arch = "wasm32")]
+
+use futures::channel::mpsc;
+use futures::StreamExt;
+use swarmdrop::signal::PeerId;
+use swarmdrop::swarm::PeerState;
+use swarmdrop::transfer::{id_from_hex, FileId, TransferEvent};
+use swarmdrop::web::{Event, Swarm};
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+const SIGNAL: Option<&str> = option_env!("SWARMDROP_SIGNAL_URL");
+const MIB: usize = 1024 * 1024;
+
+fn tag(t: &str) -> String {
+    format!("{t}-{}", (js_sys::Math::random() * 1e12) as u64)
+}
+
+async fn join(room: &str, storage: &str) -> Swarm {
+    let url = SIGNAL.expect("run with `cargo xtask test` (it starts the signaling server)");
+    Swarm::join_with_storage(url, room, storage)
+        .await
+        .expect("join")
+}
+
+fn peer_id(s: &Swarm) -> PeerId {
+    PeerId::new(s.id().unwrap()).unwrap()
+}
+
+async fn sleep(ms: u32) {
+    gloo_timers::future::TimeoutFuture::new(ms).await;
+}
+
+async fn until(what: &str, secs: f64, mut ok: impl FnMut() -> bool) {
+    let start = js_sys::Date::now();
+    while !ok() {
+        assert!(
+            js_sys::Date::now() - start < secs * 1000.0,
+            "timed out after {secs} s: {what}"
+        );
+        sleep(20).await;
+    }
+}
+
+fn connected(s: &Swarm) -> usize {
+    s.peer_states()
+        .iter()
+        .filter(|(_, st)| *st == PeerState::Connected)
+        .count()
+}
+
+/// Random bytes (crypto.getRandomValues, 64 KiB at a time).
+fn random_bytes(len: usize) -> Vec<u8> {
+    let crypto = web_sys::window().unwrap().crypto().unwrap();
+    let mut v = vec![0u8; len];
+    for chunk in v.chunks_mut(65536) {
+        crypto.get_random_values_with_u8_array(chunk).unwrap();
+    }
+    v
+}
+
+fn file_of(bytes: &[u8], name: &str) -> web_sys::File {
+    let parts = js_sys::Array::new();
+    parts.push(&js_sys::Uint8Array::from(bytes));
+    let opts = web_sys::FilePropertyBag::new();
+    opts.set_type("application/octet-stream");
+    web_sys::File::new_with_u8_array_sequence_and_options(&parts, name, &opts).unwrap()
+}
+
+async fn share(s: &Swarm, file: &web_sys::File) -> FileId {
+    let info = s.share(file.clone()).await.unwrap();
+    let hex = js_sys::Reflect::get(&info, &"id".into())
+        .unwrap()
+        .as_string()
+        .unwrap();
+    id_from_hex(&hex).unwrap()
+}
+
+fn hex(id: &FileId) -> String {
+    swarmdrop::transfer::id_hex(id)
+}
+
+async fn file_bytes(v: JsValue) -> Vec<u8> {
+    let file: web_sys::File = v.dyn_into().expect("a File");
+    let buf = JsFuture::from(file.array_buffer()).await.unwrap();
+    js_sys::Uint8Array::new(&buf).to_vec()
+}
+
+fn knows(s: &Swarm, id: &FileId) -> bool {
+    s.files()
+        .iter()
+        .any(|f| js_sys::Reflect::get(&f, &"id".into()).unwrap().as_string() == Some(hex(id)))
+}
+
+async fn wait_event(
+    events: &mut mpsc::UnboundedReceiver<Event>,
+    secs: f64,
+    mut want: impl FnMut(&Event) -> bool,
+) -> Event {
+    let start = js_sys::Date::now();
+    loop {
+        assert!(
+            js_sys::Date::now() - start < secs * 1000.0,
+            "event not seen in {secs} s"
+        );
+        let next = events.next();
+        let timeout = sleep(200);
+        futures::pin_mut!(next, timeout);
+        if let futures::future::Either::Left((Some(e), _)) =
+            futures::future::select(next, timeout).await
+        {
+            if want(&e) {
+                return e;
+            }
+        }
+    }
+}
+
+#[wasm_bindgen_test]
+async fn eight_mib_from_a_to_b_and_c_with_c_also_fetching_from_b() {
+    let room = tag("files");
+    let a = join(&room, &tag("a")).await;
+    let b = join(&room, &tag("b")).await;
+    let c = join(&room, &tag("c")).await;
+    until("mesh", 20.0, || {
+        [&a, &b, &c].iter().all(|s| connected(s) == 2)
+    })
+    .await;
+    let data = random_bytes(8 * MIB);
+    let id = share(&a, &file_of(&data, "random.bin")).await;
+    until("announced", 10.0, || knows(&b, &id) && knows(&c, &id)).await;
+
+    let dl_b = b.download(hex(&id)).unwrap();
+    let got_b = JsFuture::from(dl_b.done()).await.expect("b's download");
+    assert_eq!(file_bytes(got_b).await, data, "b's bytes");
+    // B now seeds: C fetches from A and B.
+    let dl_c = c.download(hex(&id)).unwrap();
+    let got_c = JsFuture::from(dl_c.done()).await.expect("c's download");
+    let file_c: web_sys::File = got_c.clone().dyn_into().unwrap();
+    assert_eq!(file_c.name(), "random.bin");
+    assert_eq!(file_bytes(got_c).await, data, "c's bytes");
+    let from = c.received_from(&id);
+    let from_b = from.get(&peer_id(&b)).copied().unwrap_or(0);
+    let from_a = from.get(&peer_id(&a)).copied().unwrap_or(0);
+    assert!(from_b > 0, "c fetched nothing from b: {from:?}");
+    assert!(from_a > 0, "c fetched nothing from a: {from:?}");
+    for s in [&b, &c] {
+        s.delete_stored(hex(&id)).await.unwrap();
+    }
+    for s in [a, b, c] {
+        s.leave();
+    }
+}
+
+#[wasm_bindgen_test]
+async fn a_peer_serving_corrupt_pieces_is_detected_and_dropped() {
+    let room = tag("corrupt");
+    let a = join(&room, &tag("a")).await;
+    let x = join(&room, &tag("x")).await;
+    let c = join(&room, &tag("c")).await;
+    until("mesh", 20.0, || {
+        [&a, &x, &c].iter().all(|s| connected(s) == 2)
+    })
+    .await;
+    let data = random_bytes(4 * MIB);
+    let file = file_of(&data, "f.bin");
+    let id = share(&a, &file).await;
+    assert_eq!(share(&x, &file).await, id);
+    x.corrupt_uploads_for_testing(true);
+    until("announced", 10.0, || knows(&c, &id)).await;
+    let mut events = c.events();
+    let dl = c.download(hex(&id)).unwrap();
+    let got = JsFuture::from(dl.done())
+        .await
+        .expect("download despite a bad peer");
+    assert_eq!(file_bytes(got).await, data);
+    let xid = peer_id(&x);
+    let mut banned = None;
+    while let Ok(e) = events.try_recv() {
+        if let Event::Transfer(TransferEvent::PeerBanned(p, reason)) = e {
+            if p == xid {
+                banned = Some(reason);
+            }
+        }
+    }
+    let reason = banned.expect("the corrupting peer was banned");
+    assert!(reason.contains("SHA-256"), "{reason}");
+    c.delete_stored(hex(&id)).await.unwrap();
+    for s in [a, x, c] {
+        s.leave();
+    }
+}
+
+#[wasm_bindgen_test]
+async fn a_download_resumes_from_opfs_after_the_swarm_is_recreated() {
+    let room = tag("resume");
+    let store = tag("b");
+    let a = join(&room, &tag("a")).await;
+    let b = join(&room, &store).await;
+    until("connected", 20.0, || {
+        connected(&a) == 1 && connected(&b) == 1
+    })
+    .await;
+    let data = random_bytes(24 * MIB);
+    let id = share(&a, &file_of(&data, "resume.bin")).await;
+    until("announced", 10.0, || knows(&b, &id)).await;
+    let mut events = b.events();
+    let _dl = b.download(hex(&id)).unwrap();
+    // Stop once a quarter is stored.
+    let have_before = match wait_event(&mut events, 20.0, |e| {
+        matches!(e, Event::Transfer(TransferEvent::Progress(f, have, _)) if *f == id && *have >= 2 * MIB as u64)
+    })
+    .await
+    {
+        Event::Transfer(TransferEvent::Progress(_, have, _)) => have,
+        _ => unreachable!(),
+    };
+    b.leave();
+    drop(b);
+    // Writes already under way finish; then look at the disk from a swarm in another room (so
+    // nothing more is fetched while we count).
+    sleep(1000).await;
+    let probe = join(&tag("elsewhere"), &store).await;
+    let stored = probe.stored_files().await.unwrap();
+    probe.leave();
+    drop(probe);
+    assert_eq!(stored.length(), 1);
+    let have_on_disk = js_sys::Reflect::get(&stored.get(0), &"have".into())
+        .unwrap()
+        .as_f64()
+        .unwrap();
+    assert!(
+        have_on_disk as u64 >= have_before,
+        "{have_on_disk} < {have_before}"
+    );
+    assert!(
+        (have_on_disk as usize) < data.len(),
+        "the first swarm finished before it left"
+    );
+    // A new swarm on the same store in the room finds the pieces and fetches only the rest.
+    let b2 = join(&room, &store).await;
+    until("reconnected", 20.0, || connected(&b2) == 1).await;
+    let dl = b2.download(hex(&id)).unwrap();
+    let got = JsFuture::from(dl.done()).await.expect("resumed download");
+    assert_eq!(file_bytes(got).await, data);
+    let fetched = b2.received_from(&id).values().sum::<u64>();
+    assert!(
+        fetched <= data.len() as u64 - have_on_disk as u64,
+        "fetched {fetched} again although {have_on_disk} were stored"
+    );
+    b2.delete_stored(hex(&id)).await.unwrap();
+    a.leave();
+    b2.leave();
+}
