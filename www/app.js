@@ -30,10 +30,12 @@ function roomFromHash() {
     params.set("room", room);
     history.replaceState(null, "", `#${params}`);
   }
+  // A link may name a file to offer: #room=…&file=<64 hex digits>.
   return room;
 }
 
 const short = (id) => (id ? id.slice(0, 8) : "?");
+let currentRoom = "";
 
 function setupInvite(room) {
   const link = `${location.origin}${location.pathname}#room=${room}`;
@@ -102,6 +104,7 @@ async function main() {
   }
   show("version", `swarmdrop ${version()}`, "ready");
   const room = roomFromHash();
+  currentRoom = room;
   show("room", room);
   setupInvite(room);
   const signal = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
@@ -147,7 +150,183 @@ async function main() {
       addChat("!", `not sent: ${e.message ?? e}`, true);
     }
   });
+  setupFiles(swarm);
   addEventListener("pagehide", () => swarm.leave());
 }
 
 main();
+
+// ---- files ----
+
+function formatBytes(n) {
+  const units = ["B", "KB", "MB", "GB", "TB"];
+  let i = 0;
+  while (n >= 1000 && i < units.length - 1) { n /= 1000; i++; }
+  return `${n.toFixed(i === 0 ? 0 : 1)} ${units[i]}`;
+}
+
+function formatEta(seconds) {
+  if (!isFinite(seconds) || seconds <= 0) return "";
+  if (seconds < 60) return `${Math.ceil(seconds)} s left`;
+  return `${Math.floor(seconds / 60)} min ${Math.ceil(seconds % 60)} s left`;
+}
+
+const downloads = new Map(); // id → { dl, progress, url, file, error }
+window.swarmdropDownloads = downloads; // for the console and the E2E tests
+
+function wantedFile() {
+  return new URLSearchParams(location.hash.slice(1)).get("file");
+}
+
+function startDownload(swarm, id) {
+  if (downloads.has(id)) return;
+  let dl;
+  try {
+    dl = swarm.download(id);
+  } catch (e) {
+    alert(`Cannot download: ${e.message ?? e}`);
+    return;
+  }
+  const state = { dl, progress: null, url: null, error: null };
+  downloads.set(id, state);
+  dl.on("progress", (p) => { state.progress = p; renderFiles(swarm); });
+  dl.done.then(
+    (file) => { state.url = URL.createObjectURL(file); state.file = file; renderFiles(swarm); },
+    (e) => { state.error = e.message ?? String(e); renderFiles(swarm); },
+  );
+  renderFiles(swarm);
+}
+
+function renderFiles(swarm) {
+  const files = swarm.files();
+  const list = $("files");
+  list.replaceChildren(
+    ...files.map((f) => {
+      const li = el("li", "file");
+      li.dataset.file = f.id;
+      const top = el("div", "top");
+      top.append(el("span", "name", f.name));
+      top.append(el("span", "meta", `${formatBytes(f.size)} · ${f.sources} source${f.sources === 1 ? "" : "s"}`));
+      const d = downloads.get(f.id);
+      let stateText = "available";
+      if (f.complete) stateText = "seeding";
+      else if (d?.error) stateText = "error";
+      else if (f.downloading) stateText = "downloading";
+      const st = el("span", "fstate", stateText);
+      st.dataset.state = f.complete ? "complete" : stateText;
+      top.append(st);
+      li.append(top);
+      if (f.downloading && !f.complete) {
+        const bar = el("progress", "progress");
+        bar.max = f.size;
+        bar.value = f.have;
+        li.append(bar);
+        const p = d?.progress;
+        const speed = p ? p.bytesPerSec : 0;
+        const eta = speed > 0 ? formatEta((f.size - f.have) / speed) : "";
+        li.append(el("span", "meta", `${formatBytes(f.have)} of ${formatBytes(f.size)}` +
+          (speed ? ` · ${formatBytes(speed)}/s · ${eta}` : "") + (p ? ` · from ${p.peers} peer${p.peers === 1 ? "" : "s"}` : "")));
+      }
+      if (d?.error) li.append(el("span", "meta", `Error: ${d.error}`));
+      const actions = el("div", "actions");
+      if (!f.complete && !f.downloading) {
+        const b = el("button", "download", "Download");
+        b.type = "button";
+        b.addEventListener("click", () => startDownload(swarm, f.id));
+        actions.append(b);
+      }
+      if (f.complete && d?.url) {
+        const a = el("a", "button save", "Save");
+        a.href = d.url;
+        a.download = f.name;
+        actions.append(a);
+      }
+      if (f.downloading && !f.complete && d) {
+        const b = el("button", "secondary cancel", "Stop");
+        b.type = "button";
+        b.addEventListener("click", () => { d.dl.cancel(); downloads.delete(f.id); renderFiles(swarm); });
+        actions.append(b);
+      }
+      if (f.complete || (!f.downloading && f.have > 0)) {
+        const b = el("button", "secondary unshare", "Stop sharing");
+        b.type = "button";
+        b.addEventListener("click", () => { swarm.unshare(f.id); renderFiles(swarm); });
+        actions.append(b);
+      }
+      const link = el("button", "secondary link", "Copy link");
+      link.type = "button";
+      link.addEventListener("click", () => {
+        navigator.clipboard?.writeText(`${location.origin}${location.pathname}#room=${currentRoom}&file=${f.id}`);
+      });
+      actions.append(link);
+      li.append(actions);
+      return li;
+    }),
+  );
+  $("no-files").hidden = files.length > 0;
+  const want = wantedFile();
+  const wanted = files.find((f) => f.id === want);
+  const box = $("wanted");
+  box.hidden = !wanted || wanted.complete || downloads.has(want);
+  if (!box.hidden) {
+    box.replaceChildren(el("span", "", "Someone shared a file with you: "), el("strong", "", wanted.name), el("span", "", " "));
+    const b = el("button", "", `Download (${formatBytes(wanted.size)})`);
+    b.type = "button";
+    b.addEventListener("click", () => startDownload(swarm, wanted.id));
+    box.append(b);
+  }
+}
+
+async function renderStored(swarm) {
+  let stored = [];
+  try { stored = await swarm.storedFiles(); } catch { return; }
+  $("stored").replaceChildren(
+    ...stored.map((f) => {
+      const li = el("li", "file");
+      li.dataset.stored = f.id;
+      const top = el("div", "top");
+      top.append(el("span", "name", f.name), el("span", "meta", `${formatBytes(f.have)} of ${formatBytes(f.size)}${f.complete ? "" : " (partial)"}`));
+      li.append(top);
+      const b = el("button", "secondary delete", "Delete");
+      b.type = "button";
+      b.addEventListener("click", async () => {
+        await swarm.deleteStored(f.id);
+        downloads.delete(f.id);
+        renderStored(swarm);
+        renderFiles(swarm);
+      });
+      li.append(b);
+      return li;
+    }),
+  );
+  $("stored-box").hidden = stored.length === 0;
+}
+
+async function shareFiles(swarm, fileList) {
+  for (const file of fileList) {
+    try {
+      await swarm.share(file);
+    } catch (e) {
+      alert(`Cannot share ${file.name}: ${e.message ?? e}`);
+    }
+  }
+  renderFiles(swarm);
+}
+
+function setupFiles(swarm) {
+  const input = $("file-input");
+  input.addEventListener("change", () => { shareFiles(swarm, [...input.files]); input.value = ""; });
+  const drop = $("drop");
+  for (const ev of ["dragenter", "dragover"]) drop.addEventListener(ev, (e) => { e.preventDefault(); drop.classList.add("over"); });
+  for (const ev of ["dragleave", "drop"]) drop.addEventListener(ev, () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (e) => { e.preventDefault(); shareFiles(swarm, [...e.dataTransfer.files]); });
+  for (const ev of ["file-announced", "file-removed", "file-complete"]) swarm.on(ev, () => { renderFiles(swarm); renderStored(swarm); });
+  // Downloads resumed from storage after a reload continue on their own; track them.
+  for (const f of swarm.files()) if (f.downloading && !f.complete) startDownload(swarm, f.id);
+  swarm.on("file-announced", () => {
+    for (const f of swarm.files()) if (f.downloading && !f.complete) startDownload(swarm, f.id);
+  });
+  setInterval(() => renderFiles(swarm), 1000);
+  renderFiles(swarm);
+  renderStored(swarm);
+}

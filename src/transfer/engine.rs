@@ -126,6 +126,8 @@ pub struct FileInfo {
     pub downloading: bool,
     /// Whether we have all of it.
     pub complete: bool,
+    /// Bytes received from peers since this engine started (re-fetches included).
+    pub received: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -271,6 +273,7 @@ impl Engine {
                 have: f.have_bytes(),
                 downloading: f.local == Local::Downloading,
                 complete: f.have.as_ref().is_some_and(Bitfield::complete),
+                received: f.received.values().sum(),
             })
             .collect()
     }

@@ -720,19 +720,23 @@ impl Swarm {
     }
 
     /// Calls `callback(detail)` on `event` ("peer-joined", "peer-left", "peer-state",
-    /// "message", "signal-state", "error"); returns a function that unsubscribes.
+    /// "message", "signal-state", "error", "file-announced", "file-removed", "file-complete");
+    /// returns a function that unsubscribes.
     pub fn on(
         &self,
         event: String,
         callback: js_sys::Function,
     ) -> Result<js_sys::Function, JsError> {
-        const EVENTS: [&str; 6] = [
+        const EVENTS: [&str; 9] = [
             "peer-joined",
             "peer-left",
             "peer-state",
             "message",
             "signal-state",
             "error",
+            "file-announced",
+            "file-removed",
+            "file-complete",
         ];
         if !EVENTS.contains(&event.as_str()) {
             return Err(JsError::new(&format!(

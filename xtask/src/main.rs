@@ -298,6 +298,8 @@ fn suites() -> Vec<Suite> {
                     "e2e",
                     "--test",
                     "e2e_page",
+                    "--test",
+                    "e2e_files",
                 ],
             ),
         },

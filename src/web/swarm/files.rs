@@ -337,6 +337,7 @@ fn file_obj(info: &crate::transfer::FileInfo) -> JsValue {
         ("have", JsValue::from_f64(info.have as f64)),
         ("downloading", JsValue::from_bool(info.downloading)),
         ("complete", JsValue::from_bool(info.complete)),
+        ("received", JsValue::from_f64(info.received as f64)),
     ])
 }
 
@@ -440,7 +441,8 @@ impl Swarm {
         ]))
     }
 
-    /// Every file in the swarm: `[{ id, name, size, type, sources, have, downloading, complete }]`.
+    /// Every file in the swarm: `[{ id, name, size, type, sources, have, downloading, complete,
+    /// received }]` (`received`: bytes fetched from peers in this session).
     pub fn files(&self) -> js_sys::Array {
         let inner = self.shared.borrow();
         inner.engine.files().iter().map(file_obj).collect()
