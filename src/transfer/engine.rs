@@ -24,6 +24,8 @@ pub struct Config {
     pub random_first: u32,
     /// Seeds piece choices.
     pub seed: u64,
+    /// Most bytes a second served to all peers together; `None`: no limit.
+    pub upload_limit: Option<u64>,
 }
 
 impl Default for Config {
@@ -35,6 +37,7 @@ impl Default for Config {
             max_partial: 32,
             random_first: 4,
             seed: 1,
+            upload_limit: None,
         }
     }
 }
@@ -229,6 +232,11 @@ pub struct Engine {
     requests: BTreeMap<(FileId, BlockRef), BTreeMap<PeerId, Sent>>,
     /// Blocks we are reading for peers; a cancel removes the entry so the read is dropped.
     serving: BTreeSet<(PeerId, FileId, BlockRef)>,
+    /// Requests waiting for upload budget (with a limit set), oldest first.
+    upload_queue: VecDeque<(PeerId, FileId, BlockRef)>,
+    /// Upload budget in bytes (negative: in debt for a block larger than the budget).
+    upload_tokens: f64,
+    upload_at: Time,
     out: VecDeque<Output>,
 }
 
@@ -242,7 +250,43 @@ impl Engine {
             peers: BTreeMap::new(),
             requests: BTreeMap::new(),
             serving: BTreeSet::new(),
+            upload_queue: VecDeque::new(),
+            upload_tokens: 0.0,
+            upload_at: Duration::ZERO,
             out: VecDeque::new(),
+        }
+    }
+
+    /// Changes the upload limit (bytes a second; `None`: none).
+    pub fn set_upload_limit(&mut self, limit: Option<u64>, now: Time) {
+        self.config.upload_limit = limit;
+        self.pump_uploads(now);
+    }
+
+    /// Hands queued requests to the driver as the upload budget allows.
+    fn pump_uploads(&mut self, now: Time) {
+        let Some(rate) = self.config.upload_limit.filter(|r| *r > 0) else {
+            while let Some((peer, id, block)) = self.upload_queue.pop_front() {
+                if self.serving.contains(&(peer.clone(), id, block)) {
+                    self.out.push_back(Output::Read(peer, id, block));
+                }
+            }
+            return;
+        };
+        let rate = rate as f64;
+        // A tenth of a second of budget may be saved up: smooth, but no long bursts.
+        let burst = rate / 10.0;
+        let dt = now.saturating_sub(self.upload_at).as_secs_f64();
+        self.upload_at = now;
+        self.upload_tokens = (self.upload_tokens + dt * rate).min(burst);
+        while self.upload_tokens > 0.0 {
+            let Some((peer, id, block)) = self.upload_queue.pop_front() else {
+                break;
+            };
+            if self.serving.contains(&(peer.clone(), id, block)) {
+                self.upload_tokens -= f64::from(block.len);
+                self.out.push_back(Output::Read(peer, id, block));
+            }
         }
     }
 
@@ -253,10 +297,18 @@ impl Engine {
 
     /// When [`Engine::handle_timeout`] must run next.
     pub fn poll_timeout(&self) -> Option<Time> {
+        let upload = match (self.config.upload_limit, self.upload_queue.is_empty()) {
+            (Some(rate), false) if rate > 0 => {
+                let wait = (-self.upload_tokens).max(0.0) / rate as f64;
+                Some(self.upload_at + Duration::from_secs_f64(wait.max(0.001)))
+            }
+            _ => None,
+        };
         self.requests
             .values()
             .flat_map(|m| m.values())
             .map(|s| s.at + self.config.request_timeout)
+            .chain(upload)
             .min()
     }
 
@@ -506,6 +558,7 @@ impl Engine {
     fn peer_down(&mut self, peer: &PeerId, now: Time) {
         self.peers.remove(peer);
         self.serving.retain(|(p, _, _)| p != peer);
+        self.upload_queue.retain(|(p, _, _)| p != peer);
         self.drop_requests_to(peer);
         let mut gone = Vec::new();
         let mut refetch = Vec::new();
@@ -667,7 +720,7 @@ impl Engine {
                     .set(piece);
                 self.schedule(now);
             }
-            Frame::Request { id, block } => self.on_request(peer, id, block),
+            Frame::Request { id, block } => self.on_request(peer, id, block, now),
             Frame::Block {
                 id,
                 piece,
@@ -676,6 +729,8 @@ impl Engine {
             } => self.on_block(peer, id, piece, offset, data, now),
             Frame::Cancel { id, block } => {
                 self.serving.remove(&(peer.clone(), id, block));
+                self.upload_queue
+                    .retain(|(p, f, b)| !(p == peer && *f == id && *b == block));
             }
             Frame::Reject { id, block, reason } => {
                 if let Some(asked) = self.requests.get_mut(&(id, block)) {
@@ -754,7 +809,7 @@ impl Engine {
         }
     }
 
-    fn on_request(&mut self, peer: &PeerId, id: FileId, block: BlockRef) {
+    fn on_request(&mut self, peer: &PeerId, id: FileId, block: BlockRef, now: Time) {
         let ok = self.files.get(&id).and_then(|f| {
             let m = f.manifest.as_ref()?;
             let have = f.have.as_ref()?.get(block.piece);
@@ -775,7 +830,8 @@ impl Engine {
             Some(reason) => self.send(peer, Frame::Reject { id, block, reason }),
             None => {
                 self.serving.insert((peer.clone(), id, block));
-                self.out.push_back(Output::Read(peer.clone(), id, block));
+                self.upload_queue.push_back((peer.clone(), id, block));
+                self.pump_uploads(now);
             }
         }
     }
@@ -884,8 +940,9 @@ impl Engine {
         self.schedule(now);
     }
 
-    /// Acts on requests that timed out at `now`.
+    /// Acts on requests that timed out at `now`, and on upload budget that came back.
     pub fn handle_timeout(&mut self, now: Time) {
+        self.pump_uploads(now);
         let timeout = self.config.request_timeout;
         let mut expired = Vec::new();
         for (key, asked) in self.requests.iter_mut() {

@@ -559,3 +559,34 @@ proptest! {
         let _ = Manifest::decode(&bytes, &id);
     }
 }
+
+#[test]
+fn upload_limits_cap_each_seeder_and_a_download_uses_them_all() {
+    let data = content(6 * 1024 * 1024, 9);
+    let m = manifest_of("capped", &data);
+    let id = m.id();
+    let mut sim = Sim::new(4);
+    let cap = 1_000_000u64;
+    for s in 0..3 {
+        sim.share(s, &data, &m);
+        sim.nodes[s]
+            .engine
+            .set_upload_limit(Some(cap), Duration::ZERO);
+    }
+    sim.settle();
+    let start = sim.now;
+    sim.input(3, Input::Download(id));
+    assert!(sim.run_until(Duration::from_secs(60), |s| s.complete(3, &id)));
+    assert_eq!(sim.assembled(3, &m), data);
+    let secs = (sim.now - start).as_secs_f64();
+    let from = sim.nodes[3].engine.received_from(&id);
+    for s in 0..3 {
+        let sent = from.get(&pid(s)).copied().unwrap_or(0) as f64;
+        // Each seeder stays within its cap (plus one block of budget debt and the saved burst).
+        assert!(
+            sent <= cap as f64 * secs + 64.0 * 1024.0 + cap as f64 / 10.0,
+            "seeder {s} sent {sent} bytes in {secs:.2} s over a cap of {cap}/s"
+        );
+        assert!(sent > 0.0, "seeder {s} was not used");
+    }
+}

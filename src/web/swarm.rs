@@ -55,6 +55,9 @@ struct JoinOptions {
     /// origin that download the same file at the same time need different names.
     #[serde(default)]
     storage: Option<String>,
+    /// Most bytes a second this peer uploads to all peers together.
+    #[serde(default)]
+    upload_limit: Option<f64>,
 }
 
 /// `RTCIceServer` as JavaScript writes it: `urls` a string or a list.
@@ -828,6 +831,7 @@ impl Swarm {
             max_peers,
             ice_transport_policy: relay_only.then(|| "relay".to_string()),
             storage: None,
+            upload_limit: None,
         })
         .await
     }
@@ -845,6 +849,7 @@ impl Swarm {
             max_peers: None,
             ice_transport_policy: None,
             storage: Some(storage.into()),
+            upload_limit: None,
         })
         .await
     }
@@ -852,6 +857,15 @@ impl Swarm {
     async fn join_with(opts: JoinOptions) -> Result<Swarm, WebError> {
         let room = RoomName::new(opts.room).map_err(|e| WebError::Signal(e.to_string()))?;
         let storage = opts.storage.unwrap_or_else(|| "default".into());
+        let upload_limit = match opts.upload_limit {
+            None => None,
+            Some(l) if l.is_finite() && l >= 1.0 => Some(l as u64),
+            Some(l) => {
+                return Err(WebError::Signal(format!(
+                    "uploadLimit {l}: use a number of bytes a second, at least 1"
+                )))
+            }
+        };
         if RoomName::new(storage.clone()).is_err() {
             return Err(WebError::Signal(
                 "storage: use 1-64 characters of A-Z a-z 0-9 _ -".into(),
@@ -891,6 +905,7 @@ impl Swarm {
             machine: core::Swarm::new(config),
             engine: crate::transfer::Engine::new(crate::transfer::Config {
                 seed: engine_seed,
+                upload_limit,
                 ..Default::default()
             }),
             files: files::Files::default(),
