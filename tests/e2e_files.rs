@@ -123,11 +123,23 @@ async fn a_64_mib_file_from_chromium_to_firefox_with_a_reload_in_between() {
         .await;
 
     // It resumes by itself and completes.
+    let deadline = Instant::now() + Duration::from_secs(240);
+    loop {
+        let info = file_info(&firefox, &id).await;
+        if info["complete"] == Value::Bool(true) {
+            break;
+        }
+        if Instant::now() > deadline {
+            let peers = js(&firefox, "return JSON.stringify(window.swarmdrop.peers())").await;
+            panic!("the resumed download did not complete: {info}\npeers: {peers}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     firefox
         .wait_state(
             &format!("li[data-file='{id}'] .fstate"),
             "complete",
-            Duration::from_secs(240),
+            Duration::from_secs(10),
         )
         .await;
     let info = file_info(&firefox, &id).await;

@@ -65,6 +65,8 @@ pub enum Input {
     Stored(FileId, u32),
     /// Storing a piece failed (quota, I/O): the download pauses with the error.
     StoreFailed(FileId, u32, String),
+    /// A piece could not be stored in time (storage busy): it is fetched again.
+    StoreDropped(FileId, u32),
     /// A block read for `peer` (after [`Output::Read`]).
     BlockRead(PeerId, FileId, BlockRef, Vec<u8>),
     /// Reading a block failed.
@@ -453,6 +455,12 @@ impl Engine {
                 }
                 self.stop_download(&id);
                 self.event(TransferEvent::Error(id, format!("storing failed: {error}")));
+            }
+            Input::StoreDropped(id, piece) => {
+                if let Some(f) = self.files.get_mut(&id) {
+                    f.storing.remove(&piece);
+                }
+                self.schedule(now);
             }
             Input::BlockRead(peer, id, block, data) => {
                 if self.serving.remove(&(peer.clone(), id, block)) && self.peers.contains_key(&peer)

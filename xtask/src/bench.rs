@@ -5,7 +5,7 @@ use crate::{build_pkg, cmd, root, run as run_cmd, tools};
 use std::io::Write;
 use std::process::{Child, Command, Stdio};
 
-const NAMES: [&str; 3] = ["size", "signal", "join"];
+const NAMES: [&str; 4] = ["size", "signal", "join", "transfer"];
 
 /// One row of a benchmark table.
 struct Row {
@@ -40,6 +40,9 @@ pub fn run(args: &[String]) -> Result<(), String> {
     }
     if name.is_none_or(|n| n == "join") {
         tables.push(("join", join(quick)?));
+    }
+    if name.is_none_or(|n| n == "transfer") {
+        tables.push(("transfer", transfer(quick)?));
     }
     let machine = machine();
     let commit = crate::tools_output("git", &["rev-parse", "--short", "HEAD"]).unwrap_or_default();
@@ -331,14 +334,12 @@ fn signal(quick: bool) -> Result<Vec<Row>, String> {
     ])
 }
 
-/// Page open → first peer connected, Chromium and Firefox joining a Chromium peer.
-fn join(quick: bool) -> Result<Vec<Row>, String> {
+/// Runs one browser benchmark test (tests/bench_*.rs) and returns the JSON it printed.
+fn browser_bench(test: &str, env: &[(&str, String)]) -> Result<serde_json::Value, String> {
     tools::ensure(tools::Need::All)?;
     build_pkg()?;
     let server = crate::build_server(false)?;
-    let joins = if quick { 3 } else { 50 };
-    println!("xtask: {joins} joins per browser");
-    let out = cmd(
+    let mut c = cmd(
         "cargo",
         &[
             "test",
@@ -348,25 +349,38 @@ fn join(quick: bool) -> Result<Vec<Row>, String> {
             "--features",
             "e2e",
             "--test",
-            "bench_join",
+            test,
             "--",
             "--nocapture",
         ],
-    )
-    .env("SWARMDROP_SERVER_BIN", &server)
-    .env("SWARMDROP_BENCH_JOINS", joins.to_string())
-    .stderr(Stdio::inherit())
-    .output()
-    .map_err(|e| format!("bench_join: {e}"))?;
+    );
+    c.env("SWARMDROP_SERVER_BIN", &server);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let out = c
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("{test}: {e}"))?;
     let text = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
-        return Err(format!("bench_join failed ({}):\n{text}", out.status));
+        return Err(format!("{test} failed ({}):\n{text}", out.status));
     }
     let json = text
         .lines()
         .find_map(|l| l.strip_prefix("BENCH-JSON "))
-        .ok_or_else(|| format!("bench_join printed no figures:\n{text}"))?;
-    let v: serde_json::Value = serde_json::from_str(json).map_err(|e| e.to_string())?;
+        .ok_or_else(|| format!("{test} printed no figures:\n{text}"))?;
+    serde_json::from_str(json).map_err(|e| e.to_string())
+}
+
+/// Page open → first peer connected, Chromium and Firefox joining a Chromium peer.
+fn join(quick: bool) -> Result<Vec<Row>, String> {
+    let joins = if quick { 3 } else { 50 };
+    println!("xtask: {joins} joins per browser");
+    let v = browser_bench(
+        "bench_join",
+        &[("SWARMDROP_BENCH_JOINS", joins.to_string())],
+    )?;
     let mut rows = Vec::new();
     for browser in ["chromium", "firefox"] {
         let b = &v[browser];
@@ -385,4 +399,37 @@ fn join(quick: bool) -> Result<Vec<Row>, String> {
         }
     }
     Ok(rows)
+}
+
+/// 1→1 throughput against a raw RTCDataChannel in the same browsers and run.
+fn transfer(quick: bool) -> Result<Vec<Row>, String> {
+    let (sizes, pairs) = if quick {
+        ("8", "quick")
+    } else {
+        ("64,256", "all")
+    };
+    let v = browser_bench(
+        "bench_transfer",
+        &[
+            ("SWARMDROP_BENCH_SIZES_MIB", sizes.to_string()),
+            ("SWARMDROP_BENCH_PAIRS", pairs.to_string()),
+        ],
+    )?;
+    Ok(v.as_array()
+        .map(|a| a.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|r| Row {
+            figure: format!(
+                "{} → {}, {} MiB, 1→1 (swarmdrop stores to OPFS; baseline: raw RTCDataChannel)",
+                r["from"].as_str().unwrap_or("?"),
+                r["to"].as_str().unwrap_or("?"),
+                r["mib"]
+            ),
+            ours: r["swarmdrop_mbps"].as_f64().unwrap_or(f64::NAN),
+            baseline: r["raw_mbps"].as_f64().unwrap_or(f64::NAN),
+            unit: "MB/s",
+            goal: "≥ 0.90× of raw".into(),
+        })
+        .collect())
 }

@@ -17,6 +17,9 @@ use std::rc::{Rc, Weak};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::spawn_local;
 
+/// A piece write that has not finished after this long is given up (and the piece re-fetched).
+const STORE_TIMEOUT_MS: u32 = 15_000;
+
 /// Bytes hashed per read when sharing a file (a slice at a time, never the whole file).
 const HASH_CHUNK: f64 = 4.0 * 1024.0 * 1024.0;
 
@@ -103,10 +106,22 @@ pub(super) fn act(shared: &Shared, out: TOut) {
         TOut::Store(id, piece, data) => {
             let shared = Rc::clone(shared);
             spawn_local(async move {
-                let result = store_piece(&shared, &id, piece, &data).await;
-                match result {
-                    Ok(()) => feed(&shared, TIn::Stored(id, piece)),
-                    Err(e) => feed(&shared, TIn::StoreFailed(id, piece, e.to_string())),
+                // A write the browser never finishes (its storage busy or locked) must not stall
+                // the download: after a while the piece is given up and fetched again.
+                let write = store_piece(&shared, &id, piece, &data);
+                let timer = gloo_timers::future::TimeoutFuture::new(STORE_TIMEOUT_MS);
+                futures::pin_mut!(write);
+                match futures::future::select(write, timer).await {
+                    futures::future::Either::Left((Ok(()), _)) => {
+                        feed(&shared, TIn::Stored(id, piece))
+                    }
+                    futures::future::Either::Left((Err(e), _)) => {
+                        feed(&shared, TIn::StoreFailed(id, piece, e.to_string()))
+                    }
+                    futures::future::Either::Right(_) => {
+                        tracing::warn!("storing piece {piece} took over {STORE_TIMEOUT_MS} ms; fetching it again");
+                        feed(&shared, TIn::StoreDropped(id, piece));
+                    }
                 }
             });
         }

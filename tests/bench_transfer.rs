@@ -1,0 +1,110 @@
+//! `cargo xtask bench transfer`: 1→1 throughput of swarmdrop (stored to OPFS) against a raw
+//! JavaScript RTCDataChannel (64 KiB messages, bufferedAmount flow control, nothing stored),
+//! same browsers, same run, fresh browser processes per pair. Prints figures; asserts only that
+//! every transfer completes with the right size.
+#![cfg(not(target_arch = "wasm32"))]
+
+mod harness;
+
+use harness::{Browser, Server, Session};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+const MIB: u64 = 1024 * 1024;
+
+fn sizes() -> Vec<u64> {
+    std::env::var("SWARMDROP_BENCH_SIZES_MIB")
+        .unwrap_or_else(|_| "64,256".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse::<u64>().ok())
+        .map(|m| m * MIB)
+        .collect()
+}
+
+fn pairs() -> Vec<(Browser, Browser)> {
+    use Browser::*;
+    match std::env::var("SWARMDROP_BENCH_PAIRS").as_deref() {
+        Ok("quick") => vec![(Chromium, Chromium)],
+        _ => vec![
+            (Chromium, Chromium),
+            (Chromium, Firefox),
+            (Firefox, Chromium),
+        ],
+    }
+}
+
+/// Runs `call` (a `bench.*` expression returning a promise) in the page; its result as JSON.
+async fn call(s: &Session, expr: String) -> Value {
+    let script = format!(
+        "const done = arguments[arguments.length - 1];
+         ({expr}).then(done, e => done({{ error: String(e && e.message || e) }}));"
+    );
+    let v = s
+        .client
+        .execute_async(&script, vec![])
+        .await
+        .unwrap_or_else(|e| panic!("{:?}: {expr}: {e}", s.browser));
+    assert!(v.get("error").is_none(), "{:?}: {expr}: {v}", s.browser);
+    v
+}
+
+fn mb_per_s(v: &Value, size: u64) -> f64 {
+    let bytes = v["bytes"].as_f64().unwrap();
+    assert!(bytes >= size as f64, "only {bytes} of {size} bytes arrived");
+    bytes / 1e6 / (v["ms"].as_f64().unwrap() / 1000.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transfer_throughput() {
+    let server = Server::start(&[]);
+    let mut results = Vec::new();
+    for (from, to) in pairs() {
+        let (a, b) = tokio::join!(Session::start(from), Session::start(to));
+        for s in [&a, &b] {
+            s.client
+                .update_timeouts(fantoccini::wd::TimeoutConfiguration::new(
+                    Some(Duration::from_secs(900)),
+                    Some(Duration::from_secs(60)),
+                    Some(Duration::from_secs(0)),
+                ))
+                .await
+                .expect("timeouts");
+            s.client
+                .goto(&format!("{}/bench/#room=bench", server.url))
+                .await
+                .expect("bench page");
+        }
+        for size in sizes() {
+            let n = results.len();
+            let raw_room = format!("raw-{n}");
+            let (_, recv) = tokio::join!(
+                call(&a, format!("bench.rawSend('{raw_room}', {size})")),
+                call(&b, format!("bench.rawReceive('{raw_room}', {size})")),
+            );
+            let raw = mb_per_s(&recv, size);
+            let room = format!("sd-{n}");
+            let (id, _) = tokio::join!(
+                call(&a, format!("bench.swarmShare('{room}', {size}, 0)")),
+                call(&b, format!("bench.swarmJoin('{room}')")),
+            );
+            let id = id.as_str().expect("file id").to_string();
+            let got = call(&b, format!("bench.swarmDownload('{id}', 1)")).await;
+            let ours = mb_per_s(&got, size);
+            eprintln!(
+                "{from:?}→{to:?} {} MiB: raw {raw:.1} MB/s, swarmdrop {ours:.1} MB/s",
+                size / MIB
+            );
+            results.push(json!({
+                "from": format!("{from:?}"), "to": format!("{to:?}"),
+                "mib": size / MIB, "raw_mbps": raw, "swarmdrop_mbps": ours,
+            }));
+            // Leave the swarm before the next size (the page keeps the raw connections).
+            for s in [&a, &b] {
+                let _ = s.client.execute("if (window.swarm) { window.swarm.leave(); window.swarm = null; } return null", vec![]).await;
+            }
+        }
+        a.close().await;
+        b.close().await;
+    }
+    println!("BENCH-JSON {}", Value::Array(results));
+}

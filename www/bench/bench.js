@@ -1,0 +1,130 @@
+// The transfer benchmark's two contestants, in one page driven by WebDriver:
+//  - raw: a plain RTCDataChannel, 64 KiB messages, bufferedAmount flow control (the baseline);
+//  - swarmdrop: the same bytes shared and downloaded through the swarmdrop API.
+// The page sits in room #room=…; `window.bench` exposes the calls the harness makes.
+import init, { Swarm } from "/pkg/swarmdrop.js";
+
+const params = new URLSearchParams(location.hash.slice(1));
+const room = params.get("room");
+const signalUrl = `ws://${location.host}/ws`;
+const log = (m) => { document.getElementById("log").textContent += `${m}\n`; };
+
+// ---- raw baseline: its own minimal signaling over the same server ----
+const CHUNK = 64 * 1024;
+const HIGH = 4 * 1024 * 1024;
+const LOW = 1024 * 1024;
+
+function rawConnect(roomName) {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(signalUrl);
+    let pc = null;
+    let me = null;
+    let other = null;
+    const send = (to, data) => ws.send(JSON.stringify({ type: "signal", to, data }));
+    const setup = (peer, offerer) => {
+      other = peer;
+      pc = new RTCPeerConnection({ iceServers: [] });
+      pc.onicecandidate = (e) => {
+        if (e.candidate && e.candidate.candidate) {
+          send(peer, { kind: "candidate", candidate: e.candidate.candidate, sdpMid: e.candidate.sdpMid, sdpMLineIndex: e.candidate.sdpMLineIndex });
+        }
+      };
+      const ready = (ch) => {
+        ch.binaryType = "arraybuffer";
+        ch.bufferedAmountLowThreshold = LOW;
+        if (ch.readyState === "open") resolve({ ws, pc, ch });
+        else ch.onopen = () => resolve({ ws, pc, ch });
+      };
+      if (offerer) {
+        ready(pc.createDataChannel("raw", { ordered: true }));
+        pc.createOffer().then((o) => pc.setLocalDescription(o)).then(() => send(peer, { kind: "offer", sdp: pc.localDescription.sdp }));
+      } else {
+        pc.ondatachannel = (e) => ready(e.channel);
+      }
+    };
+    ws.onopen = () => ws.send(JSON.stringify({ type: "join", room: roomName, v: 1 }));
+    ws.onerror = () => reject(new Error("raw signaling failed"));
+    ws.onmessage = async (ev) => {
+      const m = JSON.parse(ev.data);
+      if (m.type === "welcome") {
+        me = m.id;
+        if (m.peers.length > 0) setup(m.peers[0], me < m.peers[0]);
+      } else if (m.type === "peer-joined" && !pc) {
+        setup(m.id, me < m.id);
+      } else if (m.type === "signal") {
+        const d = m.data;
+        if (d.kind === "offer") {
+          await pc.setRemoteDescription({ type: "offer", sdp: d.sdp });
+          const a = await pc.createAnswer();
+          await pc.setLocalDescription(a);
+          send(m.from, { kind: "answer", sdp: a.sdp });
+        } else if (d.kind === "answer") {
+          await pc.setRemoteDescription({ type: "answer", sdp: d.sdp });
+        } else if (d.kind === "candidate") {
+          await pc.addIceCandidate({ candidate: d.candidate, sdpMid: d.sdpMid, sdpMLineIndex: d.sdpMLineIndex }).catch(() => {});
+        }
+      }
+    };
+  });
+}
+
+function payload(size) {
+  const buf = new Uint8Array(size);
+  for (let i = 0; i < size; i += 65536) crypto.getRandomValues(buf.subarray(i, Math.min(size, i + 65536)));
+  return buf;
+}
+
+const bench = {
+  // Raw: connect in room `r`; the sender sends `size` bytes; the receiver reports MB/s.
+  async rawSend(r, size) {
+    const { ch } = await rawConnect(r);
+    const data = payload(CHUNK);
+    for (let sent = 0; sent < size; sent += CHUNK) {
+      if (ch.bufferedAmount > HIGH) await new Promise((res) => { ch.onbufferedamountlow = res; });
+      ch.send(data.subarray(0, Math.min(CHUNK, size - sent)));
+    }
+    return true;
+  },
+  async rawReceive(r, size) {
+    const { ch } = await rawConnect(r);
+    return new Promise((resolve) => {
+      let got = 0;
+      let t0 = 0;
+      ch.onmessage = (e) => {
+        if (t0 === 0) t0 = performance.now();
+        got += e.data.byteLength;
+        if (got >= size) resolve({ bytes: got, ms: performance.now() - t0 });
+      };
+    });
+  },
+  // swarmdrop: join, share a generated file of `size` bytes; returns its id.
+  async swarmShare(r, size, uploadLimit) {
+    await init();
+    const swarm = await Swarm.join({ signal: signalUrl, room: r, storage: `bench-${Date.now()}`, uploadLimit: uploadLimit || undefined });
+    window.swarm = swarm;
+    const file = new File([payload(size)], "bench.bin", { type: "application/octet-stream" });
+    const { id } = await swarm.share(file);
+    return id;
+  },
+  async swarmJoin(r) {
+    await init();
+    window.swarm = await Swarm.join({ signal: signalUrl, room: r, storage: `bench-${Date.now()}` });
+    return true;
+  },
+  // Download `id` once announced by `sources` peers; MB/s from the first progress to done.
+  async swarmDownload(id, sources) {
+    const swarm = window.swarm;
+    while (!swarm.files().some((f) => f.id === id && f.sources >= sources)) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const t0 = performance.now();
+    const dl = swarm.download(id);
+    const file = await dl.done;
+    const ms = performance.now() - t0;
+    const bytes = file.size;
+    await swarm.deleteStored(id);
+    return { bytes, ms };
+  },
+};
+window.bench = bench;
+log(`ready in room ${room}`);
