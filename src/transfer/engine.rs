@@ -11,7 +11,8 @@ use std::time::Duration;
 /// Settings of the engine.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Bytes per requested block (the driver keeps it within the channels' message size).
+    /// Bytes per requested block: 128 KiB measured faster than 64 KiB, and a block frame stays
+    /// within Chromium's 256 KiB message limit.
     pub block: u32,
     /// Requests in flight per peer: enough to keep a channel full.
     pub pipeline: usize,
@@ -31,7 +32,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            block: 64 * 1024,
+            block: 128 * 1024,
             pipeline: 24,
             request_timeout: Duration::from_secs(10),
             max_partial: 32,

@@ -18,15 +18,16 @@ pub enum ManifestError {
     WrongId,
 }
 
-/// Smallest piece: pieces are verified and stored whole.
-pub const MIN_PIECE: u32 = 256 * 1024;
+/// Smallest piece: pieces are verified and stored whole, one OPFS file each (1 MiB measured
+/// faster than 256 KiB: fewer files to open and commit).
+pub const MIN_PIECE: u32 = 1024 * 1024;
 /// Largest piece.
 pub const MAX_PIECE: u32 = 16 * 1024 * 1024;
 /// Pieces are made large enough that a file has at most this many.
 pub const TARGET_PIECES: u64 = 8192;
 
-/// The piece size for a file of `size` bytes: a power of two from 256 KiB up to 16 MiB, so that
-/// even a 4 GiB file has a manifest of at most 8192 hashes (256 KiB).
+/// The piece size for a file of `size` bytes: a power of two from 1 MiB up to 16 MiB, so that a
+/// manifest has at most 8192 hashes (256 KiB).
 pub fn piece_size_for(size: u64) -> u32 {
     let mut p = MIN_PIECE;
     while p < MAX_PIECE && size.div_ceil(u64::from(p)) > TARGET_PIECES {

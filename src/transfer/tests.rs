@@ -354,7 +354,7 @@ fn a_slow_peer_does_not_hold_the_download_back() {
 #[test]
 fn endgame_finishes_with_duplicates_cancelled() {
     // Two seeders, one a little slower: the last blocks are asked of both.
-    let data = content(3 * 256 * 1024, 5);
+    let data = content(3 * 1024 * 1024, 5);
     let m = manifest_of("f", &data);
     let id = m.id();
     let mut sim = Sim::new(3);
@@ -372,7 +372,7 @@ fn endgame_finishes_with_duplicates_cancelled() {
 
 #[test]
 fn resume_fetches_only_missing_pieces() {
-    let data = content(2 * 1024 * 1024, 6);
+    let data = content(8 * 1024 * 1024, 6);
     let m = manifest_of("f", &data);
     let id = m.id();
     let mut sim = Sim::new(2);
@@ -396,20 +396,21 @@ fn resume_fetches_only_missing_pieces() {
 
 #[test]
 fn manifests_round_trip_and_reject_tampering() {
-    let data = content(600_000, 7);
+    let data = content(2_500_000, 7);
     let m = manifest_of("a name ✓", &data);
-    assert_eq!(m.piece_size, 256 * 1024);
+    assert_eq!(m.piece_size, 1024 * 1024);
     assert_eq!(m.pieces(), 3);
-    assert_eq!(m.piece_len(2), 600_000 - 2 * 256 * 1024);
+    assert_eq!(m.piece_len(2), 2_500_000 - 2 * 1024 * 1024);
     let bytes = m.encode();
     assert_eq!(Manifest::decode(&bytes, &m.id()).unwrap(), m);
     let mut bad = bytes.clone();
     bad[5] ^= 1;
     assert_eq!(Manifest::decode(&bad, &m.id()), Err(ManifestError::WrongId));
-    assert!(m.verify(0, &data[..256 * 1024]));
-    assert!(!m.verify(0, &data[1..256 * 1024 + 1]));
-    assert_eq!(piece_size_for(4 << 30), 512 * 1024);
-    assert_eq!(piece_size_for(1 << 20), 256 * 1024);
+    assert!(m.verify(0, &data[..1024 * 1024]));
+    assert!(!m.verify(0, &data[1..1024 * 1024 + 1]));
+    assert_eq!(piece_size_for(4 << 30), 1024 * 1024);
+    assert_eq!(piece_size_for(16 << 30), 2 * 1024 * 1024);
+    assert_eq!(piece_size_for(1 << 20), 1024 * 1024);
     assert_eq!(id_from_hex(&id_hex(&m.id())), Some(m.id()));
     assert_eq!(id_from_hex("zz"), None);
 }
