@@ -499,7 +499,8 @@ impl Swarm {
             d.reject = reject;
         }
         if complete {
-            complete_now(&self.shared, id);
+            // Already here (resumed complete): hand the stored file over at once.
+            self::complete(&self.shared, id);
         } else {
             feed(&self.shared, TIn::Download(id));
         }
@@ -557,11 +558,6 @@ impl Swarm {
         }
         Ok(())
     }
-}
-
-/// Resolves a download of a file we already have.
-fn complete_now(shared: &Shared, id: FileId) {
-    complete(shared, id);
 }
 
 impl Swarm {
