@@ -37,6 +37,8 @@ struct Peer {
     invited: bool,
     /// We declined its offer: the candidates that trail it are expected, and dropped.
     refused: bool,
+    /// Failures since it was last connected (for the retry backoff).
+    failures: u32,
 }
 
 impl Peer {
@@ -56,6 +58,7 @@ impl Peer {
             declined: false,
             invited: false,
             refused: false,
+            failures: 0,
         }
     }
 
@@ -220,10 +223,17 @@ impl Swarm {
         };
         let created = p.created;
         p.created = false;
-        p.deadline = None;
         p.pending.clear();
         p.awaiting_answer = false;
         p.remote_set = false;
+        // While it is in the room, try again later (a failure may be passing).
+        p.failures = p.failures.saturating_add(1);
+        let backoff = self
+            .config
+            .retry_base
+            .saturating_mul(1u32 << (p.failures - 1).min(16))
+            .min(self.config.retry_max);
+        p.deadline = p.signal_id.is_some().then(|| now + backoff);
         if created {
             self.out
                 .push_back(Output::Peer(id.clone(), PeerCommand::Close));
@@ -662,6 +672,7 @@ impl Swarm {
         let p = self.peers.get_mut(id).expect("present");
         p.deadline = None;
         p.restarts = 0;
+        p.failures = 0;
         p.connected_at.get_or_insert(now);
         self.set_state(id, PeerState::Connected, None);
     }
@@ -708,6 +719,15 @@ impl Swarm {
                         PeerState::Failed,
                         "connection lost (ICE restart failed)",
                     );
+                    self.rebalance_at(now);
+                }
+                PeerState::Failed => {
+                    // Its retry time: start over as a peer in the room.
+                    p.role = None;
+                    p.invited = false;
+                    p.refused = false;
+                    p.declined = false;
+                    self.set_state(&id, PeerState::New, Some("trying again".into()));
                     self.rebalance_at(now);
                 }
                 _ => {}

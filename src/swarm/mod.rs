@@ -64,6 +64,10 @@ pub struct Config {
     pub backoff_base: Duration,
     /// Longest signaling reconnect delay.
     pub backoff_max: Duration,
+    /// A failed peer still in the room is tried again after this, doubling per failure.
+    pub retry_base: Duration,
+    /// Longest wait before trying a failed peer again.
+    pub retry_max: Duration,
     /// Remote candidates held while the remote description is being applied.
     pub max_pending_candidates: usize,
     /// Seeds the jitter and this peer's [`PeerKey`].
@@ -81,6 +85,8 @@ impl Config {
             restart_timeout: Duration::from_secs(10),
             backoff_base: Duration::from_millis(250),
             backoff_max: Duration::from_secs(30),
+            retry_base: Duration::from_secs(3),
+            retry_max: Duration::from_secs(60),
             max_pending_candidates: 100,
             seed,
         }

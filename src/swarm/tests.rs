@@ -673,3 +673,24 @@ fn peers_before_connecting_leave_with_the_room() {
         .iter()
         .any(|o| matches!(o, Output::Event(SwarmEvent::PeerLeft(id, _)) if *id == z)));
 }
+
+#[test]
+fn a_failed_peer_is_tried_again_with_backoff() {
+    let mut w = World::new(2, 20);
+    w.nodes[1].mute = true;
+    w.join_all();
+    let b = w.nodes[1].id.clone().unwrap();
+    w.advance(16 * S);
+    assert_eq!(w.nodes[0].swarm.peer_state(&b), Some(PeerState::Failed));
+    // Still silent at the first retry (3 s later): fails again, next retry 6 s after that.
+    w.advance(3 * S);
+    assert_eq!(w.nodes[0].swarm.peer_state(&b), Some(PeerState::Connecting));
+    w.advance(16 * S);
+    assert_eq!(w.nodes[0].swarm.peer_state(&b), Some(PeerState::Failed));
+    // It recovers; the next retry connects.
+    w.nodes[1].mute = false;
+    w.advance(7 * S);
+    assert_eq!(w.connected(0), vec![b.clone()]);
+    assert!(w.nodes[0].events.iter().any(|e| matches!(e,
+        SwarmEvent::PeerState(id, PeerState::New, Some(r)) if *id == b && r == "trying again")));
+}
