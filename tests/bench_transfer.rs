@@ -106,5 +106,60 @@ async fn transfer_throughput() {
         a.close().await;
         b.close().await;
     }
+    if std::env::var("SWARMDROP_BENCH_MULTI").as_deref() == Ok("1") {
+        results.push(multi_source(&server, &results).await);
+    }
     println!("BENCH-JSON {}", Value::Array(results));
+}
+
+/// Three Chromium seeders, each capped by `uploadLimit` at a quarter of the raw Chromium rate
+/// measured above, and one Chromium downloader: how much of the caps' sum it gets.
+async fn multi_source(server: &Server, one_to_one: &[Value]) -> Value {
+    let raw = one_to_one
+        .iter()
+        .filter(|r| r["from"] == "Chromium" && r["to"] == "Chromium")
+        .map(|r| r["raw_mbps"].as_f64().unwrap())
+        .fold(0.0, f64::max);
+    let cap = (raw * 1e6 / 4.0) as u64;
+    let size = 64 * MIB;
+    let mut sessions = Vec::new();
+    for _ in 0..4 {
+        let s = Session::start(Browser::Chromium).await;
+        s.client
+            .update_timeouts(fantoccini::wd::TimeoutConfiguration::new(
+                Some(Duration::from_secs(900)),
+                Some(Duration::from_secs(60)),
+                Some(Duration::from_secs(0)),
+            ))
+            .await
+            .expect("timeouts");
+        s.client
+            .goto(&format!("{}/bench/#room=bench", server.url))
+            .await
+            .expect("bench page");
+        sessions.push(s);
+    }
+    let room = "multi";
+    let mut id = String::new();
+    for s in &sessions[..3] {
+        let v = call(
+            s,
+            format!("bench.swarmShare('{room}', {size}, {cap}, 12345)"),
+        )
+        .await;
+        id = v.as_str().expect("file id").to_string();
+    }
+    let d = &sessions[3];
+    call(d, format!("bench.swarmJoin('{room}')")).await;
+    let got = call(d, format!("bench.swarmDownload('{id}', 3)")).await;
+    let ours = mb_per_s(&got, size);
+    let sum = 3.0 * cap as f64 / 1e6;
+    eprintln!(
+        "multi-source: 3 seeders capped at {:.1} MB/s each: {ours:.1} MB/s",
+        cap as f64 / 1e6
+    );
+    for s in sessions {
+        s.close().await;
+    }
+    json!({ "multi": true, "cap_mbps": cap as f64 / 1e6, "sum_mbps": sum, "swarmdrop_mbps": ours, "mib": size / MIB })
 }

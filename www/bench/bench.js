@@ -68,9 +68,20 @@ function rawConnect(roomName) {
   });
 }
 
-function payload(size) {
+// Random bytes, or — with a seed — the same pseudo-random bytes in every page (so several
+// seeders share one file id).
+function payload(size, seed) {
   const buf = new Uint8Array(size);
-  for (let i = 0; i < size; i += 65536) crypto.getRandomValues(buf.subarray(i, Math.min(size, i + 65536)));
+  if (!seed) {
+    for (let i = 0; i < size; i += 65536) crypto.getRandomValues(buf.subarray(i, Math.min(size, i + 65536)));
+    return buf;
+  }
+  const words = new Uint32Array(buf.buffer, 0, Math.floor(size / 4));
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < words.length; i++) {
+    x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0;
+    words[i] = x;
+  }
   return buf;
 }
 
@@ -98,11 +109,11 @@ const bench = {
     });
   },
   // swarmdrop: join, share a generated file of `size` bytes; returns its id.
-  async swarmShare(r, size, uploadLimit) {
+  async swarmShare(r, size, uploadLimit, seed) {
     await init();
     const swarm = await Swarm.join({ signal: signalUrl, room: r, storage: `bench-${Date.now()}`, uploadLimit: uploadLimit || undefined });
     window.swarm = swarm;
-    const file = new File([payload(size)], "bench.bin", { type: "application/octet-stream" });
+    const file = new File([payload(size, seed)], "bench.bin", { type: "application/octet-stream" });
     const { id } = await swarm.share(file);
     return id;
   },
