@@ -54,26 +54,30 @@ fn mb_per_s(v: &Value, size: u64) -> f64 {
     bytes / 1e6 / (v["ms"].as_f64().unwrap() / 1000.0)
 }
 
+/// A fresh browser on the benchmark page, allowed long-running scripts (large transfers).
+async fn bench_page(server: &Server, browser: Browser) -> Session {
+    let s = Session::start(browser).await;
+    s.client
+        .update_timeouts(fantoccini::wd::TimeoutConfiguration::new(
+            Some(Duration::from_secs(900)),
+            Some(Duration::from_secs(60)),
+            Some(Duration::from_secs(0)),
+        ))
+        .await
+        .expect("timeouts");
+    s.client
+        .goto(&format!("{}/bench/#room=bench", server.url))
+        .await
+        .expect("bench page");
+    s
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transfer_throughput() {
     let server = Server::start(&[]);
     let mut results = Vec::new();
     for (from, to) in pairs() {
-        let (a, b) = tokio::join!(Session::start(from), Session::start(to));
-        for s in [&a, &b] {
-            s.client
-                .update_timeouts(fantoccini::wd::TimeoutConfiguration::new(
-                    Some(Duration::from_secs(900)),
-                    Some(Duration::from_secs(60)),
-                    Some(Duration::from_secs(0)),
-                ))
-                .await
-                .expect("timeouts");
-            s.client
-                .goto(&format!("{}/bench/#room=bench", server.url))
-                .await
-                .expect("bench page");
-        }
+        let (a, b) = tokio::join!(bench_page(&server, from), bench_page(&server, to));
         for size in sizes() {
             let n = results.len();
             let raw_room = format!("raw-{n}");
@@ -124,20 +128,7 @@ async fn multi_source(server: &Server, one_to_one: &[Value]) -> Value {
     let size = 64 * MIB;
     let mut sessions = Vec::new();
     for _ in 0..4 {
-        let s = Session::start(Browser::Chromium).await;
-        s.client
-            .update_timeouts(fantoccini::wd::TimeoutConfiguration::new(
-                Some(Duration::from_secs(900)),
-                Some(Duration::from_secs(60)),
-                Some(Duration::from_secs(0)),
-            ))
-            .await
-            .expect("timeouts");
-        s.client
-            .goto(&format!("{}/bench/#room=bench", server.url))
-            .await
-            .expect("bench page");
-        sessions.push(s);
+        sessions.push(bench_page(server, Browser::Chromium).await);
     }
     let room = "multi";
     let mut id = String::new();
