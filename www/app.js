@@ -69,7 +69,8 @@ function renderPeers(swarm) {
       li.append(state);
       const meta = el("span", "meta");
       if (p.state === "connected") {
-        const route = el("span", `badge ${p.route}`, p.route === "unknown" ? "route…" : p.route);
+        const route = el("span", `badge route ${p.route}`, p.route === "unknown" ? "route…" : p.route);
+        route.dataset.state = p.route;
         meta.append(route);
         if (p.rttMs !== null) meta.append(el("span", "rtt", `${p.rttMs.toFixed(1)} ms`));
         if (p.safetyNumber) {

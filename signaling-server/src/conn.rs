@@ -1,6 +1,6 @@
 //! One client connection: admission, the join deadline, rate limits, keepalive, and relaying.
 
-use crate::hub::{new_peer_id, outbox, Admission, Inbox, Member, Out, Outbox};
+use crate::hub::{new_peer_id, outbox, Admission, Delivery, Inbox, Member, Out, Outbox};
 use crate::{AppState, Config};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::stream::{SplitSink, SplitStream};
@@ -211,7 +211,7 @@ impl Conn<'_> {
                 Some(Ok(Message::Text(text))) => {
                     last_seen = now;
                     if bucket.take(now) {
-                        self.handle_text(text, now)
+                        self.handle_text(text, now).await
                     } else {
                         // One error a second at most, so a flood cannot make us flood back.
                         if last_rate_error
@@ -239,7 +239,12 @@ impl Conn<'_> {
         };
 
         if let Some((room, id)) = self.joined.take() {
-            self.state.hub.leave(&room, &id);
+            match &self.state.cluster {
+                Some(cluster) => cluster.leave(self.state, &room, &id).await,
+                None => {
+                    self.state.hub.leave(&room, &id);
+                }
+            }
         }
         match ending {
             Some((code, reason)) => {
@@ -254,7 +259,7 @@ impl Conn<'_> {
         }
     }
 
-    fn handle_text(&mut self, text: Utf8Bytes, now: Instant) -> Next {
+    async fn handle_text(&mut self, text: Utf8Bytes, now: Instant) -> Next {
         let cfg = &self.state.config;
         let msg = match ClientMessage::parse(text.as_str()) {
             Ok(m) => m,
@@ -284,15 +289,15 @@ impl Conn<'_> {
                     return Next::Close(close::POLICY, "unsupported version");
                 }
                 let id = new_peer_id();
-                let member = Member {
-                    id: id.clone(),
-                    outbox: self.outbox.clone(),
+                let member = Member::local(id.clone(), self.outbox.clone());
+                let joined = match &self.state.cluster {
+                    Some(cluster) => cluster.join(self.state, &room, member).await,
+                    None => self
+                        .state
+                        .hub
+                        .join(&room, member, cfg.max_room_peers, cfg.max_rooms),
                 };
-                match self
-                    .state
-                    .hub
-                    .join(&room, member, cfg.max_room_peers, cfg.max_rooms)
-                {
+                match joined {
                     Ok(peers) => {
                         let unix = SystemTime::now()
                             .duration_since(UNIX_EPOCH)
@@ -341,14 +346,24 @@ impl Conn<'_> {
                     );
                     return Next::Continue;
                 }
-                let frame: Utf8Bytes = ServerMessage::Signal {
-                    from: from.clone(),
-                    data,
-                }
-                .to_json()
-                .into();
-                match self.state.hub.relay(room, &to, frame, now) {
+                let sent = match self.state.hub.relay(room, from, &to, data, now) {
+                    Ok(Delivery::Queued) => Ok(()),
+                    Ok(Delivery::Remote(inst, data)) => match &self.state.cluster {
+                        Some(c) => c.relay(&inst, room, from, &to, data),
+                        None => Err(ErrorCode::UnknownPeer),
+                    },
+                    Err(code) => Err(code),
+                };
+                match sent {
                     Ok(()) => self.state.metrics.relayed(len),
+                    Err(ErrorCode::Unavailable) => self.error(
+                        ErrorCode::Unavailable,
+                        "unavailable",
+                        format!(
+                            "peer {to} is on another server instance, which cannot be reached \
+                             just now; try again shortly"
+                        ),
+                    ),
                     Err(code) => {
                         self.error(code, "unknown-peer", format!("no peer {to} in this room"))
                     }

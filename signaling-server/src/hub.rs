@@ -2,6 +2,7 @@
 
 use axum::extract::ws::Utf8Bytes;
 use base64::Engine;
+use serde_json::value::RawValue;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -96,17 +97,90 @@ impl Inbox {
     }
 }
 
+/// Where a room member is connected.
+#[derive(Clone)]
+pub(crate) enum Route {
+    /// To this instance: its outgoing queue.
+    Local(Outbox),
+    /// To another instance (rooms shared through Redis): that instance's id.
+    Remote(Arc<str>),
+}
+
 /// How the rest of the server reaches one joined peer.
 #[derive(Clone)]
 pub(crate) struct Member {
     pub id: PeerId,
-    pub outbox: Outbox,
+    pub route: Route,
+}
+
+impl Member {
+    /// A peer connected to this instance.
+    pub fn local(id: PeerId, outbox: Outbox) -> Self {
+        Member {
+            id,
+            route: Route::Local(outbox),
+        }
+    }
+
+    fn outbox(&self) -> Option<&Outbox> {
+        match &self.route {
+            Route::Local(o) => Some(o),
+            Route::Remote(_) => None,
+        }
+    }
+
+    fn instance(&self) -> Option<&Arc<str>> {
+        match &self.route {
+            Route::Local(_) => None,
+            Route::Remote(i) => Some(i),
+        }
+    }
+}
+
+/// Where a relayed signal went.
+pub(crate) enum Delivery {
+    /// Queued for a peer on this instance.
+    Queued,
+    /// The peer is on this other instance: the data must go through Redis.
+    Remote(Arc<str>, Box<RawValue>),
 }
 
 #[derive(Default)]
 struct Inner {
+    /// Rooms with at least one local member; remote members are mirrored for relaying.
     rooms: HashMap<RoomName, Vec<Member>>,
     per_ip: HashMap<IpAddr, usize>,
+}
+
+/// The frame relaying `data` from `from`, stamped here.
+fn signal_frame(from: &PeerId, data: Box<RawValue>) -> Utf8Bytes {
+    ServerMessage::Signal {
+        from: from.clone(),
+        data,
+    }
+    .to_json()
+    .into()
+}
+
+/// Tells the local members of `peers` one frame.
+fn tell_locals(peers: &[Member], msg: ServerMessage) {
+    let note: Utf8Bytes = msg.to_json().into();
+    for m in peers {
+        if let Some(o) = m.outbox() {
+            o.offer(Out::Text(note.clone(), None));
+        }
+    }
+}
+
+/// Distinct instances among the remote members of `peers`.
+fn instances_of(peers: &[Member]) -> Vec<Arc<str>> {
+    let mut out: Vec<Arc<str>> = Vec::new();
+    for i in peers.iter().filter_map(Member::instance) {
+        if !out.contains(i) {
+            out.push(Arc::clone(i));
+        }
+    }
+    out
 }
 
 /// Every room and connection of this server instance.
@@ -159,15 +233,21 @@ impl Hub {
         self.connections.load(Ordering::Relaxed)
     }
 
-    /// Rooms with at least one peer.
+    /// Rooms with at least one peer on this instance.
     pub fn rooms(&self) -> usize {
         self.lock().rooms.len()
     }
 
-    /// Rooms, and peers in all rooms.
+    /// Rooms, and peers in all rooms, on this instance.
     pub fn rooms_and_peers(&self) -> (usize, usize) {
         let inner = self.lock();
-        (inner.rooms.len(), inner.rooms.values().map(Vec::len).sum())
+        let peers = inner
+            .rooms
+            .values()
+            .flatten()
+            .filter(|m| m.outbox().is_some())
+            .count();
+        (inner.rooms.len(), peers)
     }
 
     /// Takes a connection place for `ip` within the limits.
@@ -190,7 +270,8 @@ impl Hub {
         Ok(Admission { hub: self, ip })
     }
 
-    /// Adds `member` to `room` and tells the others; returns who was there, oldest first.
+    /// Adds local `member` to `room` within this instance's limits and tells the others;
+    /// returns who was there, oldest first.
     pub(crate) fn join(
         &self,
         room: &RoomName,
@@ -208,61 +289,208 @@ impl Hub {
         if peers.len() >= max_peers {
             return Err(ErrorCode::RoomFull);
         }
-        let note: Utf8Bytes = ServerMessage::PeerJoined {
-            id: member.id.clone(),
-        }
-        .to_json()
-        .into();
+        tell_locals(
+            peers,
+            ServerMessage::PeerJoined {
+                id: member.id.clone(),
+            },
+        );
         let present = peers.iter().map(|m| m.id.clone()).collect();
-        for m in peers.iter() {
-            m.outbox.offer(Out::Text(note.clone(), None));
-        }
         peers.push(member);
         Ok(present)
     }
 
-    /// Removes `id` from `room` and tells the others; the room goes when it is empty.
-    pub(crate) fn leave(&self, room: &RoomName, id: &PeerId) {
+    /// Adds local `member` to `room` after Redis admitted it (limits were checked there), with
+    /// `remotes` (peer, instance) as Redis knows the room; returns who was there.
+    pub(crate) fn join_shared(
+        &self,
+        room: &RoomName,
+        member: Member,
+        remotes: &[(PeerId, Arc<str>)],
+    ) -> Vec<PeerId> {
+        let mut inner = self.lock();
+        let peers = inner.rooms.entry(room.clone()).or_default();
+        for (id, inst) in remotes {
+            add_remote(peers, id, inst);
+        }
+        tell_locals(
+            peers,
+            ServerMessage::PeerJoined {
+                id: member.id.clone(),
+            },
+        );
+        let present = peers.iter().map(|m| m.id.clone()).collect();
+        peers.push(member);
+        present
+    }
+
+    /// Removes local `id` from `room` and tells the others; the room goes when no local member
+    /// is left. Returns the other instances with members in the room.
+    pub(crate) fn leave(&self, room: &RoomName, id: &PeerId) -> Vec<Arc<str>> {
         let mut inner = self.lock();
         let Some(peers) = inner.rooms.get_mut(room) else {
-            return;
+            return Vec::new();
         };
         let before = peers.len();
         peers.retain(|m| &m.id != id);
         if peers.len() == before {
-            return;
+            return Vec::new();
         }
-        if peers.is_empty() {
+        tell_locals(peers, ServerMessage::PeerLeft { id: id.clone() });
+        let others = instances_of(peers);
+        if peers.iter().all(|m| m.outbox().is_none()) {
             inner.rooms.remove(room);
-            return;
         }
-        let note: Utf8Bytes = ServerMessage::PeerLeft { id: id.clone() }.to_json().into();
-        for m in peers.iter() {
-            m.outbox.offer(Out::Text(note.clone(), None));
-        }
+        others
     }
 
-    /// Queues `frame` for peer `to` in `room`; `UnknownPeer` if no such peer is in that room.
+    /// Queues `data` from `from` for peer `to` in `room`, or hands it back with the instance
+    /// the peer is on; `UnknownPeer` if no such peer is in that room.
     pub(crate) fn relay(
         &self,
         room: &RoomName,
+        from: &PeerId,
         to: &PeerId,
-        frame: Utf8Bytes,
+        data: Box<RawValue>,
         read_at: Instant,
-    ) -> Result<(), ErrorCode> {
+    ) -> Result<Delivery, ErrorCode> {
         let inner = self.lock();
         let target = inner
             .rooms
             .get(room)
             .and_then(|peers| peers.iter().find(|m| &m.id == to));
-        match target {
-            Some(m) => {
+        match target.map(|m| &m.route) {
+            Some(Route::Local(o)) => {
                 // Queueing never waits, so it is done under the lock (no clone of the member).
-                m.outbox.offer(Out::Text(frame, Some(read_at)));
-                Ok(())
+                o.offer(Out::Text(signal_frame(from, data), Some(read_at)));
+                Ok(Delivery::Queued)
             }
+            Some(Route::Remote(i)) => Ok(Delivery::Remote(Arc::clone(i), data)),
             None => Err(ErrorCode::UnknownPeer),
         }
+    }
+
+    /// A signal from `from` on instance `src` for local peer `to`: delivered only if `from` is
+    /// known to be in `room` on `src` and `to` is here (nobody speaks for another peer).
+    pub(crate) fn relay_from_remote(
+        &self,
+        room: &RoomName,
+        from: &PeerId,
+        src: &str,
+        to: &PeerId,
+        data: Box<RawValue>,
+    ) -> bool {
+        let inner = self.lock();
+        let Some(peers) = inner.rooms.get(room) else {
+            return false;
+        };
+        let sender_ok = peers
+            .iter()
+            .any(|m| &m.id == from && m.instance().is_some_and(|i| &**i == src));
+        match peers.iter().find(|m| &m.id == to).and_then(Member::outbox) {
+            Some(o) if sender_ok => o.offer(Out::Text(signal_frame(from, data), None)),
+            _ => false,
+        }
+    }
+
+    /// Peer `id` on instance `src` joined `room`: mirrored if the room has local members.
+    pub(crate) fn remote_joined(&self, room: &RoomName, id: &PeerId, src: &Arc<str>) {
+        let mut inner = self.lock();
+        if let Some(peers) = inner.rooms.get_mut(room) {
+            add_remote(peers, id, src);
+        }
+    }
+
+    /// Peer `id` on instance `src` left `room`.
+    pub(crate) fn remote_left(&self, room: &RoomName, id: &PeerId, src: &str) {
+        let mut inner = self.lock();
+        if let Some(peers) = inner.rooms.get_mut(room) {
+            remove_remote(peers, |m| {
+                &m.id == id && m.instance().is_some_and(|i| &**i == src)
+            });
+        }
+    }
+
+    /// Instance `src` has exactly `ids` in `room`: its members are made to match.
+    pub(crate) fn remote_roster(&self, room: &RoomName, src: &Arc<str>, ids: &[PeerId]) {
+        let mut inner = self.lock();
+        if let Some(peers) = inner.rooms.get_mut(room) {
+            remove_remote(peers, |m| {
+                m.instance().is_some_and(|i| i == src) && !ids.contains(&m.id)
+            });
+            for id in ids {
+                add_remote(peers, id, src);
+            }
+        }
+    }
+
+    /// Instance `src` is gone: its peers leave every room.
+    pub(crate) fn drop_instance(&self, src: &str) {
+        let mut inner = self.lock();
+        for peers in inner.rooms.values_mut() {
+            remove_remote(peers, |m| m.instance().is_some_and(|i| &**i == src));
+        }
+    }
+
+    /// Every room with its local members (for re-registering with Redis).
+    pub(crate) fn local_rooms(&self) -> Vec<(RoomName, Vec<PeerId>)> {
+        let inner = self.lock();
+        inner
+            .rooms
+            .iter()
+            .map(|(room, peers)| {
+                let ids = peers
+                    .iter()
+                    .filter(|m| m.outbox().is_some())
+                    .map(|m| m.id.clone())
+                    .collect();
+                (room.clone(), ids)
+            })
+            .collect()
+    }
+
+    /// Other instances with members in `room`, or in any room.
+    pub(crate) fn instances(&self, room: Option<&RoomName>) -> Vec<Arc<str>> {
+        let inner = self.lock();
+        match room {
+            Some(r) => inner
+                .rooms
+                .get(r)
+                .map(|p| instances_of(p))
+                .unwrap_or_default(),
+            None => {
+                let all: Vec<Member> = inner.rooms.values().flatten().cloned().collect();
+                instances_of(&all)
+            }
+        }
+    }
+}
+
+/// Mirrors remote peer `id` of instance `inst` in a room and tells the local members, unless
+/// it is known already.
+fn add_remote(peers: &mut Vec<Member>, id: &PeerId, inst: &Arc<str>) {
+    if peers.iter().any(|m| &m.id == id) {
+        return;
+    }
+    tell_locals(peers, ServerMessage::PeerJoined { id: id.clone() });
+    peers.push(Member {
+        id: id.clone(),
+        route: Route::Remote(Arc::clone(inst)),
+    });
+}
+
+/// Removes the remote members that match and tells the local members.
+fn remove_remote(peers: &mut Vec<Member>, gone: impl Fn(&Member) -> bool) {
+    let mut left = Vec::new();
+    peers.retain(|m| {
+        let g = m.instance().is_some() && gone(m);
+        if g {
+            left.push(m.id.clone());
+        }
+        !g
+    });
+    for id in left {
+        tell_locals(peers, ServerMessage::PeerLeft { id });
     }
 }
 
@@ -281,13 +509,7 @@ mod tests {
 
     fn member(id: &str) -> (Member, Inbox) {
         let (outbox, inbox) = outbox(2);
-        (
-            Member {
-                id: PeerId::new(id).unwrap(),
-                outbox,
-            },
-            inbox,
-        )
+        (Member::local(PeerId::new(id).unwrap(), outbox), inbox)
     }
 
     #[test]
@@ -326,11 +548,12 @@ mod tests {
         let hub = Hub::new();
         let room = RoomName::new("r").unwrap();
         let (a, _ra) = member("a");
-        let kick = Arc::clone(&a.outbox.kick);
+        let kick = Arc::clone(&a.outbox().unwrap().kick);
         hub.join(&room, a, 10, 10).unwrap();
         let to = PeerId::new("a").unwrap();
         for _ in 0..3 {
-            hub.relay(&room, &to, "x".into(), Instant::now()).unwrap();
+            let data = RawValue::from_string("1".into()).unwrap();
+            hub.relay(&room, &to, &to, data, Instant::now()).unwrap();
         }
         // The permit stored by notify_one makes this resolve at once.
         let rt = tokio::runtime::Builder::new_current_thread()

@@ -6,6 +6,7 @@
 //! "going away".
 #![forbid(unsafe_code)]
 
+mod cluster;
 mod conn;
 mod hub;
 pub mod metrics;
@@ -28,6 +29,7 @@ use tower_http::compression::CompressionLayer;
 use tower_http::services::ServeDir;
 use tower_http::set_header::SetResponseHeaderLayer;
 
+pub use cluster::Cluster;
 pub use hub::Hub;
 
 /// The Content-Security-Policy of every response: our own scripts and wasm, WebSockets back to
@@ -112,6 +114,19 @@ pub struct Config {
     /// Seconds to wait for peers to close on shutdown.
     #[arg(long, default_value_t = 5.0)]
     pub shutdown_grace: f64,
+    /// Share rooms with other instances through this Redis (`redis://host:port/db`). Without
+    /// it, the instance is on its own and needs nothing else.
+    #[arg(long, value_name = "URL", env = "SWARMDROP_REDIS")]
+    pub redis: Option<String>,
+    /// Prefix of every Redis key and channel (several deployments may share one Redis).
+    #[arg(long, default_value = "swarmdrop:")]
+    pub redis_prefix: String,
+    /// Seconds between this instance's heartbeats (and checks for dead instances).
+    #[arg(long, default_value_t = 1.0)]
+    pub redis_heartbeat: f64,
+    /// Seconds without a heartbeat after which an instance counts as dead and its peers leave.
+    #[arg(long, default_value_t = 5.0)]
+    pub redis_ttl: f64,
 }
 
 impl Default for Config {
@@ -141,6 +156,8 @@ impl Config {
             ("--ping-interval", self.ping_interval),
             ("--idle-timeout", self.idle_timeout),
             ("--write-timeout", self.write_timeout),
+            ("--redis-heartbeat", self.redis_heartbeat),
+            ("--redis-ttl", self.redis_ttl),
         ];
         for (name, v) in positive {
             if !(v.is_finite() && v > 0.0) {
@@ -175,6 +192,11 @@ impl Config {
                 )));
             }
         }
+        if self.redis_ttl < 2.0 * self.redis_heartbeat {
+            return Err(ServerError::Config(
+                "--redis-ttl must be at least twice --redis-heartbeat".into(),
+            ));
+        }
         Ok(())
     }
 
@@ -202,15 +224,34 @@ pub struct AppState {
     pub hub: Hub,
     /// Counters for /metrics.
     pub metrics: metrics::Metrics,
+    /// The Redis side, with `--redis`.
+    pub cluster: Option<Arc<Cluster>>,
     shutdown: watch::Receiver<bool>,
 }
 
 /// Builds the whole HTTP service from `config`; `shutdown` turning `true` closes every peer.
-pub fn router(config: Config, shutdown: watch::Receiver<bool>) -> (Router, Arc<AppState>) {
+/// With `--redis`, the Redis side is created but not started (see [`Cluster::run`]).
+pub fn router(
+    config: Config,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(Router, Arc<AppState>), ServerError> {
+    let cluster = match &config.redis {
+        Some(url) => Some(
+            Cluster::new(
+                url,
+                &config.redis_prefix,
+                Config::secs(config.redis_heartbeat),
+                Config::secs(config.redis_ttl),
+            )
+            .map_err(|e| ServerError::Config(e.to_string()))?,
+        ),
+        None => None,
+    };
     let state = Arc::new(AppState {
         hub: Hub::new(),
         metrics: metrics::Metrics::default(),
         config: config.clone(),
+        cluster,
         shutdown,
     });
     let pkg = Router::new()
@@ -236,12 +277,20 @@ pub fn router(config: Config, shutdown: watch::Receiver<bool>) -> (Router, Arc<A
             HeaderValue::from_static("nosniff"),
         ))
         .with_state(Arc::clone(&state));
-    (app, state)
+    Ok((app, state))
 }
 
+/// `{"status":"ok"|"degraded","redis":"off"|"up"|"down","connections":N,"rooms":N}`: degraded
+/// while Redis is unreachable (this instance serves its own rooms only); still 200, since the
+/// instance does serve.
 async fn healthz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    let (status, redis) = match &state.cluster {
+        None => ("ok", "off"),
+        Some(c) if c.is_up() => ("ok", "up"),
+        Some(_) => ("degraded", "down"),
+    };
     let body = format!(
-        "{{\"status\":\"ok\",\"connections\":{},\"rooms\":{}}}\n",
+        "{{\"status\":\"{status}\",\"redis\":\"{redis}\",\"connections\":{},\"rooms\":{}}}\n",
         state.hub.connections(),
         state.hub.rooms()
     );
@@ -251,7 +300,9 @@ async fn healthz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
 async fn metrics_handler(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(&state.hub),
+        state
+            .metrics
+            .render(&state.hub, state.cluster.as_ref().map(|c| c.is_up())),
     )
 }
 
@@ -294,7 +345,10 @@ pub async fn serve(
 ) -> Result<(), ServerError> {
     config.validate()?;
     let grace = Config::secs(config.shutdown_grace);
-    let (app, state) = router(config, shutdown.clone());
+    let (app, state) = router(config, shutdown.clone())?;
+    if let Some(cluster) = &state.cluster {
+        tokio::spawn(Arc::clone(cluster).run(Arc::clone(&state)));
+    }
     let stop = async move {
         while !*shutdown.borrow() {
             if shutdown.changed().await.is_err() {
@@ -316,6 +370,9 @@ pub async fn serve(
     let deadline = tokio::time::Instant::now() + grace;
     while state.hub.connections() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if let Some(cluster) = &state.cluster {
+        cluster.withdraw().await;
     }
     Ok(())
 }

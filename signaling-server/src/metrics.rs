@@ -22,6 +22,12 @@ pub struct Metrics {
     latency_buckets: [AtomicU64; BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_ns: AtomicU64,
+    redis_connects: AtomicU64,
+    redis_errors: AtomicU64,
+    redis_published: AtomicU64,
+    redis_received: AtomicU64,
+    redis_dropped: AtomicU64,
+    redis_reaped: AtomicU64,
 }
 
 impl Metrics {
@@ -59,8 +65,38 @@ impl Metrics {
             .fetch_add(d.as_nanos().min(u64::MAX as u128) as u64, Relaxed);
     }
 
-    /// The Prometheus text exposition.
-    pub fn render(&self, hub: &Hub) -> String {
+    /// Redis was (re)connected.
+    pub fn redis_connected(&self) {
+        self.redis_connects.fetch_add(1, Relaxed);
+    }
+
+    /// A Redis connection attempt or command failed.
+    pub fn redis_error(&self) {
+        self.redis_errors.fetch_add(1, Relaxed);
+    }
+
+    /// `n` notes were published to other instances.
+    pub fn redis_published(&self, n: u64) {
+        self.redis_published.fetch_add(n, Relaxed);
+    }
+
+    /// `n` notes could not be published (Redis down).
+    pub fn redis_dropped(&self, n: u64) {
+        self.redis_dropped.fetch_add(n, Relaxed);
+    }
+
+    /// A note from another instance arrived.
+    pub fn redis_received(&self) {
+        self.redis_received.fetch_add(1, Relaxed);
+    }
+
+    /// A dead instance was reaped.
+    pub fn redis_reaped(&self) {
+        self.redis_reaped.fetch_add(1, Relaxed);
+    }
+
+    /// The Prometheus text exposition; `redis_up` is None without `--redis`.
+    pub fn render(&self, hub: &Hub, redis_up: Option<bool>) -> String {
         let mut s = String::new();
         let (rooms, peers) = hub.rooms_and_peers();
         let mut gauge = |name: &str, help: &str, v: u64| {
@@ -129,6 +165,52 @@ impl Metrics {
              swarmdrop_relay_latency_seconds_count {count}",
             self.latency_sum_ns.load(Relaxed) as f64 / 1e9
         );
+        if let Some(up) = redis_up {
+            let _ = writeln!(
+                s,
+                "# HELP swarmdrop_redis_up Whether Redis is reachable (rooms shared with other instances).\n\
+                 # TYPE swarmdrop_redis_up gauge\nswarmdrop_redis_up {}",
+                u8::from(up)
+            );
+            for (name, help, v) in [
+                (
+                    "swarmdrop_redis_connects_total",
+                    "Connections made to Redis.",
+                    &self.redis_connects,
+                ),
+                (
+                    "swarmdrop_redis_errors_total",
+                    "Failed Redis connection attempts and commands.",
+                    &self.redis_errors,
+                ),
+                (
+                    "swarmdrop_redis_published_total",
+                    "Notes published to other instances.",
+                    &self.redis_published,
+                ),
+                (
+                    "swarmdrop_redis_dropped_total",
+                    "Notes not published because Redis was down.",
+                    &self.redis_dropped,
+                ),
+                (
+                    "swarmdrop_redis_received_total",
+                    "Notes received from other instances.",
+                    &self.redis_received,
+                ),
+                (
+                    "swarmdrop_redis_reaped_total",
+                    "Instances found dead (heartbeat expired) and removed.",
+                    &self.redis_reaped,
+                ),
+            ] {
+                let _ = writeln!(
+                    s,
+                    "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                    v.load(Relaxed)
+                );
+            }
+        }
         s
     }
 }

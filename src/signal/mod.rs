@@ -160,6 +160,9 @@ pub enum ErrorCode {
     ServerFull,
     /// The client's address holds the maximum number of connections.
     TooManyConnections,
+    /// The peer is connected to another server instance, which cannot be reached just now
+    /// (several instances sharing rooms through Redis, and Redis is down).
+    Unavailable,
 }
 
 /// A frame from a client to the server.

@@ -114,6 +114,30 @@ impl Server {
     }
 }
 
+/// A `redis-server` on a free loopback port, without persistence.
+pub struct Redis {
+    pub url: String,
+    _proc: Proc,
+}
+
+impl Redis {
+    pub fn start() -> Redis {
+        let port = free_port();
+        let proc = Proc::spawn(
+            "redis-server",
+            Command::new("redis-server")
+                .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+                .args(["--save", "", "--appendonly", "no"])
+                .stdout(Stdio::null()),
+        );
+        wait_for_port(port, "redis-server");
+        Redis {
+            url: format!("redis://127.0.0.1:{port}/"),
+            _proc: proc,
+        }
+    }
+}
+
 /// Which browser.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Browser {

@@ -300,6 +300,8 @@ fn suites() -> Vec<Suite> {
                     "e2e_page",
                     "--test",
                     "e2e_files",
+                    "--test",
+                    "e2e_redis",
                 ],
             ),
         },

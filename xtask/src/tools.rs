@@ -189,6 +189,7 @@ pub fn ensure(need: Need) -> Result<(), String> {
         ("chromedriver", "chromium-driver"),
         ("firefox-esr", "firefox-esr"),
         ("turnserver", "coturn"),
+        ("redis-server", "redis-server"),
     ]
     .iter()
     .filter(|(bin, _)| output("which", &[bin]).is_none())
@@ -198,7 +199,7 @@ pub fn ensure(need: Need) -> Result<(), String> {
         let install = format!("apt-get update && apt-get install -y {}", missing.join(" "));
         if !is_root() {
             return Err(format!(
-                "the browsers are missing; run as root:\n    {install}\nthen run this command again"
+                "browsers or test servers are missing; run as root:\n    {install}\nthen run this command again"
             ));
         }
         step(&missing.join(", "));

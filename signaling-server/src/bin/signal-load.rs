@@ -7,6 +7,9 @@
 //! 2. throughput: `--pairs` pairs ping-ponging ~200-byte signals with `--window` in flight per pair,
 //!    for `--seconds`;
 //! 3. latency: one-way relay latency at a fixed total `--rate` messages a second.
+//!
+//! With `--url2` (a second instance sharing rooms through Redis), the second peer of every pair
+//! and every other held connection use it, so every relayed message crosses instances.
 
 use clap::Parser;
 use futures_util::{SinkExt, StreamExt};
@@ -33,6 +36,9 @@ struct Args {
     /// Base URL, e.g. ws://127.0.0.1:8080 (loopback only).
     #[arg(long)]
     url: String,
+    /// A second instance's base URL (rooms shared through Redis): pairs span both instances.
+    #[arg(long)]
+    url2: Option<String>,
     #[arg(long, value_enum, default_value = "swarmdrop")]
     flavor: Flavor,
     /// The server's process id, for its RSS.
@@ -183,9 +189,14 @@ fn payload(base: Instant) -> String {
 
 /// Joins a pair into a fresh room: (first, second, second id). The first learns the
 /// second's id from its join notice.
-async fn pair(proto: &Proto, base: &str, room: &str) -> Result<(Ws, Ws, String), String> {
+async fn pair(
+    proto: &Proto,
+    base: &str,
+    base2: &str,
+    room: &str,
+) -> Result<(Ws, Ws, String), String> {
     let (mut a, _a_id) = proto.join(base, room).await?;
-    let (b, _b_id) = proto.join(base, room).await?;
+    let (b, _b_id) = proto.join(base2, room).await?;
     loop {
         let msg = tokio::time::timeout(Duration::from_secs(30), a.next())
             .await
@@ -203,17 +214,25 @@ async fn pair(proto: &Proto, base: &str, room: &str) -> Result<(Ws, Ws, String),
 #[tokio::main]
 async fn main() -> Result<(), String> {
     let args = Args::parse();
-    let host = args
-        .url
-        .trim_start_matches("ws://")
-        .split(['/', ':'])
-        .next()
-        .unwrap_or("");
-    if !["127.0.0.1", "localhost", "[", ""].contains(&host) && !host.starts_with("127.") {
-        return Err(format!("refusing to load {host}: loopback only"));
+    for url in std::iter::once(&args.url).chain(&args.url2) {
+        let host = url
+            .trim_start_matches("ws://")
+            .split(['/', ':'])
+            .next()
+            .unwrap_or("");
+        if !["127.0.0.1", "localhost", "[", ""].contains(&host) && !host.starts_with("127.") {
+            return Err(format!("refusing to load {host}: loopback only"));
+        }
     }
     let proto = Arc::new(Proto(args.flavor));
     let base = Arc::new(args.url.trim_end_matches('/').to_string());
+    let base2 = Arc::new(
+        args.url2
+            .as_deref()
+            .unwrap_or(&args.url)
+            .trim_end_matches('/')
+            .to_string(),
+    );
 
     // 1. Memory.
     let rss_before = rss_kb(args.server_pid);
@@ -221,7 +240,8 @@ async fn main() -> Result<(), String> {
     let sem = Arc::new(tokio::sync::Semaphore::new(64));
     let mut joins = tokio::task::JoinSet::new();
     for i in 0..args.conns {
-        let (proto, base, sem) = (Arc::clone(&proto), Arc::clone(&base), Arc::clone(&sem));
+        let base = if i % 2 == 0 { &base } else { &base2 };
+        let (proto, base, sem) = (Arc::clone(&proto), Arc::clone(base), Arc::clone(&sem));
         let room = format!("mem-{}", i / args.room_size.max(1));
         joins.spawn(async move {
             let _permit = sem.acquire_owned().await.expect("semaphore");
@@ -244,7 +264,7 @@ async fn main() -> Result<(), String> {
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut tasks = tokio::task::JoinSet::new();
     for p in 0..args.pairs {
-        let (a, b, b_id) = pair(&proto, &base, &format!("tp-{p}")).await?;
+        let (a, b, b_id) = pair(&proto, &base, &base2, &format!("tp-{p}")).await?;
         for (mut ws, first) in [(a, Some(b_id)), (b, None)] {
             let (proto, received, stop) =
                 (Arc::clone(&proto), Arc::clone(&received), Arc::clone(&stop));
@@ -294,7 +314,7 @@ async fn main() -> Result<(), String> {
     let until = Instant::now() + Duration::from_secs_f64(args.seconds);
     let mut tasks = tokio::task::JoinSet::new();
     for p in 0..lat_pairs {
-        let (a, mut b, b_id) = pair(&proto, &base, &format!("lat-{p}")).await?;
+        let (a, mut b, b_id) = pair(&proto, &base, &base2, &format!("lat-{p}")).await?;
         let (proto_s, proto_r, samples) =
             (Arc::clone(&proto), Arc::clone(&proto), Arc::clone(&samples));
         tasks.spawn(async move {
