@@ -18,10 +18,24 @@ struct Row {
 
 pub fn run(args: &[String]) -> Result<(), String> {
     let quick = args.iter().any(|a| a == "--quick");
+    let instances = match args.iter().position(|a| a == "--instances") {
+        Some(i) => match args.get(i + 1).map(String::as_str) {
+            Some("1") => 1,
+            Some("2") => 2,
+            other => {
+                return Err(format!(
+                    "--instances takes 1 or 2, not {}",
+                    other.unwrap_or("nothing")
+                ))
+            }
+        },
+        None => 1,
+    };
     let name = args
         .iter()
-        .find(|a| !a.starts_with("--"))
-        .map(String::as_str);
+        .enumerate()
+        .find(|(i, a)| !a.starts_with("--") && (*i == 0 || args[i - 1] != "--instances"))
+        .map(|(_, a)| a.as_str());
     if let Some(n) = name {
         if !NAMES.contains(&n) {
             return Err(format!(
@@ -36,7 +50,15 @@ pub fn run(args: &[String]) -> Result<(), String> {
         tables.push(("size", size()?));
     }
     if name.is_none_or(|n| n == "signal") {
-        tables.push(("signal", signal(quick)?));
+        if instances == 2 {
+            tables.push(("signal --instances 2", signal_instances(quick)?));
+        } else {
+            tables.push(("signal", signal(quick)?));
+            if quick {
+                // So the scale-out run never rots either.
+                tables.push(("signal --instances 2", signal_instances(quick)?));
+            }
+        }
     }
     if name.is_none_or(|n| n == "join") {
         tables.push(("join", join(quick)?));
@@ -178,12 +200,51 @@ fn wait_listening(port: u16) -> Result<(), String> {
     Ok(())
 }
 
-/// One load run: the generator's JSON figures.
+/// Starts the release `swarmdrop-signal` on a free port with the limits raised for load runs
+/// and `extra` flags.
+fn start_signal(extra: &[&str]) -> Result<(Running, u16), String> {
+    let bin = root()
+        .join("target")
+        .join("release")
+        .join("swarmdrop-signal");
+    let port = free_port()?;
+    let mut args: Vec<String> = [
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--log",
+        "warn",
+        // Limits raised for the load run only.
+        "--rate",
+        "1e9",
+        "--burst",
+        "1e9",
+        "--max-connections",
+        "100000",
+        "--max-connections-per-ip",
+        "100000",
+        "--max-rooms",
+        "100000",
+    ]
+    .map(String::from)
+    .to_vec();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let server = Running(
+        with_nofile(&bin, &args)
+            .spawn()
+            .map_err(|e| format!("starting swarmdrop-signal: {e}"))?,
+    );
+    wait_listening(port)?;
+    Ok((server, port))
+}
+
+/// One load run: the generator's JSON figures. With `port2`, pairs span two instances; without
+/// `memory`, the held-connections phase is skipped.
 fn load(
     loadgen: &std::path::Path,
     flavor: &str,
     server: &Running,
-    port: u16,
+    (port, port2): (u16, Option<u16>),
+    memory: bool,
     quick: bool,
 ) -> Result<serde_json::Value, String> {
     let mut args: Vec<String> = [
@@ -198,15 +259,22 @@ fn load(
     .map(|s| s.to_string())
     .collect();
     if quick {
-        args.extend(["--conns", "200", "--pairs", "10", "--seconds", "1"].map(String::from));
+        args.extend(["--pairs", "10", "--seconds", "1"].map(String::from));
+    }
+    let conns = match (memory, quick) {
+        (false, _) => "0",
+        (true, true) => "200",
+        (true, false) => "10000",
+    };
+    args.extend(["--conns".into(), conns.into()]);
+    if let Some(p2) = port2 {
+        args.extend(["--url2".into(), format!("ws://127.0.0.1:{p2}")]);
     }
     println!(
-        "xtask: load on {flavor} ({})",
-        if quick {
-            "quick"
-        } else {
-            "10,000 connections, 50 pairs, 5 s phases"
-        }
+        "xtask: load on {flavor}{} ({} connections held, {} s phases)",
+        if port2.is_some() { ", 2 instances" } else { "" },
+        conns,
+        if quick { 1 } else { 5 }
     );
     let out = with_nofile(loadgen, &args)
         .stderr(Stdio::inherit())
@@ -239,34 +307,15 @@ fn signal(quick: bool) -> Result<Vec<Row>, String> {
         ),
     )?;
     let bin = root().join("target").join("release");
-    let port = free_port()?;
-    let ours = Running(
-        with_nofile(
-            &bin.join("swarmdrop-signal"),
-            &[
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--log",
-                "warn",
-                // Limits raised for the load run only.
-                "--rate",
-                "1e9",
-                "--burst",
-                "1e9",
-                "--max-connections",
-                "100000",
-                "--max-connections-per-ip",
-                "100000",
-                "--max-rooms",
-                "100000",
-            ]
-            .map(String::from),
-        )
-        .spawn()
-        .map_err(|e| format!("starting swarmdrop-signal: {e}"))?,
-    );
-    wait_listening(port)?;
-    let a = load(&bin.join("signal-load"), "swarmdrop", &ours, port, quick)?;
+    let (ours, port) = start_signal(&[])?;
+    let a = load(
+        &bin.join("signal-load"),
+        "swarmdrop",
+        &ours,
+        (port, None),
+        true,
+        quick,
+    )?;
     drop(ours);
     let b = if quick {
         None
@@ -295,7 +344,8 @@ fn signal(quick: bool) -> Result<Vec<Row>, String> {
             &bin.join("signal-load"),
             "matchbox",
             &mb,
-            port,
+            (port, None),
+            true,
             quick,
         )?)
     };
@@ -332,6 +382,102 @@ fn signal(quick: bool) -> Result<Vec<Row>, String> {
             goal: "< 0.5 ms".into(),
         },
     ])
+}
+
+/// Relaying across two instances sharing rooms through Redis, against one instance, same run.
+fn signal_instances(quick: bool) -> Result<Vec<Row>, String> {
+    run_cmd(
+        "building the server and load generator",
+        &mut cmd(
+            "cargo",
+            &[
+                "build",
+                "--release",
+                "--package",
+                "swarmdrop-signal",
+                "--features",
+                "load",
+            ],
+        ),
+    )?;
+    tools::ensure(tools::Need::All)?; // redis-server
+    let loadgen = root().join("target").join("release").join("signal-load");
+    let (single, port) = start_signal(&[])?;
+    let one = load(&loadgen, "swarmdrop", &single, (port, None), false, quick)?;
+    drop(single);
+
+    let redis_port = free_port()?;
+    let _redis = Running(
+        Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &redis_port.to_string()])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("starting redis-server: {e}"))?,
+    );
+    wait_listening(redis_port)?;
+    let url = format!("redis://127.0.0.1:{redis_port}/");
+    let (first, port1) = start_signal(&["--redis", &url])?;
+    let (_second, port2) = start_signal(&["--redis", &url])?;
+    // Both must have joined the cluster before peers arrive (or they would be served alone).
+    for port in [port1, port2] {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !http_get(port, "/healthz").contains("\"redis\":\"up\"") {
+            if std::time::Instant::now() > deadline {
+                return Err(format!("the instance on {port} never reached Redis"));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+    let two = load(
+        &loadgen,
+        "swarmdrop",
+        &first,
+        (port1, Some(port2)),
+        false,
+        quick,
+    )?;
+    let f = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+    Ok(vec![
+        Row {
+            figure: format!(
+                "relayed msgs/s across 2 instances via Redis ({} pairs) vs 1 instance",
+                two["pairs"]
+            ),
+            ours: f(&two, "msgs_per_sec") / 1000.0,
+            baseline: f(&one, "msgs_per_sec") / 1000.0,
+            unit: "k/s",
+            goal: "".into(),
+        },
+        Row {
+            figure: "one-way relay latency p50 at 1,000 msgs/s, 2 instances vs 1".into(),
+            ours: f(&two, "p50_us") / 1000.0,
+            baseline: f(&one, "p50_us") / 1000.0,
+            unit: "ms",
+            goal: "".into(),
+        },
+        Row {
+            figure: "one-way relay latency p99 at 1,000 msgs/s, 2 instances vs 1".into(),
+            ours: f(&two, "p99_us") / 1000.0,
+            baseline: f(&one, "p99_us") / 1000.0,
+            unit: "ms",
+            goal: "".into(),
+        },
+    ])
+}
+
+/// A plain HTTP GET on loopback; the whole response, or "" on any error.
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::Read;
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
+    let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    let mut out = String::new();
+    if s.write_all(req.as_bytes()).is_err() || s.read_to_string(&mut out).is_err() {
+        return String::new();
+    }
+    out
 }
 
 /// Runs one browser benchmark test (tests/bench_*.rs) and returns the JSON it printed.
