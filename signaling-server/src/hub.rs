@@ -567,6 +567,66 @@ mod tests {
         });
     }
 
+    fn texts(inbox: &mut Inbox) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Some(Out::Text(t, _)) = inbox.try_recv() {
+            out.push(t.as_str().to_string());
+        }
+        out
+    }
+
+    #[test]
+    fn remote_members_are_mirrored_checked_and_dropped_with_their_instance() {
+        let hub = Hub::new();
+        let room = RoomName::new("r").unwrap();
+        let (outbox, mut ra) = outbox(16);
+        let a = PeerId::new("a").unwrap();
+        let j: Arc<str> = "inst-j".into();
+        let b = PeerId::new("b").unwrap();
+        let present = hub.join_shared(
+            &room,
+            Member::local(a.clone(), outbox),
+            &[(b.clone(), Arc::clone(&j))],
+        );
+        assert_eq!(present, vec![b.clone()]);
+        assert_eq!(hub.instances(Some(&room)), vec![Arc::clone(&j)]);
+        // A signal from b, said to come from instance j: delivered, stamped with b.
+        let data = || RawValue::from_string("\"x\"".into()).unwrap();
+        assert!(hub.relay_from_remote(&room, &b, "inst-j", &a, data()));
+        // The same from another instance, or from a peer j never announced: dropped.
+        assert!(!hub.relay_from_remote(&room, &b, "inst-k", &a, data()));
+        let c = PeerId::new("c").unwrap();
+        assert!(!hub.relay_from_remote(&room, &c, "inst-j", &a, data()));
+        assert!(matches!(
+            hub.relay(&room, &a, &b, data(), Instant::now()),
+            Ok(Delivery::Remote(i, _)) if i == j
+        ));
+        let seen = texts(&mut ra);
+        assert_eq!(seen.len(), 1);
+        assert!(seen[0].contains("\"from\":\"b\""), "{seen:?}");
+        // A roster from j: c joins, b leaves.
+        hub.remote_roster(&room, &j, std::slice::from_ref(&c));
+        let seen = texts(&mut ra);
+        assert!(
+            seen[0].contains("peer-left") && seen[0].contains("\"b\""),
+            "{seen:?}"
+        );
+        assert!(
+            seen[1].contains("peer-joined") && seen[1].contains("\"c\""),
+            "{seen:?}"
+        );
+        // j dies: c leaves; a, local, stays.
+        hub.drop_instance("inst-j");
+        let seen = texts(&mut ra);
+        assert!(seen.len() == 1 && seen[0].contains("peer-left"), "{seen:?}");
+        assert!(hub.instances(None).is_empty());
+        assert_eq!(hub.rooms_and_peers(), (1, 1));
+        // The last local member leaving drops the room, remote members or not.
+        hub.remote_joined(&room, &b, &j);
+        hub.leave(&room, &a);
+        assert_eq!(hub.rooms(), 0);
+    }
+
     #[test]
     fn admission_counts_per_ip() {
         let hub = Hub::new();

@@ -192,6 +192,10 @@ impl Config {
                 )));
             }
         }
+        if let Some(url) = &self.redis {
+            redis::Client::open(url.as_str())
+                .map_err(|e| ServerError::Config(format!("--redis {url}: {e}")))?;
+        }
         if self.redis_ttl < 2.0 * self.redis_heartbeat {
             return Err(ServerError::Config(
                 "--redis-ttl must be at least twice --redis-heartbeat".into(),

@@ -532,6 +532,8 @@ async fn invalid_settings_are_refused() {
         &["--max-room-peers", "0"],
         &["--ice-server", "http://x"],
         &["--idle-timeout", "nan"],
+        &["--redis", "http://not-redis"],
+        &["--redis-ttl", "1.5"],
     ] {
         let (config, dir) = config(flags);
         let err = config.validate().unwrap_err().to_string();
