@@ -38,6 +38,10 @@ fn help_documents_every_flag() {
         "--write-timeout",
         "--allow-origin",
         "--shutdown-grace",
+        "--redis",
+        "--redis-prefix",
+        "--redis-heartbeat",
+        "--redis-ttl",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}");
     }
