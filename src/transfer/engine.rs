@@ -62,6 +62,8 @@ pub enum Input {
     Cancel(FileId),
     /// Stop sharing and forget a file.
     Unshare(FileId),
+    /// The SHA-256 of a completed piece (after [`Output::Hash`]), with the piece back.
+    Hashed(FileId, u32, Vec<u8>, [u8; 32]),
     /// A verified piece is stored.
     Stored(FileId, u32),
     /// Storing a piece failed (quota, I/O): the download pauses with the error.
@@ -79,6 +81,9 @@ pub enum Input {
 pub enum Output {
     /// Send these frame bytes to `peer`.
     Send(PeerId, Vec<u8>),
+    /// Hash a completed piece with SHA-256 (off the engine, e.g. with WebCrypto, since it is the
+    /// costliest step per byte); answer with [`Input::Hashed`].
+    Hash(FileId, u32, Vec<u8>),
     /// Store verified piece `piece` of a file; answer with [`Input::Stored`].
     Store(FileId, u32, Vec<u8>),
     /// Read a block for `peer`; answer with [`Input::BlockRead`].
@@ -170,6 +175,9 @@ struct File {
     partial: BTreeMap<u32, Partial>,
     /// Verified, waiting for the driver to store them.
     storing: BTreeSet<u32>,
+    /// Pieces being hashed, with who sent their blocks (also in `storing`, so never fetched
+    /// twice meanwhile).
+    hashing: HashMap<u32, BTreeSet<PeerId>>,
     /// Bytes received per peer (for the application and the tests).
     received: HashMap<PeerId, u64>,
     error: Option<String>,
@@ -190,6 +198,7 @@ impl File {
             manifest_fetch: None,
             partial: BTreeMap::new(),
             storing: BTreeSet::new(),
+            hashing: HashMap::new(),
             received: HashMap::new(),
             error: None,
         }
@@ -448,6 +457,7 @@ impl Engine {
                     }
                 }
             }
+            Input::Hashed(id, piece, data, digest) => self.on_hashed(id, piece, data, digest, now),
             Input::Stored(id, piece) => self.on_stored(&id, piece, now),
             Input::StoreFailed(id, piece, error) => {
                 if let Some(f) = self.files.get_mut(&id) {
@@ -894,13 +904,33 @@ impl Engine {
         }
         if p.missing == 0 {
             let p = f.partial.remove(&piece).expect("present");
-            let m = f.manifest.as_ref().expect("partials need a manifest");
-            if m.verify(piece, &p.buf) {
-                f.storing.insert(piece);
-                self.out.push_back(Output::Store(id, piece, p.buf));
-            } else {
-                self.bad_piece(p.contributors, now);
-            }
+            f.storing.insert(piece);
+            f.hashing.insert(piece, p.contributors);
+            self.out.push_back(Output::Hash(id, piece, p.buf));
+        }
+        self.schedule(now);
+    }
+
+    /// A completed piece's hash: stored if it matches the manifest, else fetched again and its
+    /// senders blamed.
+    fn on_hashed(&mut self, id: FileId, piece: u32, data: Vec<u8>, digest: [u8; 32], now: Time) {
+        let Some(f) = self.files.get_mut(&id) else {
+            return;
+        };
+        let Some(contributors) = f.hashing.remove(&piece) else {
+            return;
+        };
+        let ok = f
+            .manifest
+            .as_ref()
+            .is_some_and(|m| m.matches(piece, data.len(), &digest));
+        if ok {
+            self.out.push_back(Output::Store(id, piece, data));
+            return;
+        }
+        f.storing.remove(&piece);
+        if !ok {
+            self.bad_piece(contributors, now);
         }
         self.schedule(now);
     }

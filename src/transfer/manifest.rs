@@ -146,9 +146,14 @@ impl Manifest {
 
     /// Whether `data` is piece `i`, by length and hash.
     pub fn verify(&self, i: u32, data: &[u8]) -> bool {
-        self.hashes.get(i as usize).is_some_and(|h| {
-            data.len() == self.piece_len(i) as usize && Sha256::digest(data).as_slice() == h
-        })
+        self.matches(i, data.len(), &Sha256::digest(data).into())
+    }
+
+    /// Whether a piece `i` of `len` bytes with SHA-256 `digest` is the right one.
+    pub fn matches(&self, i: u32, len: usize, digest: &[u8; 32]) -> bool {
+        self.hashes
+            .get(i as usize)
+            .is_some_and(|h| len == self.piece_len(i) as usize && h == digest)
     }
 }
 

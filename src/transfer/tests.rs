@@ -148,6 +148,13 @@ impl Sim {
                                 bytes,
                             }));
                         }
+                        Output::Hash(id, piece, data) => {
+                            use sha2::Digest;
+                            let digest = sha2::Sha256::digest(&data).into();
+                            self.nodes[i]
+                                .engine
+                                .handle(Input::Hashed(id, piece, data, digest), self.now);
+                        }
                         Output::Store(id, piece, data) => {
                             self.nodes[i].store.insert((id, piece), data);
                             self.nodes[i]

@@ -17,6 +17,9 @@ pub enum WebError {
     /// The signaling server refused us or sent something we cannot use.
     #[error("signaling: {0}")]
     Signal(String),
+    /// Reading or writing stored data failed.
+    #[error("storage: {0}")]
+    Storage(String),
     /// A message larger than the remote peer accepts.
     #[error("message of {len} bytes exceeds the peer's limit of {max} bytes")]
     TooLarge {

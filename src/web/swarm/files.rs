@@ -11,7 +11,7 @@ use crate::web::error::WebError;
 use crate::web::peer::DataChannel;
 use crate::web::store::{read_blob, PieceStore};
 use futures::channel::mpsc;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use std::collections::{HashMap, HashSet};
 use std::rc::{Rc, Weak};
 use wasm_bindgen::prelude::*;
@@ -22,6 +22,53 @@ const STORE_TIMEOUT_MS: u32 = 15_000;
 
 /// Bytes hashed per read when sharing a file (a slice at a time, never the whole file).
 const HASH_CHUNK: f64 = 4.0 * 1024.0 * 1024.0;
+
+/// Bytes of whole pieces kept for serving (see [`PieceCache`]).
+const PIECE_CACHE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// One piece being read (or read) for serving, shared by every block request for it.
+type PieceRead =
+    futures::future::Shared<futures::future::LocalBoxFuture<'static, Result<Rc<Vec<u8>>, String>>>;
+
+/// Pieces read whole for serving: peers ask for a piece's blocks together, so one browser read
+/// (a `File` slice or an OPFS piece file) serves all of them instead of one read per block.
+/// Bounded by bytes; the oldest piece goes first.
+#[derive(Default)]
+struct PieceCache {
+    entries: std::collections::VecDeque<((FileId, u32), u64, PieceRead)>,
+    bytes: u64,
+}
+
+impl PieceCache {
+    fn get(&self, key: &(FileId, u32)) -> Option<PieceRead> {
+        self.entries
+            .iter()
+            .find(|(k, _, _)| k == key)
+            .map(|(_, _, r)| r.clone())
+    }
+
+    fn insert(&mut self, key: (FileId, u32), len: u64, read: PieceRead) {
+        while self.bytes + len > PIECE_CACHE_BYTES && !self.entries.is_empty() {
+            if let Some((_, n, _)) = self.entries.pop_front() {
+                self.bytes -= n;
+            }
+        }
+        self.bytes += len;
+        self.entries.push_back((key, len, read));
+    }
+
+    /// Forgets `key` (its read failed: the next request tries again) or a whole file.
+    fn remove(&mut self, gone: impl Fn(&(FileId, u32)) -> bool) {
+        let bytes = &mut self.bytes;
+        self.entries.retain(|(k, n, _)| {
+            let keep = !gone(k);
+            if !keep {
+                *bytes -= n;
+            }
+            keep
+        });
+    }
+}
 
 /// File-sharing state of a swarm.
 #[derive(Default)]
@@ -36,6 +83,7 @@ pub(super) struct Files {
     senders: HashMap<PeerId, mpsc::UnboundedSender<Vec<u8>>>,
     downloads: HashMap<FileId, DownloadState>,
     manifests_saved: HashSet<FileId>,
+    reads: PieceCache,
     /// Test hook: flip a byte in every served block.
     pub corrupt_uploads: bool,
 }
@@ -103,6 +151,13 @@ pub(super) fn act(shared: &Shared, out: TOut) {
                 let _ = tx.unbounded_send(frame);
             }
         }
+        TOut::Hash(id, piece, data) => {
+            let shared = Rc::clone(shared);
+            spawn_local(async move {
+                let digest = sha256(&data).await;
+                feed(&shared, TIn::Hashed(id, piece, data, digest));
+            });
+        }
         TOut::Store(id, piece, data) => {
             let shared = Rc::clone(shared);
             spawn_local(async move {
@@ -148,6 +203,32 @@ pub(super) fn act(shared: &Shared, out: TOut) {
     }
 }
 
+/// SHA-256 of `data`: with WebCrypto (native code, off the main thread: several times cheaper
+/// than hashing in wasm, and hashing is the costliest step per received byte), or in wasm where
+/// WebCrypto is missing (an insecure context).
+async fn sha256(data: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    let subtle = js_sys::global()
+        .dyn_into::<web_sys::Window>()
+        .ok()
+        .and_then(|w| w.crypto().ok())
+        .map(|c| c.subtle());
+    if let Some(subtle) = subtle {
+        // `digest` copies the bytes before it returns, so the view into wasm memory is safe.
+        if let Ok(promise) = subtle.digest_with_str_and_u8_array("SHA-256", data) {
+            if let Ok(buf) = wasm_bindgen_futures::JsFuture::from(promise).await {
+                let bytes = js_sys::Uint8Array::new(&buf);
+                let mut out = [0u8; 32];
+                if bytes.length() == 32 {
+                    bytes.copy_to(&mut out);
+                    return out;
+                }
+            }
+        }
+    }
+    sha2::Sha256::digest(data).into()
+}
+
 async fn store_piece(
     shared: &Shared,
     id: &FileId,
@@ -176,23 +257,54 @@ async fn store_piece(
 }
 
 async fn read_block(shared: &Shared, id: &FileId, block: BlockRef) -> Result<Vec<u8>, WebError> {
-    let (local, store, piece_size) = {
-        let inner = shared.borrow();
-        let piece_size = inner.engine.manifest(id).map(|m| m.piece_size).unwrap_or(0);
-        (
-            inner.files.local.get(id).cloned(),
-            inner.files.store.clone(),
-            piece_size,
-        )
-    };
-    match (local, store) {
-        (Some(file), _) => {
-            let start = f64::from(block.piece) * f64::from(piece_size) + f64::from(block.offset);
-            read_blob(&file, start, start + f64::from(block.len)).await
+    let key = (*id, block.piece);
+    let read = {
+        let mut inner = shared.borrow_mut();
+        match inner.files.reads.get(&key) {
+            Some(r) => r,
+            None => {
+                let (piece_size, piece_len) = inner
+                    .engine
+                    .manifest(id)
+                    .map(|m| (m.piece_size, m.piece_len(block.piece)))
+                    .ok_or(WebError::Closed("file"))?;
+                let local = inner.files.local.get(id).cloned();
+                let store = inner.files.store.clone();
+                let id = *id;
+                let piece = block.piece;
+                let read: PieceRead = async move {
+                    let bytes = match (local, store) {
+                        (Some(file), _) => {
+                            let start = f64::from(piece) * f64::from(piece_size);
+                            read_blob(&file, start, start + f64::from(piece_len)).await
+                        }
+                        (None, Some(store)) => store.read(&id, piece, 0, piece_len).await,
+                        (None, None) => Err(WebError::Closed("storage")),
+                    };
+                    bytes.map(Rc::new).map_err(|e| e.to_string())
+                }
+                .boxed_local()
+                .shared();
+                inner
+                    .files
+                    .reads
+                    .insert(key, u64::from(piece_len), read.clone());
+                read
+            }
         }
-        (None, Some(store)) => store.read(id, block.piece, block.offset, block.len).await,
-        (None, None) => Err(WebError::Closed("storage")),
-    }
+    };
+    let piece = match read.await {
+        Ok(p) => p,
+        Err(e) => {
+            shared.borrow_mut().files.reads.remove(|k| *k == key);
+            return Err(WebError::Storage(e));
+        }
+    };
+    let (start, end) = (block.offset as usize, (block.offset + block.len) as usize);
+    piece
+        .get(start..end)
+        .map(<[u8]>::to_vec)
+        .ok_or_else(|| WebError::Storage(format!("block {start}..{end} is outside its piece")))
 }
 
 fn on_event(shared: &Shared, e: TransferEvent) {
@@ -516,6 +628,7 @@ impl Swarm {
         let id = parse_id(&id)?;
         self.shared.borrow_mut().files.local.remove(&id);
         self.shared.borrow_mut().files.downloads.remove(&id);
+        self.shared.borrow_mut().files.reads.remove(|k| k.0 == id);
         feed(&self.shared, TIn::Unshare(id));
         Ok(())
     }
