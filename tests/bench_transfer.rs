@@ -1,7 +1,8 @@
-//! `cargo xtask bench transfer`: 1→1 throughput of swarmdrop (stored to OPFS) against a raw
-//! JavaScript RTCDataChannel (64 KiB messages, bufferedAmount flow control, nothing stored),
-//! same browsers, same run, fresh browser processes per pair. Prints figures; asserts only that
-//! every transfer completes with the right size.
+//! `cargo xtask bench transfer` and `webtorrent`: 1→1 throughput of swarmdrop (stored to OPFS)
+//! against a raw JavaScript RTCDataChannel (64 KiB messages, bufferedAmount flow control, nothing
+//! stored) and, with `SWARMDROP_WT_TRACKER`, against WebTorrent 3 (stored to OPFS), same
+//! browsers, same run, fresh browser processes per pair. Prints figures; asserts only that every
+//! transfer completes with the right size.
 #![cfg(not(target_arch = "wasm32"))]
 
 mod harness;
@@ -75,6 +76,9 @@ async fn bench_page(server: &Server, browser: Browser) -> Session {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transfer_throughput() {
     let server = Server::start(&[]);
+    // With a loopback WebTorrent tracker (`cargo xtask bench webtorrent` starts one), the same
+    // bytes also go through WebTorrent.
+    let tracker = std::env::var("SWARMDROP_WT_TRACKER").ok();
     let mut results = Vec::new();
     for (from, to) in pairs() {
         let (a, b) = tokio::join!(bench_page(&server, from), bench_page(&server, to));
@@ -95,17 +99,28 @@ async fn transfer_throughput() {
             let got = call(&b, format!("bench.swarmDownload('{id}', 1)")).await;
             let ours = mb_per_s(&got, size);
             eprintln!(
-                "{from:?}→{to:?} {} MiB: raw {raw:.1} MB/s, swarmdrop {ours:.1} MB/s",
-                size / MIB
+                "swarmdrop: first verified piece stored {} ms after download()",
+                got["firstMs"]
+            );
+            // Leave the swarm before WebTorrent runs (the page keeps the raw connections).
+            for s in [&a, &b] {
+                let _ = s.client.execute("if (window.swarm) { window.swarm.leave(); window.swarm = null; } return null", vec![]).await;
+            }
+            let wt = match &tracker {
+                Some(t) => Some(webtorrent(&a, &b, size, t).await),
+                None => None,
+            };
+            eprintln!(
+                "{from:?}→{to:?} {} MiB: raw {raw:.1} MB/s, swarmdrop {ours:.1} MB/s{}",
+                size / MIB,
+                wt.map(|w| format!(", webtorrent {w:.1} MB/s"))
+                    .unwrap_or_default()
             );
             results.push(json!({
                 "from": format!("{from:?}"), "to": format!("{to:?}"),
                 "mib": size / MIB, "raw_mbps": raw, "swarmdrop_mbps": ours,
+                "webtorrent_mbps": wt,
             }));
-            // Leave the swarm before the next size (the page keeps the raw connections).
-            for s in [&a, &b] {
-                let _ = s.client.execute("if (window.swarm) { window.swarm.leave(); window.swarm = null; } return null", vec![]).await;
-            }
         }
         a.close().await;
         b.close().await;
@@ -114,6 +129,17 @@ async fn transfer_throughput() {
         results.push(multi_source(&server, &results).await);
     }
     println!("BENCH-JSON {}", Value::Array(results));
+}
+
+/// `size` bytes seeded by WebTorrent in `a` and downloaded by WebTorrent in `b`: MB/s.
+async fn webtorrent(a: &Session, b: &Session, size: u64, tracker: &str) -> f64 {
+    let tracker = json!(tracker);
+    let magnet = call(a, format!("bench.wtSeed({size}, {tracker})")).await;
+    let got = call(b, format!("bench.wtDownload({magnet}, {tracker})")).await;
+    for s in [a, b] {
+        call(s, "bench.wtStop()".into()).await;
+    }
+    mb_per_s(&got, size)
 }
 
 /// Three Chromium seeders, each capped by `uploadLimit` at a quarter of the raw Chromium rate

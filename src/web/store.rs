@@ -14,6 +14,8 @@ use web_sys::{
 };
 
 const ROOT: &str = "swarmdrop";
+/// A file written and removed at opening (see [`PieceStore::open`]); never a file id.
+const PROBE: &str = "probe";
 const MANIFEST: &str = "manifest";
 
 /// The piece store of this origin.
@@ -68,6 +70,11 @@ impl PieceStore {
         )
         .await?
         .unchecked_into();
+        // One small write and its removal now: it checks that storage is writable while the
+        // user can still be told (before any download), and it takes the first-use setup of the
+        // origin's storage (up to a second in a fresh profile) off the first download.
+        Self::write(&root, PROBE, b"swarmdrop").await?;
+        wait("removing the storage probe", root.remove_entry(PROBE)).await?;
         Ok(PieceStore { root })
     }
 

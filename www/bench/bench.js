@@ -1,6 +1,9 @@
-// The transfer benchmark's two contestants, in one page driven by WebDriver:
+// The transfer benchmark's contestants, in one page driven by WebDriver:
 //  - raw: a plain RTCDataChannel, 64 KiB messages, bufferedAmount flow control (the baseline);
-//  - swarmdrop: the same bytes shared and downloaded through the swarmdrop API.
+//  - swarmdrop: the same bytes shared and downloaded through the swarmdrop API;
+//  - webtorrent (when `cargo xtask bench webtorrent` has put WebTorrent 3's browser bundle in
+//    ./vendor/): the same bytes seeded and downloaded through WebTorrent with its default browser
+//    store (OPFS), a loopback tracker, and no ICE servers.
 // The page sits in room #room=…; `window.bench` exposes the calls the harness makes.
 import init, { Swarm } from "/pkg/swarmdrop.js";
 
@@ -130,12 +133,61 @@ const bench = {
     }
     const t0 = performance.now();
     const dl = swarm.download(id);
+    // When the first verified bytes arrived (the start-up part of the time).
+    let firstMs = null;
+    dl.on("progress", (p) => { if (firstMs === null && p.have > 0) firstMs = performance.now() - t0; });
     const file = await dl.done;
     const ms = performance.now() - t0;
     const bytes = file.size;
     await swarm.deleteStored(id);
-    return { bytes, ms };
+    return { bytes, ms, firstMs };
   },
 };
+// WebTorrent with nothing outside loopback: no ICE servers, no DHT/LSD/PEX, only `tracker`.
+async function webtorrent() {
+  const { default: WebTorrent } = await import("./vendor/webtorrent.min.js");
+  return new WebTorrent({ dht: false, lsd: false, utPex: false, natUpnp: false, natPmp: false, tracker: { rtcConfig: { iceServers: [] } } });
+}
+
+// Seeds `size` bytes; returns the magnet link.
+bench.wtSeed = async (size, tracker) => {
+  const client = await webtorrent();
+  window.wt = client;
+  const file = new File([payload(size)], "bench.bin", { type: "application/octet-stream" });
+  return new Promise((resolve, reject) => {
+    client.on("error", (e) => reject(new Error(`webtorrent: ${e.message || e}`)));
+    client.seed(file, { announce: [tracker], name: "bench.bin" }, (t) => resolve(t.magnetURI));
+  });
+};
+
+// Downloads `magnet`; MB/s from the first connected peer to done (its metadata exchange and
+// connection excluded, as swarmdrop's are).
+bench.wtDownload = async (magnet, tracker) => {
+  const client = await webtorrent();
+  window.wt = client;
+  return new Promise((resolve, reject) => {
+    client.on("error", (e) => reject(new Error(`webtorrent: ${e.message || e}`)));
+    let t0 = 0;
+    client.add(magnet, { announce: [tracker] }, (torrent) => {
+      if (torrent.wires.length > 0) t0 = performance.now();
+      torrent.on("wire", () => { if (t0 === 0) t0 = performance.now(); });
+      torrent.on("done", () => {
+        const ms = performance.now() - t0;
+        resolve({ bytes: torrent.length, ms });
+      });
+    });
+  });
+};
+
+// Ends WebTorrent in this page and deletes what it stored.
+bench.wtStop = async () => {
+  const client = window.wt;
+  window.wt = null;
+  if (!client) return true;
+  await Promise.all(client.torrents.map((t) => new Promise((r) => t.destroy({ destroyStore: true }, r))));
+  await new Promise((r) => client.destroy(r));
+  return true;
+};
+
 window.bench = bench;
 log(`ready in room ${room}`);

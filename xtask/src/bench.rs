@@ -5,7 +5,7 @@ use crate::{build_pkg, cmd, root, run as run_cmd, tools};
 use std::io::Write;
 use std::process::{Child, Command, Stdio};
 
-const NAMES: [&str; 4] = ["size", "signal", "join", "transfer"];
+const NAMES: [&str; 5] = ["size", "signal", "join", "transfer", "webtorrent"];
 
 /// One row of a benchmark table.
 struct Row {
@@ -65,6 +65,9 @@ pub fn run(args: &[String]) -> Result<(), String> {
     }
     if name.is_none_or(|n| n == "transfer") {
         tables.push(("transfer", transfer(quick)?));
+    }
+    if name.is_none_or(|n| n == "webtorrent") {
+        tables.push(("webtorrent", webtorrent(quick)?));
     }
     let machine = machine();
     let commit = crate::tools_output("git", &["rev-parse", "--short", "HEAD"]).unwrap_or_default();
@@ -595,6 +598,86 @@ fn transfer(quick: bool) -> Result<Vec<Row>, String> {
                     unit: "MB/s",
                     goal: "≥ 0.90× of raw".into(),
                 }
+            }
+        })
+        .collect())
+}
+
+/// The loopback tracker of the `webtorrent` benchmark: bittorrent-tracker's server alone (its
+/// index also loads the native client), WebSocket only.
+const TRACKER_JS: &str = r#"import Server from 'bittorrent-tracker/server'
+const server = new Server({ udp: false, http: false, ws: true, stats: false })
+server.on('error', (e) => { console.error('tracker error', e.message); process.exit(1) })
+server.listen(0, '127.0.0.1', () => console.log(`ws://127.0.0.1:${server.ws.address().port}`))
+"#;
+
+/// The same bytes through WebTorrent 3 and through swarmdrop (both storing to OPFS), with the
+/// raw channel of the same browsers for scale.
+fn webtorrent(quick: bool) -> Result<Vec<Row>, String> {
+    let dir = tools::webtorrent()?;
+    let vendor = root().join("www").join("bench").join("vendor");
+    std::fs::create_dir_all(&vendor).map_err(|e| format!("{}: {e}", vendor.display()))?;
+    let bundle = dir.join("node_modules/webtorrent/dist/webtorrent.min.js");
+    std::fs::copy(&bundle, vendor.join("webtorrent.min.js"))
+        .map_err(|e| format!("copying {}: {e}", bundle.display()))?;
+    let script = dir.join("tracker.mjs");
+    std::fs::write(&script, TRACKER_JS).map_err(|e| format!("{}: {e}", script.display()))?;
+    let mut child = Command::new("node")
+        .arg(&script)
+        .current_dir(&dir)
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("starting the tracker (node): {e}"))?;
+    let mut line = String::new();
+    {
+        use std::io::BufRead;
+        let out = child.stdout.take().ok_or("tracker stdout")?;
+        std::io::BufReader::new(out)
+            .read_line(&mut line)
+            .map_err(|e| format!("tracker: {e}"))?;
+    }
+    let tracker = Running(child);
+    let url = line.trim().to_string();
+    if !url.starts_with("ws://127.0.0.1:") {
+        return Err(format!("the tracker did not start: {line:?}"));
+    }
+    println!("xtask: WebTorrent tracker on {url}");
+    let (sizes, pairs) = if quick {
+        ("8", "quick")
+    } else {
+        ("64,256", "all")
+    };
+    let v = browser_bench(
+        "bench_transfer",
+        &[
+            ("SWARMDROP_BENCH_SIZES_MIB", sizes.to_string()),
+            ("SWARMDROP_BENCH_PAIRS", pairs.to_string()),
+            ("SWARMDROP_BENCH_MULTI", "0".to_string()),
+            ("SWARMDROP_WT_TRACKER", url),
+        ],
+    )?;
+    drop(tracker);
+    let num = |r: &serde_json::Value, k: &str| r[k].as_f64().unwrap_or(f64::NAN);
+    Ok(v.as_array()
+        .map(|a| a.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|r| {
+            let raw = num(r, "raw_mbps");
+            Row {
+                figure: format!(
+                    "{} → {}, {} MiB, 1→1, both storing to OPFS (raw channel {:.1} MB/s: swarmdrop {:.2}×, WebTorrent {:.2}× of it)",
+                    r["from"].as_str().unwrap_or("?"),
+                    r["to"].as_str().unwrap_or("?"),
+                    r["mib"],
+                    raw,
+                    num(r, "swarmdrop_mbps") / raw,
+                    num(r, "webtorrent_mbps") / raw,
+                ),
+                ours: num(r, "swarmdrop_mbps"),
+                baseline: num(r, "webtorrent_mbps"),
+                unit: "MB/s",
+                goal: "swarmdrop ≥ 0.90× raw".into(),
             }
         })
         .collect())

@@ -29,7 +29,9 @@ fn main() -> ExitCode {
         Some("serve") => serve(&args[1..]),
         Some("test") => test(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
-        Some("install") => tools::ensure(tools::Need::All).map(|_| ()),
+        Some("install") => {
+            tools::ensure(tools::Need::All).and_then(|_| tools::webtorrent().map(|_| ()))
+        }
         Some("-h" | "--help" | "help") | None => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;

@@ -19,6 +19,9 @@ pub enum Need {
 const BINARYEN: &str = "132.0.0";
 /// The geckodriver release verified here.
 const GECKODRIVER: &str = "0.37.1";
+/// The WebTorrent release (and its tracker) of the `webtorrent` benchmark.
+const WEBTORRENT: &str = "3.0.21";
+const BITTORRENT_TRACKER: &str = "11.2.3";
 
 /// Where downloaded tools live between runs and clones: `$SWARMDROP_TOOLS` or
 /// `~/.cache/swarmdrop`.
@@ -216,4 +219,37 @@ pub fn ensure(need: Need) -> Result<(), String> {
         )?;
     }
     Ok(())
+}
+
+/// WebTorrent's browser bundle and bittorrent-tracker, from npm, for the `webtorrent` benchmark
+/// (`--ignore-scripts`: a preinstall script and a native addon download fail offline, and the
+/// browser bundle needs neither). Returns the folder holding `node_modules`.
+pub fn webtorrent() -> Result<PathBuf, String> {
+    let dir = cache_dir().join("webtorrent");
+    let installed = |pkg: &str, version: &str| {
+        std::fs::read_to_string(dir.join("node_modules").join(pkg).join("package.json"))
+            .is_ok_and(|t| t.contains(&format!("\"version\": \"{version}\"")))
+    };
+    if !installed("webtorrent", WEBTORRENT) || !installed("bittorrent-tracker", BITTORRENT_TRACKER)
+    {
+        step(&format!(
+            "webtorrent@{WEBTORRENT}, bittorrent-tracker@{BITTORRENT_TRACKER} (npm)"
+        ));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        run(
+            "npm install webtorrent",
+            Command::new("npm")
+                .args([
+                    "install",
+                    "--ignore-scripts",
+                    "--no-audit",
+                    "--no-fund",
+                    "--prefix",
+                ])
+                .arg(&dir)
+                .arg(format!("webtorrent@{WEBTORRENT}"))
+                .arg(format!("bittorrent-tracker@{BITTORRENT_TRACKER}")),
+        )?;
+    }
+    Ok(dir)
 }
