@@ -7,9 +7,8 @@
 
 mod harness;
 
-use harness::{Browser, Server, Session};
+use harness::{bench_page, call, Browser, Server, Session};
 use serde_json::{json, Value};
-use std::time::Duration;
 
 const MIB: u64 = 1024 * 1024;
 
@@ -34,43 +33,10 @@ fn pairs() -> Vec<(Browser, Browser)> {
     }
 }
 
-/// Runs `call` (a `bench.*` expression returning a promise) in the page; its result as JSON.
-async fn call(s: &Session, expr: String) -> Value {
-    let script = format!(
-        "const done = arguments[arguments.length - 1];
-         ({expr}).then(done, e => done({{ error: String(e && e.message || e) }}));"
-    );
-    let v = s
-        .client
-        .execute_async(&script, vec![])
-        .await
-        .unwrap_or_else(|e| panic!("{:?}: {expr}: {e}", s.browser));
-    assert!(v.get("error").is_none(), "{:?}: {expr}: {v}", s.browser);
-    v
-}
-
 fn mb_per_s(v: &Value, size: u64) -> f64 {
     let bytes = v["bytes"].as_f64().unwrap();
     assert!(bytes >= size as f64, "only {bytes} of {size} bytes arrived");
     bytes / 1e6 / (v["ms"].as_f64().unwrap() / 1000.0)
-}
-
-/// A fresh browser on the benchmark page, allowed long-running scripts (large transfers).
-async fn bench_page(server: &Server, browser: Browser) -> Session {
-    let s = Session::start(browser).await;
-    s.client
-        .update_timeouts(fantoccini::wd::TimeoutConfiguration::new(
-            Some(Duration::from_secs(900)),
-            Some(Duration::from_secs(60)),
-            Some(Duration::from_secs(0)),
-        ))
-        .await
-        .expect("timeouts");
-    s.client
-        .goto(&format!("{}/bench/#room=bench", server.url))
-        .await
-        .expect("bench page");
-    s
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -127,6 +93,7 @@ async fn transfer_throughput() {
     }
     if std::env::var("SWARMDROP_BENCH_MULTI").as_deref() == Ok("1") {
         results.push(multi_source(&server, &results).await);
+        results.push(one_to_three(&server, &results).await);
     }
     println!("BENCH-JSON {}", Value::Array(results));
 }
@@ -179,4 +146,44 @@ async fn multi_source(server: &Server, one_to_one: &[Value]) -> Value {
         s.close().await;
     }
     json!({ "multi": true, "cap_mbps": cap as f64 / 1e6, "sum_mbps": sum, "swarmdrop_mbps": ours, "mib": size / MIB })
+}
+
+/// One uncapped Chromium seeder and three Chromium downloaders at once (they also trade pieces
+/// among themselves): the aggregate rate, against the raw Chromium 1→1 rate measured above.
+async fn one_to_three(server: &Server, one_to_one: &[Value]) -> Value {
+    let raw = one_to_one
+        .iter()
+        .filter(|r| r["from"] == "Chromium" && r["to"] == "Chromium")
+        .map(|r| r["raw_mbps"].as_f64().unwrap())
+        .fold(0.0, f64::max);
+    let size = 64 * MIB;
+    let mut sessions = Vec::new();
+    for _ in 0..4 {
+        sessions.push(bench_page(server, Browser::Chromium).await);
+    }
+    let room = "one-to-three";
+    let id = call(
+        &sessions[0],
+        format!("bench.swarmShare('{room}', {size}, 0)"),
+    )
+    .await;
+    for s in &sessions[1..] {
+        call(s, format!("bench.swarmJoin('{room}')")).await;
+    }
+    let started = std::time::Instant::now();
+    let got = tokio::join!(
+        call(&sessions[1], format!("bench.swarmDownload({id}, 1)")),
+        call(&sessions[2], format!("bench.swarmDownload({id}, 1)")),
+        call(&sessions[3], format!("bench.swarmDownload({id}, 1)")),
+    );
+    let secs = started.elapsed().as_secs_f64();
+    for g in [got.0, got.1, got.2] {
+        assert!(g["bytes"].as_u64() >= Some(size), "{g}");
+    }
+    let aggregate = 3.0 * size as f64 / 1e6 / secs;
+    eprintln!("1→3: {aggregate:.1} MB/s in total (raw 1→1 {raw:.1} MB/s)");
+    for s in sessions {
+        s.close().await;
+    }
+    json!({ "one_to_three": true, "raw_mbps": raw, "swarmdrop_mbps": aggregate, "mib": size / MIB })
 }

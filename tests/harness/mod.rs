@@ -339,8 +339,48 @@ impl Session {
             .unwrap_or_default()
     }
 
+    /// The browser's profile folder (it appears in the browser processes' command lines).
+    pub fn profile(&self) -> &Path {
+        self._profile.path()
+    }
+
     /// Ends the browser session (the process group is killed on drop in any case).
     pub async fn close(self) {
         let _ = self.client.clone().close().await;
     }
+}
+
+/// Runs `expr` (a `bench.*` expression returning a promise) in the benchmark page; its result
+/// as JSON. Panics with the page's error if it rejects.
+pub async fn call(s: &Session, expr: String) -> Value {
+    let script = format!(
+        "const done = arguments[arguments.length - 1];
+         ({expr}).then(done, e => done({{ error: String(e && e.message || e) }}));"
+    );
+    let v = s
+        .client
+        .execute_async(&script, vec![])
+        .await
+        .unwrap_or_else(|e| panic!("{:?}: {expr}: {e}", s.browser));
+    assert!(v.get("error").is_none(), "{:?}: {expr}: {v}", s.browser);
+    v
+}
+
+/// A fresh browser on the benchmark page (`www/bench/`), allowed long-running
+/// scripts (large transfers).
+pub async fn bench_page(server: &Server, browser: Browser) -> Session {
+    let s = Session::start(browser).await;
+    s.client
+        .update_timeouts(fantoccini::wd::TimeoutConfiguration::new(
+            Some(Duration::from_secs(900)),
+            Some(Duration::from_secs(60)),
+            Some(Duration::from_secs(0)),
+        ))
+        .await
+        .expect("timeouts");
+    s.client
+        .goto(&format!("{}/bench/#room=bench", server.url))
+        .await
+        .expect("bench page");
+    s
 }

@@ -189,5 +189,48 @@ bench.wtStop = async () => {
   return true;
 };
 
+// ---- memory: a file picked from disk (WebDriver types its path into #pick), downloaded while
+// the harness samples the receiving renderer ----
+let wasmMemory = null;
+async function initWasm() {
+  const exports = await init();
+  wasmMemory = exports.memory;
+}
+
+// Shares the file in #pick (disk-backed: the sender holds none of it in memory); its id.
+bench.sharePicked = async () => {
+  const file = document.getElementById("pick").files[0];
+  if (!file) throw new Error("no file picked");
+  const { id } = await window.swarm.share(file);
+  return id;
+};
+
+// Starts downloading `id` once `sources` peers offer it; returns at once (see bench.memory).
+bench.startDownload = async (id, sources) => {
+  await initWasm();
+  const swarm = window.swarm;
+  while (!swarm.files().some((f) => f.id === id && f.sources >= sources)) {
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  const state = { t0: performance.now(), have: 0, ms: null, error: null };
+  window.memDownload = state;
+  const dl = swarm.download(id);
+  dl.on("progress", (p) => { state.have = p.have; });
+  dl.done.then((file) => { state.ms = performance.now() - state.t0; state.bytes = file.size; },
+               (e) => { state.error = String(e); });
+  return true;
+};
+
+// The page's own view of its memory, and the download's state.
+bench.memory = async () => {
+  await initWasm();
+  const s = window.memDownload || {};
+  return {
+    wasm: wasmMemory ? wasmMemory.buffer.byteLength : null,
+    jsHeap: performance.memory ? performance.memory.usedJSHeapSize : null,
+    have: s.have || 0, ms: s.ms ?? null, bytes: s.bytes ?? null, failed: s.error ?? null,
+  };
+};
+
 window.bench = bench;
 log(`ready in room ${room}`);

@@ -5,7 +5,7 @@ use crate::{build_pkg, cmd, root, run as run_cmd, tools};
 use std::io::Write;
 use std::process::{Child, Command, Stdio};
 
-const NAMES: [&str; 5] = ["size", "signal", "join", "transfer", "webtorrent"];
+const NAMES: [&str; 6] = ["size", "signal", "join", "transfer", "webtorrent", "memory"];
 
 /// One row of a benchmark table.
 struct Row {
@@ -68,6 +68,9 @@ pub fn run(args: &[String]) -> Result<(), String> {
     }
     if name.is_none_or(|n| n == "webtorrent") {
         tables.push(("webtorrent", webtorrent(quick)?));
+    }
+    if name.is_none_or(|n| n == "memory") {
+        tables.push(("memory", memory(quick)?));
     }
     let machine = machine();
     let commit = crate::tools_output("git", &["rev-parse", "--short", "HEAD"]).unwrap_or_default();
@@ -573,7 +576,18 @@ fn transfer(quick: bool) -> Result<Vec<Row>, String> {
         .unwrap_or_default()
         .iter()
         .map(|r| {
-            if r["multi"] == true {
+            if r["one_to_three"] == true {
+                Row {
+                    figure: format!(
+                        "1→3: one Chromium seeder, three Chromium downloaders at once, {} MiB each, aggregate (baseline: raw 1→1)",
+                        r["mib"]
+                    ),
+                    ours: num(r, "swarmdrop_mbps"),
+                    baseline: num(r, "raw_mbps"),
+                    unit: "MB/s",
+                    goal: "".into(),
+                }
+            } else if r["multi"] == true {
                 Row {
                     figure: format!(
                         "multi-source: 3 Chromium seeders capped at {:.1} MB/s each (raw/4) → 1, {} MiB",
@@ -681,4 +695,43 @@ fn webtorrent(quick: bool) -> Result<Vec<Row>, String> {
             }
         })
         .collect())
+}
+
+/// A 4 GiB download (64 MiB in quick mode) shared from disk, with the receiving tab's memory
+/// sampled, against the 256 MiB goal.
+fn memory(quick: bool) -> Result<Vec<Row>, String> {
+    let mib = if quick { 64 } else { 4096 };
+    println!("xtask: {mib} MiB from disk, Chromium → Chromium, receiver's memory sampled");
+    let v = browser_bench(
+        "bench_memory",
+        &[("SWARMDROP_BENCH_MEMORY_MIB", mib.to_string())],
+    )?;
+    let num = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+    Ok(vec![
+        Row {
+            figure: format!(
+                "receiving tab's renderer RSS, peak during a {mib} MiB download ({:.0} MiB before it; {:.1} MB/s)",
+                num("base_rss_mib"),
+                mib as f64 * 1.048_576 / num("seconds")
+            ),
+            ours: num("peak_rss_mib"),
+            baseline: 256.0,
+            unit: "MiB",
+            goal: "< 256 MiB".into(),
+        },
+        Row {
+            figure: "its wasm memory, peak".into(),
+            ours: num("peak_wasm_mib"),
+            baseline: 256.0,
+            unit: "MiB",
+            goal: "".into(),
+        },
+        Row {
+            figure: "its JS heap (performance.memory), peak".into(),
+            ours: num("peak_js_mib"),
+            baseline: 256.0,
+            unit: "MiB",
+            goal: "".into(),
+        },
+    ])
 }
