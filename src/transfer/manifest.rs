@@ -186,6 +186,27 @@ impl ManifestBuilder {
         }
     }
 
+    /// The piece size chosen for the file.
+    pub fn piece_size(&self) -> u32 {
+        self.piece_size
+    }
+
+    /// Adds the next whole piece, `len` bytes hashed elsewhere (e.g. with WebCrypto); only
+    /// between pieces, and only the last piece may be shorter.
+    pub fn push_piece(&mut self, len: u32, digest: [u8; 32]) -> Result<(), ManifestError> {
+        let last = self.seen + u64::from(len) == self.size;
+        if self.in_piece != 0
+            || len == 0
+            || len > self.piece_size
+            || (len < self.piece_size && !last)
+        {
+            return Err(ManifestError::Invalid("a piece of the wrong length"));
+        }
+        self.hashes.push(digest);
+        self.seen += u64::from(len);
+        Ok(())
+    }
+
     /// Feeds the next bytes of the file.
     pub fn update(&mut self, mut data: &[u8]) {
         while !data.is_empty() {

@@ -423,6 +423,26 @@ fn manifests_round_trip_and_reject_tampering() {
 }
 
 #[test]
+fn pieces_hashed_elsewhere_build_the_same_manifest() {
+    use sha2::Digest;
+    let data = content(3 * 1024 * 1024 + 12345, 9);
+    let streamed = manifest_of("f", &data);
+    let mut b = ManifestBuilder::new("f", data.len() as u64, "application/octet-stream");
+    let ps = b.piece_size() as usize;
+    // A short piece that is not the last is refused.
+    assert!(b.push_piece(10, [0; 32]).is_err());
+    for piece in data.chunks(ps) {
+        b.push_piece(piece.len() as u32, sha2::Sha256::digest(piece).into())
+            .unwrap();
+    }
+    assert_eq!(b.finish().unwrap(), streamed);
+    // Too few bytes: refused at the end.
+    let mut b = ManifestBuilder::new("f", data.len() as u64, "application/octet-stream");
+    b.push_piece(ps as u32, [0; 32]).unwrap();
+    assert!(b.finish().is_err());
+}
+
+#[test]
 fn bitfields_check_their_wire_form() {
     let mut b = Bitfield::new(10);
     assert!(b.set(0) && b.set(9) && !b.set(9) && !b.set(10));

@@ -20,8 +20,8 @@ use wasm_bindgen_futures::spawn_local;
 /// A piece write that has not finished after this long is given up (and the piece re-fetched).
 const STORE_TIMEOUT_MS: u32 = 15_000;
 
-/// Bytes hashed per read when sharing a file (a slice at a time, never the whole file).
-const HASH_CHUNK: f64 = 4.0 * 1024.0 * 1024.0;
+/// Pieces read and hashed at once when sharing a file.
+const SHARE_READS_IN_FLIGHT: usize = 4;
 
 /// Bytes of whole pieces kept for serving (see [`PieceCache`]).
 const PIECE_CACHE_BYTES: u64 = 16 * 1024 * 1024;
@@ -547,11 +547,24 @@ impl Swarm {
     pub async fn share(&self, file: web_sys::File) -> Result<JsValue, JsError> {
         let size = file.size();
         let mut b = ManifestBuilder::new(&file.name(), size as u64, &file.type_());
-        let mut at = 0.0;
-        while at < size {
-            let end = (at + HASH_CHUNK).min(size);
-            b.update(&read_blob(&file, at, end).await?);
-            at = end;
+        // One piece at a time from the file, hashed with WebCrypto, a few in flight (reading and
+        // hashing both happen off the main thread); never the whole file in memory.
+        let piece = f64::from(b.piece_size());
+        let pieces = (size / piece).ceil() as u32;
+        let mut hashed = futures::stream::iter(0..pieces)
+            .map(|i| {
+                let file = file.clone();
+                async move {
+                    let start = f64::from(i) * piece;
+                    let bytes = read_blob(&file, start, (start + piece).min(size)).await?;
+                    Ok::<_, WebError>((bytes.len() as u32, sha256(&bytes).await))
+                }
+            })
+            .buffered(SHARE_READS_IN_FLIGHT);
+        while let Some(next) = hashed.next().await {
+            let (len, digest) = next?;
+            b.push_piece(len, digest)
+                .map_err(|e| JsError::new(&format!("reading {}: {e}", file.name())))?;
         }
         let m = b.finish().map_err(|e| JsError::new(&e.to_string()))?;
         let id = m.id();
