@@ -15,24 +15,36 @@ fn joins() -> usize {
         .unwrap_or(50)
 }
 
-async fn first_connected_ms(s: &Session) -> f64 {
+/// The page's timings once a peer is connected: [script start, wasm ready, joined (welcome),
+/// first peer connected], ms since the page opened.
+async fn timings(s: &Session) -> [f64; 4] {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let v = s
             .client
-            .execute(
-                "return window.swarmdropTimings ? window.swarmdropTimings.firstConnectedMs : null",
-                vec![],
-            )
+            .execute("return window.swarmdropTimings || null", vec![])
             .await
             .expect("script");
-        if let Some(ms) = v.as_f64() {
-            return ms;
+        let t = |k: &str| v.get(k).and_then(|x| x.as_f64());
+        if let (Some(a), Some(b), Some(c), Some(d)) = (
+            t("scriptMs"),
+            t("wasmMs"),
+            t("joinedMs"),
+            t("firstConnectedMs"),
+        ) {
+            return [a, b, c, d];
         }
         assert!(
             Instant::now() < deadline,
-            "{:?}: no peer connected within 30 s",
-            s.browser
+            "{:?}: no peer connected within 30 s (timings: {v}; peers: {})",
+            s.browser,
+            s.client
+                .execute(
+                    "return JSON.stringify(window.swarmdrop ? window.swarmdrop.peers() : null)",
+                    vec![]
+                )
+                .await
+                .unwrap_or_default()
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -54,13 +66,24 @@ async fn join_time() {
     for browser in [Browser::Chromium, Browser::Firefox] {
         let joiner = Session::start(browser).await;
         let mut times = Vec::new();
+        let mut steps: [Vec<f64>; 4] = Default::default();
         for _ in 0..joins() {
             joiner.client.goto(&link).await.expect("open the page");
-            times.push(first_connected_ms(&joiner).await);
+            let t = timings(&joiner).await;
+            times.push(t[3]);
+            // The steps: page → script, script → wasm ready, → joined, → connected.
+            let mut prev = 0.0;
+            for (i, at) in t.iter().enumerate() {
+                steps[i].push(at - prev);
+                prev = *at;
+            }
             // Leave cleanly before the next join (the page leaves on pagehide).
             joiner.client.goto("about:blank").await.expect("leave");
         }
         times.sort_by(f64::total_cmp);
+        for s in &mut steps {
+            s.sort_by(f64::total_cmp);
+        }
         let name = format!("{browser:?}").to_lowercase();
         report.insert(
             name,
@@ -70,6 +93,12 @@ async fn join_time() {
                 "p99_ms": percentile(&times, 0.99),
                 "min_ms": times[0],
                 "max_ms": times[times.len() - 1],
+                "steps_p50_ms": {
+                    "page_to_script": percentile(&steps[0], 0.5),
+                    "wasm_load": percentile(&steps[1], 0.5),
+                    "signaling_join": percentile(&steps[2], 0.5),
+                    "to_connected": percentile(&steps[3], 0.5),
+                },
             }),
         );
         joiner.close().await;

@@ -96,9 +96,13 @@ function addChat(who, text, mine) {
   log.scrollTop = log.scrollHeight;
 }
 
+// Page open → each step of joining, in ms (performance.now), for `cargo xtask bench join`.
+window.swarmdropTimings = { scriptMs: performance.now(), wasmMs: null, joinedMs: null, firstConnectedMs: null };
+
 async function main() {
   try {
     await init();
+    window.swarmdropTimings.wasmMs = performance.now();
   } catch (e) {
     show("version", `failed to load: ${e}`, "error");
     return;
@@ -112,6 +116,7 @@ async function main() {
   let swarm;
   try {
     swarm = await Swarm.join({ signal, room });
+    window.swarmdropTimings.joinedMs = performance.now();
   } catch (e) {
     show("signal-state", `failed: ${e.message ?? e}`, "error");
     return;
@@ -124,13 +129,15 @@ async function main() {
     show("peer-id", swarm.id ?? "–");
   });
   for (const ev of ["peer-joined", "peer-left", "peer-state"]) swarm.on(ev, () => renderPeers(swarm));
-  // Page open → first peer connected (data channel open and hello), for `cargo xtask bench join`.
-  window.swarmdropTimings = { firstConnectedMs: null };
-  swarm.on("peer-state", ({ state }) => {
-    if (state === "connected" && window.swarmdropTimings.firstConnectedMs === null) {
+  // Page open → first peer connected (data channel open and hello).
+  const connected = () => {
+    if (window.swarmdropTimings.firstConnectedMs === null) {
       window.swarmdropTimings.firstConnectedMs = performance.now();
     }
-  });
+  };
+  swarm.on("peer-state", ({ state }) => { if (state === "connected") connected(); });
+  // A peer may have connected before `join` resolved.
+  if (swarm.peers().some((p) => p.state === "connected")) connected();
   swarm.on("error", ({ message }) => console.warn("swarmdrop:", message));
   swarm.on("message", ({ from, data }) => {
     if (typeof data === "string") addChat(from, data, false);

@@ -320,11 +320,10 @@ impl Cluster {
             let [k1, k2, k3] = self.room_keys(room);
             let mine: Vec<String> = state
                 .hub
-                .local_rooms()
-                .into_iter()
-                .find(|(r, _)| r == room)
-                .map(|(_, ids)| ids.iter().map(|p| p.as_str().to_string()).collect())
-                .unwrap_or_default();
+                .local_members(room)
+                .iter()
+                .map(|p| p.as_str().to_string())
+                .collect();
             let res: Result<Vec<String>, _> = self
                 .sync
                 .key(k1)

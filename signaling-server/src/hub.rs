@@ -449,6 +449,22 @@ impl Hub {
             .collect()
     }
 
+    /// The local members of `room`.
+    pub(crate) fn local_members(&self, room: &RoomName) -> Vec<PeerId> {
+        let inner = self.lock();
+        inner
+            .rooms
+            .get(room)
+            .map(|peers| {
+                peers
+                    .iter()
+                    .filter(|m| m.outbox().is_some())
+                    .map(|m| m.id.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Other instances with members in `room`, or in any room.
     pub(crate) fn instances(&self, room: Option<&RoomName>) -> Vec<Arc<str>> {
         let inner = self.lock();

@@ -953,12 +953,14 @@ impl Swarm {
             }
         };
         futures::pin_mut!(welcome, failed);
-        match futures::future::select(welcome, failed).await {
-            futures::future::Either::Left((Ok(()), _)) => {
-                // Stored files resume (and are served) from the start.
-                files::open_store(&shared, &storage).await;
-                Ok(Swarm { shared })
-            }
+        // The store opens (and stored files resume, served from the start) while signaling
+        // connects, so neither waits for the other.
+        let (joined, ()) = futures::join!(
+            futures::future::select(welcome, failed),
+            files::open_store(&shared, &storage)
+        );
+        match joined {
+            futures::future::Either::Left((Ok(()), _)) => Ok(Swarm { shared }),
             futures::future::Either::Left((Err(e), _)) => {
                 leave(&shared);
                 Err(WebError::Signal(e))

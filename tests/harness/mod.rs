@@ -366,13 +366,17 @@ pub async fn call(s: &Session, expr: String) -> Value {
     v
 }
 
-/// A fresh browser on the benchmark page (`www/bench/`), allowed long-running
-/// scripts (large transfers).
+/// A fresh browser on the benchmark page (`www/bench/`), allowed long-running scripts (large
+/// transfers): 900 s, or `SWARMDROP_BENCH_SCRIPT_SECS` (quick runs fail fast if anything hangs).
 pub async fn bench_page(server: &Server, browser: Browser) -> Session {
     let s = Session::start(browser).await;
+    let secs = std::env::var("SWARMDROP_BENCH_SCRIPT_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(900);
     s.client
         .update_timeouts(fantoccini::wd::TimeoutConfiguration::new(
-            Some(Duration::from_secs(900)),
+            Some(Duration::from_secs(secs)),
             Some(Duration::from_secs(60)),
             Some(Duration::from_secs(0)),
         ))

@@ -487,7 +487,11 @@ fn http_get(port: u16, path: &str) -> String {
 }
 
 /// Runs one browser benchmark test (tests/bench_*.rs) and returns the JSON it printed.
-fn browser_bench(test: &str, env: &[(&str, String)]) -> Result<serde_json::Value, String> {
+fn browser_bench(
+    test: &str,
+    env: &[(&str, String)],
+    quick: bool,
+) -> Result<serde_json::Value, String> {
     tools::ensure(tools::Need::All)?;
     build_pkg()?;
     let server = crate::build_server(false)?;
@@ -507,6 +511,10 @@ fn browser_bench(test: &str, env: &[(&str, String)]) -> Result<serde_json::Value
         ],
     );
     c.env("SWARMDROP_SERVER_BIN", &server);
+    if quick {
+        // Small transfers: a script still running after this long is stuck.
+        c.env("SWARMDROP_BENCH_SCRIPT_SECS", "180");
+    }
     for (k, v) in env {
         c.env(k, v);
     }
@@ -532,16 +540,30 @@ fn join(quick: bool) -> Result<Vec<Row>, String> {
     let v = browser_bench(
         "bench_join",
         &[("SWARMDROP_BENCH_JOINS", joins.to_string())],
+        quick,
     )?;
     let mut rows = Vec::new();
     for browser in ["chromium", "firefox"] {
         let b = &v[browser];
+        let st = &b["steps_p50_ms"];
+        let step = |k: &str| st[k].as_f64().unwrap_or(f64::NAN);
         for (p, goal) in [("p50_ms", 300.0), ("p99_ms", 1000.0)] {
             rows.push(Row {
                 figure: format!(
-                    "{browser} joins a Chromium peer: page open → connected, {} ({} joins)",
+                    "{browser} joins a Chromium peer: page open → connected, {} ({} joins){}",
                     &p[..3],
-                    b["joins"]
+                    b["joins"],
+                    if p == "p50_ms" {
+                        format!(
+                            " — steps p50: page→script {:.0}, wasm {:.0}, join {:.0}, connect {:.0} ms",
+                            step("page_to_script"),
+                            step("wasm_load"),
+                            step("signaling_join"),
+                            step("to_connected")
+                        )
+                    } else {
+                        String::new()
+                    }
                 ),
                 ours: b[p].as_f64().unwrap_or(f64::NAN),
                 baseline: goal,
@@ -569,6 +591,7 @@ fn transfer(quick: bool) -> Result<Vec<Row>, String> {
             ("SWARMDROP_BENCH_PAIRS", pairs.to_string()),
             ("SWARMDROP_BENCH_MULTI", multi.to_string()),
         ],
+        quick,
     )?;
     let num = |r: &serde_json::Value, k: &str| r[k].as_f64().unwrap_or(f64::NAN);
     Ok(v.as_array()
@@ -669,6 +692,7 @@ fn webtorrent(quick: bool) -> Result<Vec<Row>, String> {
             ("SWARMDROP_BENCH_MULTI", "0".to_string()),
             ("SWARMDROP_WT_TRACKER", url),
         ],
+        quick,
     )?;
     drop(tracker);
     let num = |r: &serde_json::Value, k: &str| r[k].as_f64().unwrap_or(f64::NAN);
@@ -705,6 +729,7 @@ fn memory(quick: bool) -> Result<Vec<Row>, String> {
     let v = browser_bench(
         "bench_memory",
         &[("SWARMDROP_BENCH_MEMORY_MIB", mib.to_string())],
+        quick,
     )?;
     let num = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
     Ok(vec![
