@@ -136,8 +136,9 @@ async function main() {
     }
   };
   swarm.on("peer-state", ({ state }) => { if (state === "connected") connected(); });
-  // A peer may have connected before `join` resolved.
-  if (swarm.peers().some((p) => p.state === "connected")) connected();
+  // A peer may have connected before `join` resolved (while the store opened): its time.
+  const early = swarm.peers().map((p) => p.connectedAt).filter((t) => t !== null);
+  if (early.length > 0) window.swarmdropTimings.firstConnectedMs = Math.min(...early);
   swarm.on("error", ({ message }) => console.warn("swarmdrop:", message));
   swarm.on("message", ({ from, data }) => {
     if (typeof data === "string") addChat(from, data, false);

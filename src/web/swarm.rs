@@ -84,6 +84,8 @@ struct PeerHandle {
     route: Route,
     rtt_ms: Option<f64>,
     safety: Option<String>,
+    /// When it became connected (`performance.now()`, ms).
+    connected_at: Option<f64>,
 }
 
 struct Listener {
@@ -339,6 +341,7 @@ fn create_peer(shared: &Shared, id: PeerId, offerer: bool) {
             route: Route::Unknown,
             rtt_ms: None,
             safety: None,
+            connected_at: None,
         },
     );
     spawn_local(peer_events(Rc::clone(shared), id.clone(), gen, events));
@@ -578,6 +581,9 @@ fn on_event(shared: &Shared, e: SwarmEvent) {
         SwarmEvent::PeerState(id, state, reason) => {
             match state {
                 PeerState::Connected => {
+                    if let Some(h) = shared.borrow_mut().peers.get_mut(&id) {
+                        h.connected_at.get_or_insert_with(performance_now);
+                    }
                     let channel = shared
                         .borrow()
                         .peers
@@ -696,7 +702,7 @@ impl Swarm {
         self.shared.borrow().machine.signal_state().as_str().into()
     }
 
-    /// Every known peer: `[{ id, state, route, rttMs, safetyNumber }]`.
+    /// Every known peer: `[{ id, state, route, rttMs, safetyNumber, connectedAt }]`.
     pub fn peers(&self) -> js_sys::Array {
         let inner = self.shared.borrow();
         inner
@@ -717,6 +723,12 @@ impl Swarm {
                             .map_or(JsValue::NULL, JsValue::from),
                     ),
                     ("safetyNumber", opt_str(h.and_then(|h| h.safety.as_deref()))),
+                    (
+                        "connectedAt",
+                        h.and_then(|h| h.connected_at)
+                            .filter(|_| state == PeerState::Connected)
+                            .map_or(JsValue::NULL, JsValue::from),
+                    ),
                 ])
             })
             .collect()
