@@ -220,6 +220,14 @@ impl Cluster {
         ]
     }
 
+    /// `script` with a room's keys (as JOIN and SYNC take them) and the room as first argument.
+    fn for_room<'a>(&self, script: &'a Script, room: &RoomName) -> redis::ScriptInvocation<'a> {
+        let [k1, k2, k3] = self.room_keys(room);
+        let mut inv = script.key(k1);
+        inv.key(k2).key(k3).arg(room.as_str());
+        inv
+    }
+
     fn conn(&self) -> Option<MultiplexedConnection> {
         self.conn.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
@@ -268,13 +276,8 @@ impl Cluster {
         let cfg = &state.config;
         let _one = self.membership.lock().await;
         if let Some(mut conn) = self.conn() {
-            let [k1, k2, k3] = self.room_keys(room);
             let res: Result<Vec<String>, _> = self
-                .join
-                .key(k1)
-                .key(k2)
-                .key(k3)
-                .arg(room.as_str())
+                .for_room(&self.join, room)
                 .arg(member.id.as_str())
                 .arg(&*self.id)
                 .arg(cfg.max_room_peers)
@@ -317,7 +320,6 @@ impl Cluster {
         let _one = self.membership.lock().await;
         let mut others = state.hub.leave(room, id);
         if let Some(mut conn) = self.conn() {
-            let [k1, k2, k3] = self.room_keys(room);
             let mine: Vec<String> = state
                 .hub
                 .local_members(room)
@@ -325,11 +327,7 @@ impl Cluster {
                 .map(|p| p.as_str().to_string())
                 .collect();
             let res: Result<Vec<String>, _> = self
-                .sync
-                .key(k1)
-                .key(k2)
-                .key(k3)
-                .arg(room.as_str())
+                .for_room(&self.sync, room)
                 .arg(&*self.id)
                 .arg(mine)
                 .invoke_async(&mut conn)
@@ -479,13 +477,8 @@ impl Cluster {
             }
         }
         for (room, ids) in rooms {
-            let [k1, k2, k3] = self.room_keys(&room);
             let v: Vec<String> = self
-                .sync
-                .key(k1)
-                .key(k2)
-                .key(k3)
-                .arg(room.as_str())
+                .for_room(&self.sync, &room)
                 .arg(&*self.id)
                 .arg(ids.iter().map(PeerId::as_str).collect::<Vec<_>>())
                 .invoke_async(conn)

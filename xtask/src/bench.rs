@@ -296,8 +296,8 @@ fn load(
     serde_json::from_str(text.trim()).map_err(|e| format!("signal-load output {text:?}: {e}"))
 }
 
-/// The signaling server under load, against matchbox_server 0.15 in the same run.
-fn signal(quick: bool) -> Result<Vec<Row>, String> {
+/// Builds the release server and the load generator.
+fn build_load() -> Result<(), String> {
     run_cmd(
         "building the server and load generator",
         &mut cmd(
@@ -311,7 +311,12 @@ fn signal(quick: bool) -> Result<Vec<Row>, String> {
                 "load",
             ],
         ),
-    )?;
+    )
+}
+
+/// The signaling server under load, against matchbox_server 0.15 in the same run.
+fn signal(quick: bool) -> Result<Vec<Row>, String> {
+    build_load()?;
     let bin = root().join("target").join("release");
     let (ours, port) = start_signal(&[])?;
     let a = load(
@@ -392,20 +397,7 @@ fn signal(quick: bool) -> Result<Vec<Row>, String> {
 
 /// Relaying across two instances sharing rooms through Redis, against one instance, same run.
 fn signal_instances(quick: bool) -> Result<Vec<Row>, String> {
-    run_cmd(
-        "building the server and load generator",
-        &mut cmd(
-            "cargo",
-            &[
-                "build",
-                "--release",
-                "--package",
-                "swarmdrop-signal",
-                "--features",
-                "load",
-            ],
-        ),
-    )?;
+    build_load()?;
     tools::ensure(tools::Need::All)?; // redis-server
     let loadgen = root().join("target").join("release").join("signal-load");
     let (single, port) = start_signal(&[])?;
