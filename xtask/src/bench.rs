@@ -162,7 +162,15 @@ fn machine() -> String {
                 .map(|m| m.trim().to_string())
         })
         .unwrap_or_else(|| "unknown CPU".into());
-    format!("{cores} cores, {cpu}")
+    let mut out = format!("{cores} cores, {cpu}");
+    // The browsers the browser benchmarks ran in.
+    for browser in ["chromium", "firefox-esr"] {
+        if let Some(v) = crate::tools_output(browser, &["--version"]) {
+            out.push_str(", ");
+            out.push_str(v.trim());
+        }
+    }
+    out
 }
 
 /// A server process for a benchmark, killed on drop.
