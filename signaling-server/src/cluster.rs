@@ -537,7 +537,12 @@ impl Cluster {
             Ok(n) => n,
             Err(e) => {
                 state.metrics.reject("redis-bad-note");
-                tracing::warn!("redis: ignored a malformed note: {e}");
+                // Not the error text: it may quote a piece of the note, i.e. of a payload.
+                tracing::warn!(
+                    "redis: ignored a malformed note ({:?} error at column {})",
+                    e.classify(),
+                    e.column()
+                );
                 return;
             }
         };
