@@ -40,13 +40,7 @@ async fn chromium_and_firefox_meet_through_the_page_and_chat() {
     // Each lists the other as connected, with the same safety number.
     let mut safety = Vec::new();
     for (s, other) in [(&chromium, &ids[1]), (&firefox, &ids[0])] {
-        let row = format!("li[data-peer=\"{other}\"]");
-        s.wait_state(
-            &format!("{row} .state"),
-            "connected",
-            Duration::from_secs(20),
-        )
-        .await;
+        let row = s.wait_connected_to(other).await;
         let number = s
             .wait_text(&format!("{row} .safety"), Duration::from_secs(10))
             .await;

@@ -33,13 +33,7 @@ async fn chromium_on_one_instance_and_firefox_on_another_connect_directly() {
         ids.push(s.text("#peer-id").await);
     }
     for (s, other) in [(&chromium, &ids[1]), (&firefox, &ids[0])] {
-        let row = format!("li[data-peer=\"{other}\"]");
-        s.wait_state(
-            &format!("{row} .state"),
-            "connected",
-            Duration::from_secs(20),
-        )
-        .await;
+        let row = s.wait_connected_to(other).await;
         // Loopback host candidates: a direct route, not through any server.
         s.wait_state(&format!("{row} .route"), "direct", Duration::from_secs(10))
             .await;

@@ -311,6 +311,18 @@ impl Session {
         }
     }
 
+    /// Waits until the page lists peer `id` as connected; returns the CSS selector of its row.
+    pub async fn wait_connected_to(&self, id: &str) -> String {
+        let row = format!("li[data-peer=\"{id}\"]");
+        self.wait_state(
+            &format!("{row} .state"),
+            "connected",
+            Duration::from_secs(20),
+        )
+        .await;
+        row
+    }
+
     /// Types `text` into the chat box and sends it.
     pub async fn chat(&self, text: &str) {
         let input = self
