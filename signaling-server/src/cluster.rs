@@ -246,12 +246,21 @@ impl Cluster {
         self.lost.notify_waiters();
     }
 
-    /// Queues `note` for instance `to`; false if the queue is full.
-    fn send(&self, to: &Arc<str>, note: &Note) -> bool {
-        match serde_json::to_string(note) {
-            Ok(text) => self.publish.try_send((Arc::clone(to), text)).is_ok(),
-            Err(_) => false,
+    /// Queues `note` (encoded once) for each instance in `to`; false if it could not be queued
+    /// for all (the queue is full).
+    fn send<'a>(&self, to: impl IntoIterator<Item = &'a Arc<str>>, note: &Note) -> bool {
+        let Ok(text) = serde_json::to_string(note) else {
+            return false;
+        };
+        // Every instance gets its copy, even after one did not fit.
+        let mut all = true;
+        for inst in to {
+            all &= self
+                .publish
+                .try_send((Arc::clone(inst), text.clone()))
+                .is_ok();
         }
+        all
     }
 
     fn note(&self, k: Kind, room: &RoomName, peers: Vec<PeerId>) -> Note {
@@ -291,9 +300,7 @@ impl Cluster {
                         let id = member.id.clone();
                         let present = state.hub.join_shared(room, member, &remotes);
                         let note = self.note(Kind::Joined, room, vec![id]);
-                        for inst in state.hub.instances(Some(room)) {
-                            self.send(&inst, &note);
-                        }
+                        self.send(&state.hub.instances(Some(room)), &note);
                         return Ok(present);
                     }
                     Some("full") => return Err(ErrorCode::RoomFull),
@@ -343,10 +350,7 @@ impl Cluster {
                 Err(e) => self.failed(state, "leave", &e),
             }
         }
-        let note = self.note(Kind::Left, room, vec![id.clone()]);
-        for inst in others {
-            self.send(&inst, &note);
-        }
+        self.send(&others, &self.note(Kind::Left, room, vec![id.clone()]));
     }
 
     /// Relays `data` from local `from` to `to` on instance `inst`.
@@ -364,7 +368,7 @@ impl Cluster {
         let mut note = self.note(Kind::Signal, room, vec![from.clone()]);
         note.to = Some(to.clone());
         note.data = Some(data);
-        if self.send(inst, &note) {
+        if self.send([inst], &note) {
             Ok(())
         } else {
             Err(ErrorCode::Unavailable)
@@ -501,8 +505,8 @@ impl Cluster {
                 if !theirs.is_empty() {
                     state.hub.remote_roster(&room, inst, &theirs);
                 }
-                self.send(inst, &self.note(Kind::Roster, &room, ids.clone()));
             }
+            self.send(&insts, &self.note(Kind::Roster, &room, ids));
         }
         Ok(())
     }

@@ -173,9 +173,9 @@ fn tell_locals(peers: &[Member], msg: ServerMessage) {
 }
 
 /// Distinct instances among the remote members of `peers`.
-fn instances_of(peers: &[Member]) -> Vec<Arc<str>> {
+fn instances_of<'a>(peers: impl IntoIterator<Item = &'a Member>) -> Vec<Arc<str>> {
     let mut out: Vec<Arc<str>> = Vec::new();
-    for i in peers.iter().filter_map(Member::instance) {
+    for i in peers.into_iter().filter_map(Member::instance) {
         if !out.contains(i) {
             out.push(Arc::clone(i));
         }
@@ -289,15 +289,7 @@ impl Hub {
         if peers.len() >= max_peers {
             return Err(ErrorCode::RoomFull);
         }
-        tell_locals(
-            peers,
-            ServerMessage::PeerJoined {
-                id: member.id.clone(),
-            },
-        );
-        let present = peers.iter().map(|m| m.id.clone()).collect();
-        peers.push(member);
-        Ok(present)
+        Ok(enter(peers, member))
     }
 
     /// Adds local `member` to `room` after Redis admitted it (limits were checked there), with
@@ -313,15 +305,7 @@ impl Hub {
         for (id, inst) in remotes {
             add_remote(peers, id, inst);
         }
-        tell_locals(
-            peers,
-            ServerMessage::PeerJoined {
-                id: member.id.clone(),
-            },
-        );
-        let present = peers.iter().map(|m| m.id.clone()).collect();
-        peers.push(member);
-        present
+        enter(peers, member)
     }
 
     /// Removes local `id` from `room` and tells the others; the room goes when no local member
@@ -337,7 +321,7 @@ impl Hub {
             return Vec::new();
         }
         tell_locals(peers, ServerMessage::PeerLeft { id: id.clone() });
-        let others = instances_of(peers);
+        let others = instances_of(peers.iter());
         if peers.iter().all(|m| m.outbox().is_none()) {
             inner.rooms.remove(room);
         }
@@ -469,17 +453,23 @@ impl Hub {
     pub(crate) fn instances(&self, room: Option<&RoomName>) -> Vec<Arc<str>> {
         let inner = self.lock();
         match room {
-            Some(r) => inner
-                .rooms
-                .get(r)
-                .map(|p| instances_of(p))
-                .unwrap_or_default(),
-            None => {
-                let all: Vec<Member> = inner.rooms.values().flatten().cloned().collect();
-                instances_of(&all)
-            }
+            Some(r) => inner.rooms.get(r).map(instances_of).unwrap_or_default(),
+            None => instances_of(inner.rooms.values().flatten()),
         }
     }
+}
+
+/// Tells the room's local members that `member` joined and adds it; returns who was there.
+fn enter(peers: &mut Vec<Member>, member: Member) -> Vec<PeerId> {
+    tell_locals(
+        peers,
+        ServerMessage::PeerJoined {
+            id: member.id.clone(),
+        },
+    );
+    let present = peers.iter().map(|m| m.id.clone()).collect();
+    peers.push(member);
+    present
 }
 
 /// Mirrors remote peer `id` of instance `inst` in a room and tells the local members, unless
