@@ -47,7 +47,11 @@ function rawConnect(roomName) {
     };
     ws.onopen = () => ws.send(JSON.stringify({ type: "join", room: roomName, v: 1 }));
     ws.onerror = () => reject(new Error("raw signaling failed"));
-    ws.onmessage = async (ev) => {
+    // One message at a time: a candidate handled while the offer or answer is still being set
+    // would be refused and lost, and ICE could then fail with nobody retrying.
+    let queue = Promise.resolve();
+    ws.onmessage = (ev) => { queue = queue.then(() => handle(ev)).catch((e) => log(`raw: ${e}`)); };
+    const handle = async (ev) => {
       const m = JSON.parse(ev.data);
       if (m.type === "welcome") {
         me = m.id;
@@ -64,7 +68,7 @@ function rawConnect(roomName) {
         } else if (d.kind === "answer") {
           await pc.setRemoteDescription({ type: "answer", sdp: d.sdp });
         } else if (d.kind === "candidate") {
-          await pc.addIceCandidate({ candidate: d.candidate, sdpMid: d.sdpMid, sdpMLineIndex: d.sdpMLineIndex }).catch(() => {});
+          await pc.addIceCandidate({ candidate: d.candidate, sdpMid: d.sdpMid, sdpMLineIndex: d.sdpMLineIndex });
         }
       }
     };
