@@ -714,12 +714,16 @@ impl Swarm {
                     }
                 }
                 PeerState::Reconnecting => {
-                    self.drop_peer(
-                        &id,
-                        PeerState::Failed,
-                        "connection lost (ICE restart failed)",
-                    );
-                    self.rebalance_at(now);
+                    // Still in the room: failed like any other connection, so it is tried
+                    // again later with a fresh one. Gone from the room: gone.
+                    let reason = "connection lost (ICE restart failed)";
+                    if p.signal_id.is_some() {
+                        p.restarts = 0;
+                        self.fail(&id, reason.into(), now);
+                    } else {
+                        self.drop_peer(&id, PeerState::Failed, reason);
+                        self.rebalance_at(now);
+                    }
                 }
                 PeerState::Failed => {
                     // Its retry time: start over as a peer in the room.

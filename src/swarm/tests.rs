@@ -558,15 +558,44 @@ fn ice_disconnect_grace_then_one_restart() {
     // The restart's answer reconnects ICE (the fake network reports Connected).
     assert_eq!(w.nodes[0].swarm.peer_state(&b), Some(PeerState::Connected));
 
-    // ICE never comes back: one restart, then the peer is dropped.
+    // ICE never comes back: one restart, then the connection has failed.
     w.nodes[1].mute = true;
     w.input(0, Input::Ice(b.clone(), IceState::Disconnected));
     w.advance(5 * S);
     assert_eq!(w.nodes[0].restarts, 2);
     w.advance(11 * S);
-    assert_eq!(w.nodes[0].swarm.peer_state(&b), None);
+    assert_eq!(w.nodes[0].swarm.peer_state(&b), Some(PeerState::Failed));
     assert!(w.nodes[0].events.iter().any(|e| matches!(e,
-        SwarmEvent::PeerLeft(id, r) if *id == b && r.contains("ICE restart failed"))));
+        SwarmEvent::PeerState(id, PeerState::Failed, Some(r)) if *id == b && r.contains("ICE restart failed"))));
+    assert!(
+        !w.nodes[0]
+            .events
+            .iter()
+            .any(|e| matches!(e, SwarmEvent::PeerLeft(id, _) if *id == b)),
+        "it is still in the room"
+    );
+    // It is still in the room, so once the network is back it is tried again, from scratch.
+    w.nodes[1].mute = false;
+    w.advance(60 * S);
+    assert_eq!(w.nodes[0].swarm.peer_state(&b), Some(PeerState::Connected));
+    assert_eq!(w.nodes[1].swarm.peer_state(&a), Some(PeerState::Connected));
+}
+
+#[test]
+fn ice_restart_failed_peer_that_left_is_dropped() {
+    let mut w = World::new(2, 20);
+    w.join_all();
+    let b = w.connected(0)[0].clone();
+    w.nodes[1].mute = true;
+    w.input(0, Input::Ice(b.clone(), IceState::Disconnected));
+    w.advance(5 * S);
+    // It leaves the room (the server says so) while the restart is pending.
+    w.input(
+        0,
+        Input::Server(crate::signal::ServerMessage::PeerLeft { id: b.clone() }),
+    );
+    w.advance(20 * S);
+    assert_eq!(w.nodes[0].swarm.peer_state(&b), None);
 }
 
 #[test]
