@@ -46,8 +46,10 @@ impl Default for Config {
 /// Something the driver tells the engine.
 #[derive(Debug)]
 pub enum Input {
-    /// A data channel to `peer` opened.
-    PeerUp(PeerId),
+    /// A data channel to `peer` opened that carries frames of at most this many bytes (the
+    /// channel's `maxMessageSize` less the driver's own framing). Blocks served to it are sent
+    /// in frames that fit.
+    PeerUp(PeerId, usize),
     /// The data channel to `peer` closed.
     PeerDown(PeerId),
     /// A frame arrived from `peer`.
@@ -219,8 +221,10 @@ impl File {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct PeerState {
+    /// The largest frame its channel carries.
+    max_frame: usize,
     inflight: usize,
     /// Sent bad data: never asked again.
     banned: bool,
@@ -231,6 +235,9 @@ struct PeerState {
 #[derive(Debug, Clone, Copy)]
 struct Sent {
     at: Time,
+    /// Bytes of the block that arrived so far (a peer whose channel carries smaller messages
+    /// sends a block in several frames).
+    got: u32,
 }
 
 /// The file engine. See the module docs.
@@ -391,8 +398,14 @@ impl Engine {
     /// Handles one input at `now`.
     pub fn handle(&mut self, input: Input, now: Time) {
         match input {
-            Input::PeerUp(peer) => {
-                self.peers.entry(peer.clone()).or_default();
+            Input::PeerUp(peer, max_frame) => {
+                let ps = self.peers.entry(peer.clone()).or_insert(PeerState {
+                    max_frame,
+                    inflight: 0,
+                    banned: false,
+                    strikes: 0,
+                });
+                ps.max_frame = max_frame;
                 let frames: Vec<Frame> = self
                     .files
                     .iter()
@@ -474,17 +487,36 @@ impl Engine {
                 self.schedule(now);
             }
             Input::BlockRead(peer, id, block, data) => {
-                if self.serving.remove(&(peer.clone(), id, block)) && self.peers.contains_key(&peer)
-                {
-                    self.send(
-                        &peer,
-                        Frame::Block {
-                            id,
-                            piece: block.piece,
-                            offset: block.offset,
-                            data,
-                        },
-                    );
+                let Some(max_frame) = self.peers.get(&peer).map(|p| p.max_frame) else {
+                    return;
+                };
+                if self.serving.remove(&(peer.clone(), id, block)) {
+                    // In frames that fit the peer's channel (one, in every current browser).
+                    let room = max_frame
+                        .saturating_sub(super::wire::BLOCK_OVERHEAD)
+                        .max(1024);
+                    if data.len() <= room {
+                        return self.send(
+                            &peer,
+                            Frame::Block {
+                                id,
+                                piece: block.piece,
+                                offset: block.offset,
+                                data,
+                            },
+                        );
+                    }
+                    for (i, part) in data.chunks(room).enumerate() {
+                        self.send(
+                            &peer,
+                            Frame::Block {
+                                id,
+                                piece: block.piece,
+                                offset: block.offset + (i * room) as u32,
+                                data: part.to_vec(),
+                            },
+                        );
+                    }
                 }
             }
             Input::ReadFailed(peer, id, block) => {
@@ -690,7 +722,10 @@ impl Engine {
                 };
                 let bytes = m.encode();
                 let total = bytes.len() as u32;
-                let part = (self.config.block as usize).max(1024);
+                let room = self.peers.get(peer).map_or(0, |p| p.max_frame);
+                let part = room
+                    .saturating_sub(super::wire::MANIFEST_PART_OVERHEAD)
+                    .clamp(1024, self.config.block as usize);
                 for (i, chunk) in bytes.chunks(part).enumerate() {
                     self.send(
                         peer,
@@ -864,30 +899,54 @@ impl Engine {
         data: Vec<u8>,
         now: Time,
     ) {
-        let block = BlockRef {
-            piece,
-            offset,
-            len: data.len() as u32,
+        let block_size = self.config.block;
+        // The block of ours this data belongs to: the whole block, or a part of it from a peer
+        // whose channel carries smaller messages.
+        let block = {
+            let Some(m) = self.files.get(&id).and_then(|f| f.manifest.as_ref()) else {
+                return;
+            };
+            if piece >= m.pieces() {
+                return;
+            }
+            let b = block_ref(m, piece, offset / block_size, block_size);
+            let end = u64::from(offset) + data.len() as u64;
+            if data.is_empty()
+                || b.offset >= m.piece_len(piece)
+                || end > u64::from(b.offset + b.len)
+            {
+                return;
+            }
+            b
         };
         // Only blocks we asked this peer for are taken.
         let Some(asked) = self.requests.get_mut(&(id, block)) else {
             return;
         };
-        if asked.remove(peer).is_none() {
+        let Some(sent) = asked.get_mut(peer) else {
             return;
-        }
-        let others: Vec<PeerId> = std::mem::take(asked).into_keys().collect();
-        self.requests.remove(&(id, block));
-        for p in [peer].into_iter().chain(others.iter()) {
-            if let Some(ps) = self.peers.get_mut(p) {
-                ps.inflight = ps.inflight.saturating_sub(1);
+        };
+        sent.got = sent.got.saturating_add(data.len() as u32);
+        let whole = sent.got >= block.len;
+        let others: Vec<PeerId> = if whole {
+            asked.remove(peer);
+            let others = std::mem::take(asked).into_keys().collect();
+            self.requests.remove(&(id, block));
+            others
+        } else {
+            Vec::new()
+        };
+        if whole {
+            for p in [peer].into_iter().chain(others.iter()) {
+                if let Some(ps) = self.peers.get_mut(p) {
+                    ps.inflight = ps.inflight.saturating_sub(1);
+                }
             }
         }
         // Endgame duplicates still in flight elsewhere: cancel them.
         for p in &others {
             self.send(p, Frame::Cancel { id, block });
         }
-        let block_size = self.config.block;
         let Some(f) = self.files.get_mut(&id) else {
             return;
         };
@@ -897,10 +956,17 @@ impl Engine {
         };
         let b = (offset / block_size) as usize;
         if b < p.got.len() && !p.got[b] {
-            p.got[b] = true;
-            p.missing -= 1;
+            // Every peer whose bytes went into the piece answers for it if its hash fails (a
+            // peer that sends parts that do not add up to the block is caught there too).
             p.buf[offset as usize..offset as usize + data.len()].copy_from_slice(&data);
             p.contributors.insert(peer.clone());
+            if whole {
+                p.got[b] = true;
+                p.missing -= 1;
+            }
+        }
+        if !whole {
+            return;
         }
         if p.missing == 0 {
             let p = f.partial.remove(&piece).expect("present");
@@ -1052,7 +1118,7 @@ impl Engine {
                 self.requests
                     .entry((*id, b))
                     .or_default()
-                    .insert(peer.clone(), Sent { at: now });
+                    .insert(peer.clone(), Sent { at: now, got: 0 });
                 self.peers.get_mut(&peer).expect("present").inflight += 1;
                 self.send(&peer, Frame::Request { id: *id, block: b });
             }

@@ -48,8 +48,14 @@ struct InFlight {
     bytes: Vec<u8>,
 }
 
+/// The largest frame a Chromium data channel carries (256 KiB messages, one byte of tag).
+const CHROMIUM_FRAME: usize = 256 * 1024 - 1;
+
 struct Sim {
     nodes: Vec<Node>,
+    /// The largest frame each node accepts (its channels' maxMessageSize); a larger one
+    /// fails the test.
+    accepts: Vec<usize>,
     /// (from, to) → (latency, bytes per second, time the link is busy until).
     links: HashMap<(usize, usize), (Duration, f64, Time)>,
     queue: BinaryHeap<Reverse<InFlight>>,
@@ -59,6 +65,12 @@ struct Sim {
 
 impl Sim {
     fn new(n: usize) -> Sim {
+        Sim::accepting(&vec![CHROMIUM_FRAME; n])
+    }
+
+    /// A swarm of `accepts.len()` nodes, node `i` taking frames up to `accepts[i]` bytes.
+    fn accepting(accepts: &[usize]) -> Sim {
+        let n = accepts.len();
         let nodes = (0..n)
             .map(|i| Node {
                 engine: Engine::new(Config {
@@ -82,6 +94,7 @@ impl Sim {
         }
         let mut sim = Sim {
             nodes,
+            accepts: accepts.to_vec(),
             links,
             queue: BinaryHeap::new(),
             seq: 0,
@@ -92,7 +105,7 @@ impl Sim {
                 if a != b {
                     sim.nodes[a]
                         .engine
-                        .handle(Input::PeerUp(pid(b)), Duration::ZERO);
+                        .handle(Input::PeerUp(pid(b), accepts[b]), Duration::ZERO);
                 }
             }
         }
@@ -132,6 +145,12 @@ impl Sim {
                     match out {
                         Output::Send(to, bytes) => {
                             let to: usize = to.as_str()[4..].parse().unwrap();
+                            assert!(
+                                bytes.len() <= self.accepts[to],
+                                "node {i} sent a {}-byte frame to node {to}, which takes {}",
+                                bytes.len(),
+                                self.accepts[to]
+                            );
                             if !self.nodes[to].up || !self.nodes[i].up {
                                 continue;
                             }
@@ -323,6 +342,89 @@ fn the_only_full_seeder_leaves_and_partial_peers_finish() {
             .sum();
         assert!(from_partial > 0, "peer {d} fetched from other downloaders");
     }
+}
+
+#[test]
+fn blocks_fit_each_channels_message_limit() {
+    // Node 1 takes messages of 64 KiB at most (the spec's default when the SDP names none),
+    // node 2 only 20 KiB: seeders send them each block in parts that fit, and the manifest too.
+    let data = content(3 * 1024 * 1024 + 777, 11);
+    let m = manifest_of("small-messages.bin", &data);
+    let id = m.id();
+    let mut sim = Sim::accepting(&[CHROMIUM_FRAME, 64 * 1024 - 1, 20 * 1024, CHROMIUM_FRAME]);
+    sim.share(0, &data, &m);
+    sim.share(3, &data, &m);
+    sim.settle();
+    sim.input(1, Input::Download(id));
+    sim.input(2, Input::Download(id));
+    assert!(
+        sim.run_until(Duration::from_secs(60), |s| s.complete(1, &id)
+            && s.complete(2, &id))
+    );
+    assert_eq!(sim.assembled(1, &m), data);
+    assert_eq!(sim.assembled(2, &m), data);
+    // Node 1 serves node 2 in parts too (every frame was checked against its receiver's limit).
+    assert!(sim.nodes[2]
+        .events
+        .iter()
+        .all(|e| !matches!(e, TransferEvent::PeerBanned(..))));
+}
+
+#[test]
+fn a_peer_whose_parts_do_not_add_up_is_banned() {
+    // A peer that sends a block's first part twice (claiming the whole block) leaves a hole:
+    // the piece fails its hash and that peer is banned; the download completes elsewhere.
+    let data = content(2 * 1024 * 1024, 12);
+    let m = manifest_of("f", &data);
+    let id = m.id();
+    let mut sim = Sim::accepting(&[CHROMIUM_FRAME, CHROMIUM_FRAME, 40 * 1024]);
+    sim.share(0, &data, &m);
+    sim.settle();
+    sim.input(2, Input::Download(id));
+    // Run until node 0 has sent some blocks; then replay the first part of a block as if it
+    // were the second.
+    let mut forged = None;
+    for _ in 0..200 {
+        sim.drain();
+        if let Some(Reverse(f)) = sim
+            .queue
+            .iter()
+            .find(|Reverse(f)| f.from == 0 && f.to == 2 && f.bytes.get(1) == Some(&9))
+        {
+            forged = Some(f.bytes.clone());
+            break;
+        }
+        sim.run_until(Duration::from_millis(1), |_| false);
+    }
+    let first = forged.expect("node 0 sent a block part");
+    let Frame::Block {
+        piece,
+        offset,
+        data: part,
+        ..
+    } = Frame::decode(&first).unwrap()
+    else {
+        panic!("a block frame");
+    };
+    let second = Frame::Block {
+        id,
+        piece,
+        offset: offset + part.len() as u32,
+        data: part.clone(),
+    };
+    // Sent by node 0's id, so node 0 is to blame, as its parts were.
+    sim.input(2, Input::Frame(pid(0), second.encode()));
+    sim.share(1, &data, &m);
+    sim.nodes[2]
+        .engine
+        .handle(Input::PeerUp(pid(1), CHROMIUM_FRAME), sim.now);
+    sim.nodes[1]
+        .engine
+        .handle(Input::PeerUp(pid(2), 40 * 1024), sim.now);
+    assert!(sim.run_until(Duration::from_secs(60), |s| s.complete(2, &id)));
+    assert_eq!(sim.assembled(2, &m), data);
+    assert!(sim.nodes[2].events.iter().any(|e| matches!(e,
+        TransferEvent::PeerBanned(p, r) if *p == pid(0) && r.contains("SHA-256"))));
 }
 
 #[test]

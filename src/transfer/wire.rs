@@ -177,8 +177,11 @@ mod ty {
     pub const REJECT: u8 = 11;
 }
 
-/// Bytes of a `Block` frame besides its data.
+/// Bytes of a `Block` frame besides its data (at most).
 pub const BLOCK_OVERHEAD: usize = 2 + 32 + 4 + 4 + 4;
+
+/// Bytes of a `ManifestPart` frame besides its bytes.
+pub const MANIFEST_PART_OVERHEAD: usize = 2 + 32 + 4 + 4 + 4;
 
 struct Writer(Vec<u8>);
 

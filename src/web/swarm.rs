@@ -500,7 +500,7 @@ async fn run_channel(
     feed_peer(&shared, &id, gen, Input::ChannelClosed(id.clone()));
 }
 
-fn obj(pairs: &[(&str, JsValue)]) -> JsValue {
+pub(crate) fn obj(pairs: &[(&str, JsValue)]) -> JsValue {
     let o = js_sys::Object::new();
     for (k, v) in pairs {
         let _ = js_sys::Reflect::set(&o, &JsValue::from_str(k), v);
@@ -584,14 +584,13 @@ fn on_event(shared: &Shared, e: SwarmEvent) {
                     if let Some(h) = shared.borrow_mut().peers.get_mut(&id) {
                         h.connected_at.get_or_insert_with(performance_now);
                     }
-                    let channel = shared
-                        .borrow()
-                        .peers
-                        .get(&id)
-                        .and_then(|h| h.channel.clone());
+                    let channel =
+                        shared.borrow().peers.get(&id).and_then(|h| {
+                            h.channel.clone().map(|ch| (ch, h.pc.max_message_size()))
+                        });
                     let known = shared.borrow().files.has_sender(&id);
-                    if let (Some(ch), false) = (channel, known) {
-                        files::peer_up(shared, &id, ch);
+                    if let (Some((ch, max_message)), false) = (channel, known) {
+                        files::peer_up(shared, &id, ch, max_message);
                     }
                 }
                 PeerState::Closed | PeerState::Failed => files::peer_down(shared, &id),

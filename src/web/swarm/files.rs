@@ -115,8 +115,9 @@ pub(super) fn feed(shared: &Shared, input: TIn) {
     super::pump(shared);
 }
 
-/// Opens a send queue to a newly connected peer and tells the engine.
-pub(super) fn peer_up(shared: &Shared, id: &PeerId, channel: Rc<DataChannel>) {
+/// Opens a send queue to a newly connected peer whose channel carries messages of up to
+/// `max_message` bytes, and tells the engine.
+pub(super) fn peer_up(shared: &Shared, id: &PeerId, channel: Rc<DataChannel>, max_message: usize) {
     let (tx, mut rx) = mpsc::unbounded::<Vec<u8>>();
     shared.borrow_mut().files.senders.insert(id.clone(), tx);
     let weak_ch = Rc::downgrade(&channel);
@@ -129,7 +130,11 @@ pub(super) fn peer_up(shared: &Shared, id: &PeerId, channel: Rc<DataChannel>) {
             }
         }
     });
-    feed(shared, TIn::PeerUp(id.clone()));
+    // Less the tag byte in front of every file frame.
+    feed(
+        shared,
+        TIn::PeerUp(id.clone(), max_message.saturating_sub(1)),
+    );
 }
 
 /// Closes a peer's send queue and tells the engine.
