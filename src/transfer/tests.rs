@@ -101,11 +101,11 @@ impl Sim {
             now: Duration::ZERO,
         };
         for a in 0..n {
-            for b in 0..n {
+            for (b, &takes) in accepts.iter().enumerate() {
                 if a != b {
                     sim.nodes[a]
                         .engine
-                        .handle(Input::PeerUp(pid(b), accepts[b]), Duration::ZERO);
+                        .handle(Input::PeerUp(pid(b), takes), Duration::ZERO);
                 }
             }
         }

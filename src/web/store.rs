@@ -3,9 +3,20 @@
 //! growing file would need), is on disk when its write closes, and a reload finds exactly the
 //! pieces that were verified and stored. A finished file is handed over as a `File` made of the
 //! piece files, which the browser reads from disk when it is saved.
+//!
+//! Pieces are written by a dedicated worker (`piece_writer.js`) through
+//! `FileSystemSyncAccessHandle`s: straight to the file, without the swap file, the rename and
+//! the copy to the browser process that `createWritable()` on the page costs. Where the worker
+//! cannot run, the page writes them itself.
 
 use super::error::WebError;
 use crate::transfer::{id_from_hex, id_hex, Bitfield, FileId, Manifest};
+use futures::channel::oneshot;
+use gloo_events::EventListener;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use wasm_bindgen::prelude::*;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{
@@ -17,28 +28,138 @@ const ROOT: &str = "swarmdrop";
 /// A file written and removed at opening (see [`PieceStore::open`]); never a file id.
 const PROBE: &str = "probe";
 const MANIFEST: &str = "manifest";
+/// The worker's first write (the probe) must be done by then, or the page writes pieces itself.
+const WRITER_START_MS: u32 = 5_000;
+
+#[wasm_bindgen(module = "/src/web/piece_writer.js")]
+extern "C" {
+    /// The URL of the piece writer's module (it starts the worker from itself).
+    #[wasm_bindgen(js_name = pieceWriterUrl)]
+    fn piece_writer_url() -> String;
+}
 
 /// The piece store of this origin.
 pub struct PieceStore {
     root: FileSystemDirectoryHandle,
+    /// The store's folder path from the origin's root, as the worker opens it.
+    path: [String; 2],
+    /// The worker that writes pieces, while it works.
+    writer: Option<PieceWriter>,
+}
+
+/// Answers awaited from the writer, by request number.
+type Pending = Rc<RefCell<HashMap<u32, oneshot::Sender<Result<(), String>>>>>;
+
+/// The dedicated worker that writes pieces (see the module docs); terminated when dropped.
+struct PieceWriter {
+    worker: web_sys::Worker,
+    pending: Pending,
+    next: Cell<u32>,
+    /// Set once the worker failed as a whole (its script, or an uncaught error).
+    broken: Rc<Cell<bool>>,
+    _listeners: [EventListener; 2],
+}
+
+impl PieceWriter {
+    fn start() -> Result<PieceWriter, WebError> {
+        let opts = web_sys::WorkerOptions::new();
+        opts.set_type(web_sys::WorkerType::Module);
+        opts.set_name("swarmdrop piece writer");
+        let worker = web_sys::Worker::new_with_options(&piece_writer_url(), &opts)
+            .map_err(|e| WebError::browser("starting the piece writer", e))?;
+        let pending: Pending = Rc::default();
+        let broken = Rc::new(Cell::new(false));
+        let answers = Rc::clone(&pending);
+        let on_message = EventListener::new(&worker, "message", move |ev| {
+            let Some(data) = ev.dyn_ref::<web_sys::MessageEvent>().map(|e| e.data()) else {
+                return;
+            };
+            let get = |k: &str| js_sys::Reflect::get(&data, &JsValue::from_str(k)).ok();
+            let Some(seq) = get("seq").and_then(|v| v.as_f64()) else {
+                return;
+            };
+            let result = match get("error").and_then(|v| v.as_string()) {
+                Some(e) => Err(e),
+                None => Ok(()),
+            };
+            if let Some(tx) = answers.borrow_mut().remove(&(seq as u32)) {
+                let _ = tx.send(result);
+            }
+        });
+        let (failed, answers) = (Rc::clone(&broken), Rc::clone(&pending));
+        let on_error = EventListener::new(&worker, "error", move |ev| {
+            let message = ev
+                .dyn_ref::<web_sys::ErrorEvent>()
+                .map(|e| e.message())
+                .filter(|m| !m.is_empty())
+                .unwrap_or_else(|| "the piece writer failed".into());
+            tracing::warn!("piece writer: {message}; pieces are written by the page");
+            failed.set(true);
+            for (_, tx) in answers.borrow_mut().drain() {
+                let _ = tx.send(Err(message.clone()));
+            }
+        });
+        Ok(PieceWriter {
+            worker,
+            pending,
+            next: Cell::new(0),
+            broken,
+            _listeners: [on_message, on_error],
+        })
+    }
+
+    /// Writes `data` as file `name` in the folder at `path` (created as needed).
+    async fn write(&self, path: &[&str], name: &str, data: &[u8]) -> Result<(), WebError> {
+        let seq = self.next.get().wrapping_add(1);
+        self.next.set(seq);
+        let (tx, rx) = oneshot::channel();
+        self.pending.borrow_mut().insert(seq, tx);
+        let bytes = js_sys::Uint8Array::from(data);
+        let msg = crate::web::swarm::obj(&[
+            ("seq", JsValue::from_f64(f64::from(seq))),
+            (
+                "path",
+                path.iter()
+                    .map(|p| JsValue::from_str(p))
+                    .collect::<js_sys::Array>()
+                    .into(),
+            ),
+            ("name", JsValue::from_str(name)),
+            ("data", bytes.buffer().into()),
+        ]);
+        let transfer = js_sys::Array::of1(&bytes.buffer());
+        if let Err(e) = self.worker.post_message_with_transfer(&msg, &transfer) {
+            self.pending.borrow_mut().remove(&seq);
+            return Err(WebError::browser("handing a piece to the piece writer", e));
+        }
+        match rx.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(message)) => Err(storage_error("writing a piece", message)),
+            Err(_) => Err(WebError::Closed("piece writer")),
+        }
+    }
+}
+
+impl Drop for PieceWriter {
+    fn drop(&mut self) {
+        self.worker.terminate();
+    }
 }
 
 async fn wait(what: &'static str, p: js_sys::Promise) -> Result<JsValue, WebError> {
-    JsFuture::from(p).await.map_err(|e| {
-        let err = WebError::browser(what, e);
-        // Make the usual failure readable.
-        match &err {
-            WebError::Browser { message, .. }
-                if message.contains("quota") || message.contains("Quota") =>
-            {
-                WebError::Browser {
-                    context: what,
-                    message: format!("the browser's storage for this site is full ({message})"),
-                }
-            }
-            _ => err,
-        }
-    })
+    JsFuture::from(p)
+        .await
+        .map_err(|e| storage_error(what, super::error::describe(&e)))
+}
+
+/// A storage failure, with the usual one (a full quota) made readable.
+fn storage_error(context: &'static str, message: String) -> WebError {
+    let message = if message.contains("quota") || message.contains("Quota") {
+        format!("the browser's storage for this site is full ({message})")
+    } else {
+        message
+    };
+    WebError::Browser { context, message }
 }
 
 fn piece_name(piece: u32) -> String {
@@ -64,18 +185,50 @@ impl PieceStore {
         )
         .await?
         .unchecked_into();
-        let root = wait(
+        let root: FileSystemDirectoryHandle = wait(
             "opening the store",
             app.get_directory_handle_with_options(name, &opts),
         )
         .await?
         .unchecked_into();
+        let path = [ROOT.to_string(), name.to_string()];
         // One small write and its removal now: it checks that storage is writable while the
         // user can still be told (before any download), and it takes the first-use setup of the
-        // origin's storage (up to a second in a fresh profile) off the first download.
-        Self::write(&root, PROBE, b"swarmdrop").await?;
+        // origin's storage (up to a second in a fresh profile) and the worker's start off the
+        // first download. The probe goes through the worker; if that fails, the page writes.
+        let writer = match Self::start_writer(&path).await {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::info!("pieces are written by the page: {e}");
+                Self::write(&root, PROBE, b"swarmdrop").await?;
+                None
+            }
+        };
         wait("removing the storage probe", root.remove_entry(PROBE)).await?;
-        Ok(PieceStore { root })
+        Ok(PieceStore { root, path, writer })
+    }
+
+    /// Starts the piece writer and has it write the probe.
+    async fn start_writer(path: &[String; 2]) -> Result<PieceWriter, WebError> {
+        let w = PieceWriter::start()?;
+        let answered = {
+            let folder = [path[0].as_str(), path[1].as_str()];
+            let probe = w.write(&folder, PROBE, b"swarmdrop");
+            let timer = gloo_timers::future::TimeoutFuture::new(WRITER_START_MS);
+            futures::pin_mut!(probe);
+            match futures::future::select(probe, timer).await {
+                futures::future::Either::Left((result, _)) => result,
+                futures::future::Either::Right(_) => Err(WebError::Storage(format!(
+                    "the piece writer did not answer in {WRITER_START_MS} ms"
+                ))),
+            }
+        };
+        answered.map(|()| w)
+    }
+
+    /// Whether pieces are written by the worker (else by the page).
+    pub fn writes_in_worker(&self) -> bool {
+        self.writer.as_ref().is_some_and(|w| !w.broken.get())
     }
 
     async fn dir(&self, id: &FileId, create: bool) -> Result<FileSystemDirectoryHandle, WebError> {
@@ -137,8 +290,21 @@ impl PieceStore {
 
     /// Stores a verified piece.
     pub async fn write_piece(&self, id: &FileId, piece: u32, data: &[u8]) -> Result<(), WebError> {
-        let dir = self.dir(id, true).await?;
-        Self::write(&dir, &piece_name(piece), data).await
+        match &self.writer {
+            Some(w) if !w.broken.get() => {
+                let folder = id_hex(id);
+                w.write(
+                    &[&self.path[0], &self.path[1], &folder],
+                    &piece_name(piece),
+                    data,
+                )
+                .await
+            }
+            _ => {
+                let dir = self.dir(id, true).await?;
+                Self::write(&dir, &piece_name(piece), data).await
+            }
+        }
     }
 
     /// Reads `len` bytes at `offset` of a stored piece.
