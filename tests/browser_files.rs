@@ -138,6 +138,10 @@ async fn eight_mib_from_a_to_b_and_c_with_c_also_fetching_from_b() {
     let dl_b = b.download(hex(&id)).unwrap();
     let got_b = JsFuture::from(dl_b.done()).await.expect("b's download");
     assert_eq!(file_bytes(got_b).await, data, "b's bytes");
+    // Its pieces were written by the worker (through sync access handles), not the fallback.
+    if let Err(why) = b.pieces_written_in_worker_for_testing() {
+        panic!("b's pieces were written by the page, not the worker: {why}");
+    }
     // B now seeds: C fetches from A and B.
     let dl_c = c.download(hex(&id)).unwrap();
     let got_c = JsFuture::from(dl_c.done()).await.expect("c's download");

@@ -45,6 +45,8 @@ pub struct PieceStore {
     path: [String; 2],
     /// The worker that writes pieces, while it works.
     writer: Option<PieceWriter>,
+    /// Why the worker could not start, if it could not.
+    no_writer: Option<String>,
 }
 
 /// Answers awaited from the writer, by request number.
@@ -55,8 +57,12 @@ struct PieceWriter {
     worker: web_sys::Worker,
     pending: Pending,
     next: Cell<u32>,
-    /// Set once the worker failed as a whole (its script, or an uncaught error).
-    broken: Rc<Cell<bool>>,
+    /// Fired by the worker's first message, once its script runs (nothing is posted before:
+    /// a message posted to a module worker still loading was seen to be lost).
+    ready: RefCell<Option<oneshot::Receiver<()>>>,
+    /// Set, with the reason, once the worker failed as a whole (its script, or an uncaught
+    /// error).
+    broken: Rc<RefCell<Option<String>>>,
     _listeners: [EventListener; 2],
 }
 
@@ -68,13 +74,21 @@ impl PieceWriter {
         let worker = web_sys::Worker::new_with_options(&piece_writer_url(), &opts)
             .map_err(|e| WebError::browser("starting the piece writer", e))?;
         let pending: Pending = Rc::default();
-        let broken = Rc::new(Cell::new(false));
+        let broken: Rc<RefCell<Option<String>>> = Rc::default();
         let answers = Rc::clone(&pending);
+        let (ready_tx, ready) = oneshot::channel();
+        let mut ready_tx = Some(ready_tx);
         let on_message = EventListener::new(&worker, "message", move |ev| {
             let Some(data) = ev.dyn_ref::<web_sys::MessageEvent>().map(|e| e.data()) else {
                 return;
             };
             let get = |k: &str| js_sys::Reflect::get(&data, &JsValue::from_str(k)).ok();
+            if get("ready").is_some_and(|v| v.is_truthy()) {
+                if let Some(tx) = ready_tx.take() {
+                    let _ = tx.send(());
+                }
+                return;
+            }
             let Some(seq) = get("seq").and_then(|v| v.as_f64()) else {
                 return;
             };
@@ -94,7 +108,7 @@ impl PieceWriter {
                 .filter(|m| !m.is_empty())
                 .unwrap_or_else(|| "the piece writer failed".into());
             tracing::warn!("piece writer: {message}; pieces are written by the page");
-            failed.set(true);
+            *failed.borrow_mut() = Some(message.clone());
             for (_, tx) in answers.borrow_mut().drain() {
                 let _ = tx.send(Err(message.clone()));
             }
@@ -103,6 +117,7 @@ impl PieceWriter {
             worker,
             pending,
             next: Cell::new(0),
+            ready: RefCell::new(Some(ready)),
             broken,
             _listeners: [on_message, on_error],
         })
@@ -196,16 +211,21 @@ impl PieceStore {
         // user can still be told (before any download), and it takes the first-use setup of the
         // origin's storage (up to a second in a fresh profile) and the worker's start off the
         // first download. The probe goes through the worker; if that fails, the page writes.
-        let writer = match Self::start_writer(&path).await {
-            Ok(w) => Some(w),
+        let (writer, no_writer) = match Self::start_writer(&path).await {
+            Ok(w) => (Some(w), None),
             Err(e) => {
-                tracing::info!("pieces are written by the page: {e}");
+                tracing::warn!("pieces are written by the page: {e}");
                 Self::write(&root, PROBE, b"swarmdrop").await?;
-                None
+                (None, Some(e.to_string()))
             }
         };
         wait("removing the storage probe", root.remove_entry(PROBE)).await?;
-        Ok(PieceStore { root, path, writer })
+        Ok(PieceStore {
+            root,
+            path,
+            writer,
+            no_writer,
+        })
     }
 
     /// Starts the piece writer and has it write the probe.
@@ -213,7 +233,13 @@ impl PieceStore {
         let w = PieceWriter::start()?;
         let answered = {
             let folder = [path[0].as_str(), path[1].as_str()];
-            let probe = w.write(&folder, PROBE, b"swarmdrop");
+            let ready = w.ready.borrow_mut().take();
+            let probe = async {
+                if let Some(ready) = ready {
+                    ready.await.map_err(|_| WebError::Closed("piece writer"))?;
+                }
+                w.write(&folder, PROBE, b"swarmdrop").await
+            };
             let timer = gloo_timers::future::TimeoutFuture::new(WRITER_START_MS);
             futures::pin_mut!(probe);
             match futures::future::select(probe, timer).await {
@@ -226,9 +252,15 @@ impl PieceStore {
         answered.map(|()| w)
     }
 
-    /// Whether pieces are written by the worker (else by the page).
-    pub fn writes_in_worker(&self) -> bool {
-        self.writer.as_ref().is_some_and(|w| !w.broken.get())
+    /// `Ok` if pieces are written by the worker; else why the page writes them.
+    pub fn writes_in_worker(&self) -> Result<(), String> {
+        match &self.writer {
+            Some(w) => match &*w.broken.borrow() {
+                Some(why) => Err(why.clone()),
+                None => Ok(()),
+            },
+            None => Err(self.no_writer.clone().unwrap_or_default()),
+        }
     }
 
     async fn dir(&self, id: &FileId, create: bool) -> Result<FileSystemDirectoryHandle, WebError> {
@@ -291,7 +323,7 @@ impl PieceStore {
     /// Stores a verified piece.
     pub async fn write_piece(&self, id: &FileId, piece: u32, data: &[u8]) -> Result<(), WebError> {
         match &self.writer {
-            Some(w) if !w.broken.get() => {
+            Some(w) if w.broken.borrow().is_none() => {
                 let folder = id_hex(id);
                 w.write(
                     &[&self.path[0], &self.path[1], &folder],

@@ -698,6 +698,16 @@ impl Swarm {
         self.shared.borrow_mut().files.corrupt_uploads = on;
     }
 
+    /// Test hook: whether pieces are written by the piece-writer worker (rather than by the
+    /// page, the fallback).
+    #[doc(hidden)]
+    pub fn pieces_written_in_worker_for_testing(&self) -> Result<(), String> {
+        let store = self.shared.borrow().files.store.clone();
+        store
+            .ok_or_else(|| "no store".to_string())?
+            .writes_in_worker()
+    }
+
     /// Bytes of a file received from each peer (public ids).
     pub fn received_from(&self, id: &FileId) -> HashMap<PeerId, u64> {
         self.shared.borrow().engine.received_from(id)

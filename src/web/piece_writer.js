@@ -1,0 +1,102 @@
+// The piece writer of swarmdrop's OPFS store (src/web/store.rs), in a dedicated module worker.
+//
+// A verified piece is written with a FileSystemSyncAccessHandle, which only workers get: the
+// bytes go straight to the file from this thread, where `createWritable()` on the page sends
+// them to the browser process, writes a swap file and renames it — the costliest step per
+// received byte after the data channel itself. A piece is written under a temporary name,
+// flushed, and only then moved to its own name, so a piece file that exists is whole.
+//
+// This one file is both sides: imported by the wasm package on the page it gives the URL to
+// start the worker from (itself); loaded as a worker it serves requests
+//   { seq, path: [folder…], name, data: ArrayBuffer }   (data transferred, not copied)
+// answering { seq } when the piece is on disk, or { seq, error } with the browser's reason.
+// Its first message, { ready: true }, says it listens.
+
+export function pieceWriterUrl() {
+  return import.meta.url;
+}
+
+const inWorker =
+  typeof WorkerGlobalScope !== "undefined" && self instanceof WorkerGlobalScope;
+
+if (inWorker) {
+  // Folder handles by path, opened once.
+  const folders = new Map();
+  // Writes of one file run one after another (the same piece may be written again after a
+  // write that was given up); writes of different files run side by side.
+  const chains = new Map();
+
+  const folder = (path) => {
+    const key = path.join("/");
+    let dir = folders.get(key);
+    if (!dir) {
+      dir = (async () => {
+        let d = await navigator.storage.getDirectory();
+        for (const name of path) d = await d.getDirectoryHandle(name, { create: true });
+        return d;
+      })();
+      // A failed open is not kept: the next write tries again.
+      dir.catch(() => folders.delete(key));
+      folders.set(key, dir);
+    }
+    return dir;
+  };
+
+  // A handle still held by a writer that is going away (the page that was just reloaded)
+  // is let go within moments: wait for it a little.
+  const lock = async (file) => {
+    for (let tries = 0; ; tries++) {
+      try {
+        return await file.createSyncAccessHandle();
+      } catch (e) {
+        if (tries >= 40 || !(e && e.name === "NoModificationAllowedError")) throw e;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+  };
+
+  const write = async (path, name, data) => {
+    const dir = await folder(path);
+    // Where handles cannot move, the piece is written in place (its length still tells a
+    // whole piece from a cut one).
+    const canMove = typeof FileSystemHandle.prototype.move === "function";
+    const file = await dir.getFileHandle(canMove ? `${name}.part` : name, { create: true });
+    const access = await lock(file);
+    try {
+      access.truncate(0);
+      const bytes = new Uint8Array(data);
+      let at = 0;
+      while (at < bytes.length) {
+        const n = access.write(bytes.subarray(at), { at });
+        if (!(n > 0)) throw new Error(`wrote ${at} of ${bytes.length} bytes`);
+        at += n;
+      }
+      access.flush();
+    } finally {
+      access.close();
+    }
+    if (canMove) {
+      // An older copy under the final name (a write given up, then repeated) goes first.
+      await dir.removeEntry(name).catch(() => {});
+      await file.move(name);
+    }
+  };
+
+  self.onmessage = (ev) => {
+    const { seq, path, name, data } = ev.data;
+    const key = `${path.join("/")}/${name}`;
+    const before = chains.get(key) || Promise.resolve();
+    const done = before.then(() => write(path, name, data));
+    const tail = done.catch(() => {});
+    chains.set(key, tail);
+    done.then(
+      () => self.postMessage({ seq }),
+      (e) => self.postMessage({ seq, error: `${(e && e.name) || "Error"}: ${(e && e.message) || e}` }),
+    );
+    tail.then(() => {
+      if (chains.get(key) === tail) chains.delete(key);
+    });
+  };
+  // Listening now: the page posts nothing before this.
+  self.postMessage({ ready: true });
+}
