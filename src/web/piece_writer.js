@@ -1,10 +1,11 @@
 // The piece writer of swarmdrop's OPFS store (src/web/store.rs), in a dedicated module worker.
 //
 // A verified piece is written with a FileSystemSyncAccessHandle, which only workers get: the
-// bytes go straight to the file from this thread, where `createWritable()` on the page sends
-// them to the browser process, writes a swap file and renames it — the costliest step per
-// received byte after the data channel itself. A piece is written under a temporary name,
-// flushed, and only then moved to its own name, so a piece file that exists is whole.
+// bytes go to the file from this thread, off the page's main thread (which runs the swarm),
+// instead of through `createWritable()`'s stream, swap file and rename on the page. A piece is
+// written under a temporary name and only then moved to its own name, so a piece file that
+// exists was written whole. (No `flush()`: an fsync per piece would hold this thread on the disk
+// for every MiB, and the page's writable streams, the fallback, do not sync either.)
 //
 // This one file is both sides: imported by the wasm package on the page it gives the URL to
 // start the worker from (itself); loaded as a worker it serves requests
@@ -71,7 +72,6 @@ if (inWorker) {
         if (!(n > 0)) throw new Error(`wrote ${at} of ${bytes.length} bytes`);
         at += n;
       }
-      access.flush();
     } finally {
       access.close();
     }

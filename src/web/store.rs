@@ -5,9 +5,9 @@
 //! piece files, which the browser reads from disk when it is saved.
 //!
 //! Pieces are written by a dedicated worker (`piece_writer.js`) through
-//! `FileSystemSyncAccessHandle`s: straight to the file, without the swap file, the rename and
-//! the copy to the browser process that `createWritable()` on the page costs. Where the worker
-//! cannot run, the page writes them itself.
+//! `FileSystemSyncAccessHandle`s, off the main thread that runs the swarm, instead of through
+//! `createWritable()` streams on the page. Where the worker cannot run, the page writes them
+//! itself (the same files, so either can resume the other's download).
 
 use super::error::WebError;
 use crate::transfer::{id_from_hex, id_hex, Bitfield, FileId, Manifest};
