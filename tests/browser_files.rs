@@ -214,7 +214,12 @@ async fn a_download_resumes_from_opfs_after_the_swarm_is_recreated() {
     let room = tag("resume");
     let store = tag("b");
     let a = join(&room, &tag("a")).await;
+    // The first swarm writes its pieces from the page (the fallback where no worker runs), the
+    // second through the worker: either finds and finishes the other's pieces.
+    swarmdrop::web::store::page_writes_for_testing(true);
     let b = join(&room, &store).await;
+    swarmdrop::web::store::page_writes_for_testing(false);
+    assert!(b.pieces_written_in_worker_for_testing().is_err());
     until("connected", 20.0, || {
         connected(&a) == 1 && connected(&b) == 1
     })
@@ -257,6 +262,7 @@ async fn a_download_resumes_from_opfs_after_the_swarm_is_recreated() {
     );
     // A new swarm on the same store in the room finds the pieces and fetches only the rest.
     let b2 = join(&room, &store).await;
+    assert_eq!(b2.pieces_written_in_worker_for_testing(), Ok(()));
     until("reconnected", 20.0, || connected(&b2) == 1).await;
     let dl = b2.download(hex(&id)).unwrap();
     let got = JsFuture::from(dl.done()).await.expect("resumed download");

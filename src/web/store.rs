@@ -38,6 +38,18 @@ extern "C" {
     fn piece_writer_url() -> String;
 }
 
+thread_local! {
+    /// Test hook: stores opened while set write pieces from the page (the fallback).
+    static PAGE_WRITES: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Test hook: stores opened from now on write pieces from the page, as where no worker can run
+/// (`true`), or through the worker (`false`, the default).
+#[doc(hidden)]
+pub fn page_writes_for_testing(on: bool) {
+    PAGE_WRITES.with(|p| p.set(on));
+}
+
 /// The piece store of this origin.
 pub struct PieceStore {
     root: FileSystemDirectoryHandle,
@@ -211,7 +223,12 @@ impl PieceStore {
         // user can still be told (before any download), and it takes the first-use setup of the
         // origin's storage (up to a second in a fresh profile) and the worker's start off the
         // first download. The probe goes through the worker; if that fails, the page writes.
-        let (writer, no_writer) = match Self::start_writer(&path).await {
+        let started = if PAGE_WRITES.with(Cell::get) {
+            Err(WebError::Storage("page writes chosen for testing".into()))
+        } else {
+            Self::start_writer(&path).await
+        };
+        let (writer, no_writer) = match started {
             Ok(w) => (Some(w), None),
             Err(e) => {
                 tracing::warn!("pieces are written by the page: {e}");
