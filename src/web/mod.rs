@@ -29,6 +29,16 @@ pub fn start() {
     );
 }
 
+/// `fut`'s output, or `None` if it is not done within `ms` milliseconds (it is then dropped).
+pub(crate) async fn within<T>(ms: u32, fut: impl std::future::Future<Output = T>) -> Option<T> {
+    let timer = gloo_timers::future::TimeoutFuture::new(ms);
+    futures::pin_mut!(fut);
+    match futures::future::select(fut, timer).await {
+        futures::future::Either::Left((out, _)) => Some(out),
+        futures::future::Either::Right(_) => None,
+    }
+}
+
 /// The crate version.
 #[wasm_bindgen]
 pub fn version() -> String {

@@ -257,14 +257,13 @@ impl PieceStore {
                 }
                 w.write(&folder, PROBE, b"swarmdrop").await
             };
-            let timer = gloo_timers::future::TimeoutFuture::new(WRITER_START_MS);
-            futures::pin_mut!(probe);
-            match futures::future::select(probe, timer).await {
-                futures::future::Either::Left((result, _)) => result,
-                futures::future::Either::Right(_) => Err(WebError::Storage(format!(
-                    "the piece writer did not answer in {WRITER_START_MS} ms"
-                ))),
-            }
+            super::within(WRITER_START_MS, probe)
+                .await
+                .unwrap_or_else(|| {
+                    Err(WebError::Storage(format!(
+                        "the piece writer did not answer in {WRITER_START_MS} ms"
+                    )))
+                })
         };
         answered.map(|()| w)
     }

@@ -169,16 +169,10 @@ pub(super) fn act(shared: &Shared, out: TOut) {
                 // A write the browser never finishes (its storage busy or locked) must not stall
                 // the download: after a while the piece is given up and fetched again.
                 let write = store_piece(&shared, &id, piece, &data);
-                let timer = gloo_timers::future::TimeoutFuture::new(STORE_TIMEOUT_MS);
-                futures::pin_mut!(write);
-                match futures::future::select(write, timer).await {
-                    futures::future::Either::Left((Ok(()), _)) => {
-                        feed(&shared, TIn::Stored(id, piece))
-                    }
-                    futures::future::Either::Left((Err(e), _)) => {
-                        feed(&shared, TIn::StoreFailed(id, piece, e.to_string()))
-                    }
-                    futures::future::Either::Right(_) => {
+                match crate::web::within(STORE_TIMEOUT_MS, write).await {
+                    Some(Ok(())) => feed(&shared, TIn::Stored(id, piece)),
+                    Some(Err(e)) => feed(&shared, TIn::StoreFailed(id, piece, e.to_string())),
+                    None => {
                         tracing::warn!("storing piece {piece} took over {STORE_TIMEOUT_MS} ms; fetching it again");
                         feed(&shared, TIn::StoreDropped(id, piece));
                     }
