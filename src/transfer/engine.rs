@@ -928,24 +928,19 @@ impl Engine {
         };
         sent.got = sent.got.saturating_add(data.len() as u32);
         let whole = sent.got >= block.len;
-        let others: Vec<PeerId> = if whole {
-            asked.remove(peer);
-            let others = std::mem::take(asked).into_keys().collect();
-            self.requests.remove(&(id, block));
-            others
-        } else {
-            Vec::new()
-        };
         if whole {
+            asked.remove(peer);
+            let others: Vec<PeerId> = std::mem::take(asked).into_keys().collect();
+            self.requests.remove(&(id, block));
             for p in [peer].into_iter().chain(others.iter()) {
                 if let Some(ps) = self.peers.get_mut(p) {
                     ps.inflight = ps.inflight.saturating_sub(1);
                 }
             }
-        }
-        // Endgame duplicates still in flight elsewhere: cancel them.
-        for p in &others {
-            self.send(p, Frame::Cancel { id, block });
+            // Endgame duplicates still in flight elsewhere: cancel them.
+            for p in &others {
+                self.send(p, Frame::Cancel { id, block });
+            }
         }
         let Some(f) = self.files.get_mut(&id) else {
             return;

@@ -56,11 +56,12 @@ if (inWorker) {
     }
   };
 
+  // Where handles cannot move, a piece is written in place (its length still tells a whole
+  // piece from a cut one).
+  const canMove = typeof FileSystemHandle.prototype.move === "function";
+
   const write = async (path, name, data) => {
     const dir = await folder(path);
-    // Where handles cannot move, the piece is written in place (its length still tells a
-    // whole piece from a cut one).
-    const canMove = typeof FileSystemHandle.prototype.move === "function";
     const file = await dir.getFileHandle(canMove ? `${name}.part` : name, { create: true });
     const access = await lock(file);
     try {

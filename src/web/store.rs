@@ -55,10 +55,8 @@ pub struct PieceStore {
     root: FileSystemDirectoryHandle,
     /// The store's folder path from the origin's root, as the worker opens it.
     path: [String; 2],
-    /// The worker that writes pieces, while it works.
-    writer: Option<PieceWriter>,
-    /// Why the worker could not start, if it could not.
-    no_writer: Option<String>,
+    /// The worker that writes pieces, or why it could not start.
+    writer: Result<PieceWriter, String>,
 }
 
 /// Answers awaited from the writer, by request number.
@@ -69,9 +67,6 @@ struct PieceWriter {
     worker: web_sys::Worker,
     pending: Pending,
     next: Cell<u32>,
-    /// Fired by the worker's first message, once its script runs (nothing is posted before:
-    /// a message posted to a module worker still loading was seen to be lost).
-    ready: RefCell<Option<oneshot::Receiver<()>>>,
     /// Set, with the reason, once the worker failed as a whole (its script, or an uncaught
     /// error).
     broken: Rc<RefCell<Option<String>>>,
@@ -79,7 +74,10 @@ struct PieceWriter {
 }
 
 impl PieceWriter {
-    fn start() -> Result<PieceWriter, WebError> {
+    /// Starts the worker; the receiver fires on its first message, once its script runs.
+    /// Nothing may be posted before (a message posted to a module worker still loading was
+    /// seen to be lost).
+    fn start() -> Result<(PieceWriter, oneshot::Receiver<()>), WebError> {
         let opts = web_sys::WorkerOptions::new();
         opts.set_type(web_sys::WorkerType::Module);
         opts.set_name("swarmdrop piece writer");
@@ -125,14 +123,14 @@ impl PieceWriter {
                 let _ = tx.send(Err(message.clone()));
             }
         });
-        Ok(PieceWriter {
+        let writer = PieceWriter {
             worker,
             pending,
             next: Cell::new(0),
-            ready: RefCell::new(Some(ready)),
             broken,
             _listeners: [on_message, on_error],
-        })
+        };
+        Ok((writer, ready))
     }
 
     /// Writes `data` as file `name` in the folder at `path` (created as needed).
@@ -228,33 +226,25 @@ impl PieceStore {
         } else {
             Self::start_writer(&path).await
         };
-        let (writer, no_writer) = match started {
-            Ok(w) => (Some(w), None),
+        let writer = match started {
+            Ok(w) => Ok(w),
             Err(e) => {
                 tracing::warn!("pieces are written by the page: {e}");
                 Self::write(&root, PROBE, b"swarmdrop").await?;
-                (None, Some(e.to_string()))
+                Err(e.to_string())
             }
         };
         wait("removing the storage probe", root.remove_entry(PROBE)).await?;
-        Ok(PieceStore {
-            root,
-            path,
-            writer,
-            no_writer,
-        })
+        Ok(PieceStore { root, path, writer })
     }
 
     /// Starts the piece writer and has it write the probe.
     async fn start_writer(path: &[String; 2]) -> Result<PieceWriter, WebError> {
-        let w = PieceWriter::start()?;
+        let (w, ready) = PieceWriter::start()?;
         let answered = {
             let folder = [path[0].as_str(), path[1].as_str()];
-            let ready = w.ready.borrow_mut().take();
             let probe = async {
-                if let Some(ready) = ready {
-                    ready.await.map_err(|_| WebError::Closed("piece writer"))?;
-                }
+                ready.await.map_err(|_| WebError::Closed("piece writer"))?;
                 w.write(&folder, PROBE, b"swarmdrop").await
             };
             super::within(WRITER_START_MS, probe)
@@ -271,11 +261,11 @@ impl PieceStore {
     /// `Ok` if pieces are written by the worker; else why the page writes them.
     pub fn writes_in_worker(&self) -> Result<(), String> {
         match &self.writer {
-            Some(w) => match &*w.broken.borrow() {
+            Ok(w) => match &*w.broken.borrow() {
                 Some(why) => Err(why.clone()),
                 None => Ok(()),
             },
-            None => Err(self.no_writer.clone().unwrap_or_default()),
+            Err(why) => Err(why.clone()),
         }
     }
 
@@ -339,7 +329,7 @@ impl PieceStore {
     /// Stores a verified piece.
     pub async fn write_piece(&self, id: &FileId, piece: u32, data: &[u8]) -> Result<(), WebError> {
         match &self.writer {
-            Some(w) if w.broken.borrow().is_none() => {
+            Ok(w) if w.broken.borrow().is_none() => {
                 let folder = id_hex(id);
                 w.write(
                     &[&self.path[0], &self.path[1], &folder],
