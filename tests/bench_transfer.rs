@@ -33,6 +33,26 @@ fn pairs() -> Vec<(Browser, Browser)> {
     }
 }
 
+/// Raw/swarmdrop rounds per size and pair (`SWARMDROP_BENCH_ROUNDS`, default 3).
+fn rounds() -> usize {
+    std::env::var("SWARMDROP_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(3)
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
 fn mb_per_s(v: &Value, size: u64) -> f64 {
     let bytes = v["bytes"].as_f64().unwrap();
     assert!(bytes >= size as f64, "only {bytes} of {size} bytes arrived");
@@ -50,42 +70,65 @@ async fn transfer_throughput() {
         let (a, b) = tokio::join!(bench_page(&server, from), bench_page(&server, to));
         for size in sizes() {
             let n = results.len();
-            let raw_room = format!("raw-{n}");
-            let (_, recv) = tokio::join!(
-                call(&a, format!("bench.rawSend('{raw_room}', {size})")),
-                call(&b, format!("bench.rawReceive('{raw_room}', {size})")),
-            );
-            let raw = mb_per_s(&recv, size);
-            let room = format!("sd-{n}");
-            let (id, _) = tokio::join!(
-                call(&a, format!("bench.swarmShare('{room}', {size}, 0)")),
-                call(&b, format!("bench.swarmJoin('{room}')")),
-            );
-            let id = id.as_str().expect("file id").to_string();
-            let got = call(&b, format!("bench.swarmDownload('{id}', 1)")).await;
-            let ours = mb_per_s(&got, size);
-            eprintln!(
-                "swarmdrop: first verified piece stored {} ms after download()",
-                got["firstMs"]
-            );
-            // Leave the swarm before WebTorrent runs (the page keeps the raw connections).
-            for s in [&a, &b] {
-                let _ = s.client.execute("if (window.swarm) { window.swarm.leave(); window.swarm = null; } return null", vec![]).await;
+            // Rounds alternate raw and swarmdrop in the same two browsers; the figures are the
+            // medians (one transfer's rate varies by ±20 % on a shared VM).
+            let (mut raws, mut ours, mut wts) = (Vec::new(), Vec::new(), Vec::new());
+            for round in 0..rounds() {
+                let raw_room = format!("raw-{n}-{round}");
+                let (_, recv) = tokio::join!(
+                    call(&a, format!("bench.rawSend('{raw_room}', {size})")),
+                    call(&b, format!("bench.rawReceive('{raw_room}', {size})")),
+                );
+                raws.push(mb_per_s(&recv, size));
+                let room = format!("sd-{n}-{round}");
+                let (id, _) = tokio::join!(
+                    call(&a, format!("bench.swarmShare('{room}', {size}, 0)")),
+                    call(&b, format!("bench.swarmJoin('{room}')")),
+                );
+                let id = id.as_str().expect("file id").to_string();
+                // `SWARMDROP_BENCH_PROFILE=1`: the main threads of Chromium pages, sampled.
+                let profile = std::env::var("SWARMDROP_BENCH_PROFILE").as_deref() == Ok("1");
+                let profiled: Vec<(&str, &Session)> = [("sender", &a), ("receiver", &b)]
+                    .into_iter()
+                    .filter(|(_, s)| profile && s.browser == Browser::Chromium)
+                    .collect();
+                for (_, s) in &profiled {
+                    cdp(s, "Profiler.enable", json!({})).await;
+                    cdp(s, "Profiler.setSamplingInterval", json!({"interval": 200})).await;
+                    cdp(s, "Profiler.start", json!({})).await;
+                }
+                let got = call(&b, format!("bench.swarmDownload('{id}', 1)")).await;
+                for (who, s) in &profiled {
+                    print_profile(&cdp(s, "Profiler.stop", json!({})).await, who);
+                }
+                ours.push(mb_per_s(&got, size));
+                // Leave the swarm before WebTorrent runs.
+                for s in [&a, &b] {
+                    let _ = s.client.execute("if (window.swarm) { window.swarm.leave(); window.swarm = null; } return null", vec![]).await;
+                }
+                if let Some(t) = &tracker {
+                    wts.push(webtorrent(&a, &b, size, t).await);
+                }
+                eprintln!(
+                    "{from:?}→{to:?} {} MiB, round {}: raw {:.1} MB/s, swarmdrop {:.1} MB/s (first piece stored {:.0} ms after download(), the last {:.0} ms, done {:.0} ms){}",
+                    size / MIB,
+                    round + 1,
+                    raws[round],
+                    ours[round],
+                    got["firstMs"].as_f64().unwrap_or(f64::NAN),
+                    got["lastMs"].as_f64().unwrap_or(f64::NAN),
+                    got["ms"].as_f64().unwrap_or(f64::NAN),
+                    wts.get(round)
+                        .map(|w| format!(", webtorrent {w:.1} MB/s"))
+                        .unwrap_or_default()
+                );
             }
-            let wt = match &tracker {
-                Some(t) => Some(webtorrent(&a, &b, size, t).await),
-                None => None,
-            };
-            eprintln!(
-                "{from:?}→{to:?} {} MiB: raw {raw:.1} MB/s, swarmdrop {ours:.1} MB/s{}",
-                size / MIB,
-                wt.map(|w| format!(", webtorrent {w:.1} MB/s"))
-                    .unwrap_or_default()
-            );
             results.push(json!({
                 "from": format!("{from:?}"), "to": format!("{to:?}"),
-                "mib": size / MIB, "raw_mbps": raw, "swarmdrop_mbps": ours,
-                "webtorrent_mbps": wt,
+                "mib": size / MIB, "rounds": raws.len(),
+                "raw_mbps": median(&raws), "swarmdrop_mbps": median(&ours),
+                "webtorrent_mbps": (!wts.is_empty()).then(|| median(&wts)),
+                "raw_runs": raws, "swarmdrop_runs": ours, "webtorrent_runs": wts,
             }));
         }
         a.close().await;
@@ -186,4 +229,75 @@ async fn one_to_three(server: &Server, one_to_one: &[Value]) -> Value {
         s.close().await;
     }
     json!({ "one_to_three": true, "raw_mbps": raw, "swarmdrop_mbps": aggregate, "mib": size / MIB })
+}
+
+/// A Chrome DevTools Protocol command, through ChromeDriver's `goog/cdp/execute`.
+#[derive(Debug)]
+struct Cdp(&'static str, Value);
+
+impl fantoccini::wd::WebDriverCompatibleCommand for Cdp {
+    fn endpoint(
+        &self,
+        base: &url::Url,
+        session: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base.join(&format!(
+            "session/{}/goog/cdp/execute",
+            session.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        let body = json!({ "cmd": self.0, "params": self.1 });
+        (http::Method::POST, Some(body.to_string()))
+    }
+}
+
+async fn cdp(s: &Session, cmd: &'static str, params: Value) -> Value {
+    s.client
+        .clone()
+        .issue_cmd(Cdp(cmd, params))
+        .await
+        .unwrap_or_else(|e| panic!("{cmd}: {e}"))
+}
+
+/// Prints the functions that took the most of a page's main thread (self time) in a CPU profile
+/// from `Profiler.stop`. Function names of the wasm show with a `--profiling` build of `pkg/`.
+fn print_profile(profile: &Value, who: &str) {
+    let p = &profile["profile"];
+    let empty = Vec::new();
+    let mut name_of = std::collections::HashMap::new();
+    for n in p["nodes"].as_array().unwrap_or(&empty) {
+        let f = &n["callFrame"];
+        let file = f["url"]
+            .as_str()
+            .unwrap_or("")
+            .rsplit('/')
+            .next()
+            .unwrap_or("");
+        let name = format!(
+            "{} {file}:{}",
+            f["functionName"].as_str().unwrap_or(""),
+            f["lineNumber"]
+        );
+        name_of.insert(n["id"].as_i64().unwrap_or(-1), name);
+    }
+    let mut self_us: std::collections::HashMap<&str, f64> = Default::default();
+    let samples = p["samples"].as_array().unwrap_or(&empty);
+    let deltas = p["timeDeltas"].as_array().unwrap_or(&empty);
+    for (s, d) in samples.iter().zip(deltas) {
+        if let Some(name) = s.as_i64().and_then(|id| name_of.get(&id)) {
+            *self_us.entry(name).or_default() += d.as_f64().unwrap_or(0.0);
+        }
+    }
+    let total: f64 = self_us.values().sum();
+    let mut top: Vec<_> = self_us.into_iter().collect();
+    top.sort_by(|a, b| b.1.total_cmp(&a.1));
+    eprintln!(
+        "profile of the {who}'s main thread: {:.0} ms sampled",
+        total / 1000.0
+    );
+    for (name, us) in top.iter().take(30) {
+        eprintln!("  {:8.1} ms  {name}", us / 1000.0);
+    }
 }

@@ -16,6 +16,10 @@ pub struct Config {
     pub block: u32,
     /// Requests in flight per peer: enough to keep a channel full.
     pub pipeline: usize,
+    /// A peer is asked for more only once this many of its requests are answered, and then
+    /// for that many at once: the requests go out together (one data channel message, see
+    /// [`super::wire::pack`]) instead of one small message per block received.
+    pub request_batch: usize,
     /// A request unanswered this long is given to another peer.
     pub request_timeout: Duration,
     /// Pieces being assembled at once (bounds the memory of a download).
@@ -33,7 +37,8 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             block: 128 * 1024,
-            pipeline: 24,
+            pipeline: 32,
+            request_batch: 8,
             request_timeout: Duration::from_secs(10),
             max_partial: 32,
             random_first: 4,
@@ -54,6 +59,9 @@ pub enum Input {
     PeerDown(PeerId),
     /// A frame arrived from `peer`.
     Frame(PeerId, Vec<u8>),
+    /// A message from `peer` that is not even a sequence of frames (e.g. a packed message
+    /// whose lengths do not add up): treated as a malformed frame.
+    Malformed(PeerId, super::WireError),
     /// We share a complete local file.
     Share(Manifest),
     /// We hold part (or all) of a file from an earlier session.
@@ -421,6 +429,9 @@ impl Engine {
                 Ok(frame) => self.on_frame(&peer, frame, now),
                 Err(e) => self.ban(&peer, format!("sent a malformed frame: {e}"), now),
             },
+            Input::Malformed(peer, e) => {
+                self.ban(&peer, format!("sent a malformed frame: {e}"), now)
+            }
             Input::Share(manifest) => {
                 let id = manifest.id();
                 let have = Bitfield::full(manifest.pieces());
@@ -1083,6 +1094,12 @@ impl Engine {
 
     fn schedule_file(&mut self, id: &FileId, now: Time) {
         let block = self.config.block;
+        // Refill a peer's pipeline only when a batch of it is free.
+        let refill_below = self
+            .config
+            .pipeline
+            .saturating_sub(self.config.request_batch.max(1))
+            .saturating_add(1);
         let peers: Vec<PeerId> = {
             let f = &self.files[id];
             let mut v: Vec<PeerId> = f
@@ -1091,7 +1108,7 @@ impl Engine {
                 .filter(|p| {
                     self.peers
                         .get(*p)
-                        .is_some_and(|s| !s.banned && s.inflight < self.config.pipeline)
+                        .is_some_and(|s| !s.banned && s.inflight < refill_below)
                 })
                 .cloned()
                 .collect();

@@ -683,6 +683,37 @@ proptest! {
     }
 
     #[test]
+    fn packed_frames_arrive_whole_and_in_order(
+        fs in prop::collection::vec(arb_frame(), 1..40),
+        max in 64usize..4096,
+    ) {
+        let encoded: Vec<Vec<u8>> = fs.iter().map(Frame::encode).collect();
+        let mut back = Vec::new();
+        for (packed, m) in wire::pack(encoded.clone(), max) {
+            if packed {
+                prop_assert!(m.len() <= max);
+                let frames = wire::unpack(&m).unwrap();
+                prop_assert!(frames.len() > 1);
+                back.extend(frames.into_iter().map(<[u8]>::to_vec));
+            } else {
+                back.push(m);
+            }
+        }
+        prop_assert_eq!(back, encoded);
+    }
+
+    #[test]
+    fn arbitrary_packed_messages_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+        if let Ok(frames) = wire::unpack(&bytes) {
+            let total: usize = frames.iter().map(|f| f.len() + 4).sum();
+            prop_assert_eq!(total, bytes.len());
+            for f in frames {
+                let _ = Frame::decode(f);
+            }
+        }
+    }
+
+    #[test]
     fn arbitrary_manifests_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
         use sha2::Digest;
         let id: FileId = sha2::Sha256::digest(&bytes).into();
@@ -718,5 +749,101 @@ fn upload_limits_cap_each_seeder_and_a_download_uses_them_all() {
             "seeder {s} sent {sent} bytes in {secs:.2} s over a cap of {cap}/s"
         );
         assert!(sent > 0.0, "seeder {s} was not used");
+    }
+}
+
+#[test]
+fn malformed_packed_messages_are_errors() {
+    assert_eq!(
+        wire::unpack(&[]),
+        Err(WireError::Invalid("empty packed message"))
+    );
+    assert_eq!(
+        wire::unpack(&[0, 0, 0]),
+        Err(WireError::Truncated("packed frame length"))
+    );
+    assert_eq!(
+        wire::unpack(&[0, 0, 0, 0]),
+        Err(WireError::Truncated("packed frame"))
+    );
+    assert_eq!(
+        wire::unpack(&[0, 0, 0, 5, 1, 2]),
+        Err(WireError::Truncated("packed frame"))
+    );
+    assert_eq!(wire::unpack(&[0, 0, 0, 1, 7]), Ok(vec![&[7u8][..]]));
+}
+
+/// Requests go out in batches (one data-channel message each, once packed): after the first
+/// fill of the pipeline, a peer is asked again only when `request_batch` of its requests are
+/// answered, and then for that many.
+#[test]
+fn requests_are_sent_in_batches() {
+    let data = content(8 * 1024 * 1024, 4);
+    let m = manifest_of("batched", &data);
+    let id = m.id();
+    let seeder = pid(1);
+    let now = Time::ZERO;
+    let config = Config::default();
+    let (pipeline, batch) = (config.pipeline, config.request_batch);
+    assert!(batch > 1 && batch < pipeline);
+    let mut e = Engine::new(config);
+    e.handle(Input::PeerUp(seeder.clone(), CHROMIUM_FRAME), now);
+    let announce = Frame::Announce {
+        id,
+        name: m.name.clone(),
+        size: m.size,
+        mime: m.mime.clone(),
+    };
+    e.handle(Input::Frame(seeder.clone(), announce.encode()), now);
+    e.handle(Input::Download(id), now);
+    let manifest = m.encode();
+    let manifest_part = Frame::ManifestPart {
+        id,
+        offset: 0,
+        total: manifest.len() as u32,
+        bytes: manifest,
+    };
+    e.handle(Input::Frame(seeder.clone(), manifest_part.encode()), now);
+    let have = Frame::Have {
+        id,
+        bits: Bitfield::full(m.pieces()).as_bytes().to_vec(),
+    };
+    e.handle(Input::Frame(seeder.clone(), have.encode()), now);
+    let requests = |e: &mut Engine| -> Vec<BlockRef> {
+        std::iter::from_fn(|| e.poll_output())
+            .filter_map(|o| match o {
+                Output::Send(_, f) => match Frame::decode(&f).unwrap() {
+                    Frame::Request { block, .. } => Some(block),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect()
+    };
+    let mut asked = requests(&mut e);
+    assert_eq!(asked.len(), pipeline, "the first fill");
+    for round in 0..3 {
+        for i in 0..batch {
+            let b = asked.remove(0);
+            let start = b.piece as usize * m.piece_size as usize + b.offset as usize;
+            let block = Frame::Block {
+                id,
+                piece: b.piece,
+                offset: b.offset,
+                data: data[start..start + b.len as usize].to_vec(),
+            };
+            e.handle(Input::Frame(seeder.clone(), block.encode()), now);
+            let more = requests(&mut e);
+            if i + 1 < batch {
+                assert!(
+                    more.is_empty(),
+                    "round {round}: asked again after {} answers",
+                    i + 1
+                );
+            } else {
+                assert_eq!(more.len(), batch, "round {round}: a whole batch at once");
+            }
+            asked.extend(more);
+        }
     }
 }

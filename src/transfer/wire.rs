@@ -1,8 +1,9 @@
 //! The file-sharing wire format on the data channels (version 1).
 //!
-//! One frame per data-channel message: `[version u8][type u8][fields…]`, integers big-endian,
-//! strings and byte runs length-prefixed (u16 for names, u32 for data). The decoder checks every
-//! length against what is left and rejects anything malformed with an error, never a panic.
+//! A frame is `[version u8][type u8][fields…]`, integers big-endian, strings and byte runs
+//! length-prefixed (u16 for names, u32 for data). The decoder checks every length against what
+//! is left and rejects anything malformed with an error, never a panic. A data-channel message
+//! carries one frame, or several small ones packed by [`pack`] (each `[u32 length][frame]`).
 
 use super::FileId;
 
@@ -390,4 +391,65 @@ impl Frame {
         }
         Ok(frame)
     }
+}
+
+/// Frames up to this size are packed together into one data-channel message by [`pack`];
+/// larger ones (blocks) go alone.
+pub const PACK_SMALL: usize = 1024;
+
+/// Packs `frames` (encoded, in order) into messages of at most `max` bytes each: runs of small
+/// frames become one packed message (`[u32 length][frame]…`, see [`unpack`]); a message that
+/// would hold a single frame carries it as it is. Each message is returned with whether it is
+/// packed. Fewer, larger messages cost the browsers less than one small message per request.
+pub fn pack(frames: Vec<Vec<u8>>, max: usize) -> Vec<(bool, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut run: Vec<Vec<u8>> = Vec::new();
+    let mut run_len = 0;
+    let flush = |run: &mut Vec<Vec<u8>>, out: &mut Vec<(bool, Vec<u8>)>| match run.len() {
+        0 => {}
+        1 => out.push((false, run.pop().unwrap_or_default())),
+        _ => {
+            let mut m = Vec::with_capacity(run.iter().map(|f| f.len() + 4).sum());
+            for f in run.drain(..) {
+                m.extend_from_slice(&(f.len() as u32).to_be_bytes());
+                m.extend_from_slice(&f);
+            }
+            out.push((true, m));
+        }
+    };
+    for f in frames {
+        if f.len() > PACK_SMALL || run_len + 4 + f.len() > max {
+            flush(&mut run, &mut out);
+            run_len = 0;
+        }
+        if f.len() > PACK_SMALL {
+            out.push((false, f));
+        } else {
+            run_len += 4 + f.len();
+            run.push(f);
+        }
+    }
+    flush(&mut run, &mut out);
+    out
+}
+
+/// The frames of a packed message (see [`pack`]); a length running past the end is an error.
+pub fn unpack(mut msg: &[u8]) -> Result<Vec<&[u8]>, WireError> {
+    let mut frames = Vec::new();
+    while !msg.is_empty() {
+        let Some((len, rest)) = msg.split_first_chunk::<4>() else {
+            return Err(WireError::Truncated("packed frame length"));
+        };
+        let len = u32::from_be_bytes(*len) as usize;
+        if len == 0 || len > rest.len() {
+            return Err(WireError::Truncated("packed frame"));
+        }
+        let (frame, rest) = rest.split_at(len);
+        frames.push(frame);
+        msg = rest;
+    }
+    if frames.is_empty() {
+        return Err(WireError::Invalid("empty packed message"));
+    }
+    Ok(frames)
 }

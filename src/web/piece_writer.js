@@ -9,8 +9,10 @@
 //
 // This one file is both sides: imported by the wasm package on the page it gives the URL to
 // start the worker from (itself); loaded as a worker it serves requests
-//   { seq, path: [folder…], name, data: ArrayBuffer }   (data transferred, not copied)
-// answering { seq } when the piece is on disk, or { seq, error } with the browser's reason.
+//   { seq, path: [folder…], name, data: ArrayBuffer, len }   (data transferred, not copied;
+//   the piece is its first `len` bytes)
+// answering { seq, data } when the piece is on disk, or { seq, data, error } with the browser's
+// reason; `data` is the buffer handed back (transferred) for the page to fill again.
 // Its first message, { ready: true }, says it listens.
 
 export function pieceWriterUrl() {
@@ -60,13 +62,13 @@ if (inWorker) {
   // piece from a cut one).
   const canMove = typeof FileSystemHandle.prototype.move === "function";
 
-  const write = async (path, name, data) => {
+  const write = async (path, name, data, len) => {
     const dir = await folder(path);
     const file = await dir.getFileHandle(canMove ? `${name}.part` : name, { create: true });
     const access = await lock(file);
     try {
       access.truncate(0);
-      const bytes = new Uint8Array(data);
+      const bytes = new Uint8Array(data, 0, len);
       let at = 0;
       while (at < bytes.length) {
         const n = access.write(bytes.subarray(at), { at });
@@ -77,22 +79,28 @@ if (inWorker) {
       access.close();
     }
     if (canMove) {
-      // An older copy under the final name (a write given up, then repeated) goes first.
-      await dir.removeEntry(name).catch(() => {});
-      await file.move(name);
+      try {
+        await file.move(name);
+      } catch (e) {
+        // An older copy under the final name (a write given up, then repeated), where the
+        // browser does not replace it: remove it, then move.
+        await dir.removeEntry(name).catch(() => {});
+        await file.move(name);
+      }
     }
   };
 
   self.onmessage = (ev) => {
     const { seq, path, name, data } = ev.data;
+    const len = typeof ev.data.len === "number" ? ev.data.len : data.byteLength;
     const key = `${path.join("/")}/${name}`;
     const before = chains.get(key) || Promise.resolve();
-    const done = before.then(() => write(path, name, data));
+    const done = before.then(() => write(path, name, data, len));
     const tail = done.catch(() => {});
     chains.set(key, tail);
     done.then(
-      () => self.postMessage({ seq }),
-      (e) => self.postMessage({ seq, error: `${(e && e.name) || "Error"}: ${(e && e.message) || e}` }),
+      () => self.postMessage({ seq, data }, [data]),
+      (e) => self.postMessage({ seq, data, error: `${(e && e.name) || "Error"}: ${(e && e.message) || e}` }, [data]),
     );
     tail.then(() => {
       if (chains.get(key) === tail) chains.delete(key);

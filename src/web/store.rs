@@ -28,6 +28,8 @@ const ROOT: &str = "swarmdrop";
 /// A file written and removed at opening (see [`PieceStore::open`]); never a file id.
 const PROBE: &str = "probe";
 const MANIFEST: &str = "manifest";
+/// Piece files opened at once when a finished file is assembled.
+const ASSEMBLE_IN_FLIGHT: usize = 32;
 /// The worker's first write (the probe) must be done by then, or the page writes pieces itself.
 const WRITER_START_MS: u32 = 5_000;
 
@@ -62,10 +64,19 @@ pub struct PieceStore {
 /// Answers awaited from the writer, by request number.
 type Pending = Rc<RefCell<HashMap<u32, oneshot::Sender<Result<(), String>>>>>;
 
+/// Buffers the worker handed back after writing, reused for the next pieces: a fresh 1 MiB
+/// `ArrayBuffer` per piece (allocated, zeroed, faulted in, then freed by the worker) cost more
+/// on the page's main thread than copying the piece into it.
+type Pool = Rc<RefCell<Vec<js_sys::ArrayBuffer>>>;
+
+/// Buffers kept in the pool (pieces in flight to the writer rarely exceed a few).
+const POOL_MAX: usize = 8;
+
 /// The dedicated worker that writes pieces (see the module docs); terminated when dropped.
 struct PieceWriter {
     worker: web_sys::Worker,
     pending: Pending,
+    pool: Pool,
     next: Cell<u32>,
     /// Set, with the reason, once the worker failed as a whole (its script, or an uncaught
     /// error).
@@ -86,6 +97,8 @@ impl PieceWriter {
         let pending: Pending = Rc::default();
         let broken: Rc<RefCell<Option<String>>> = Rc::default();
         let answers = Rc::clone(&pending);
+        let pool: Pool = Rc::default();
+        let returned = Rc::clone(&pool);
         let (ready_tx, ready) = oneshot::channel();
         let mut ready_tx = Some(ready_tx);
         let on_message = EventListener::new(&worker, "message", move |ev| {
@@ -102,6 +115,12 @@ impl PieceWriter {
             let Some(seq) = get("seq").and_then(|v| v.as_f64()) else {
                 return;
             };
+            if let Some(buf) = get("data").and_then(|v| v.dyn_into::<js_sys::ArrayBuffer>().ok()) {
+                let mut pool = returned.borrow_mut();
+                if pool.len() < POOL_MAX {
+                    pool.push(buf);
+                }
+            }
             let result = match get("error").and_then(|v| v.as_string()) {
                 Some(e) => Err(e),
                 None => Ok(()),
@@ -126,6 +145,7 @@ impl PieceWriter {
         let writer = PieceWriter {
             worker,
             pending,
+            pool,
             next: Cell::new(0),
             broken,
             _listeners: [on_message, on_error],
@@ -139,7 +159,13 @@ impl PieceWriter {
         self.next.set(seq);
         let (tx, rx) = oneshot::channel();
         self.pending.borrow_mut().insert(seq, tx);
-        let bytes = js_sys::Uint8Array::from(data);
+        let len = data.len() as u32;
+        let buf = match self.pool.borrow_mut().pop() {
+            Some(b) if b.byte_length() >= len => b,
+            _ => js_sys::ArrayBuffer::new(len),
+        };
+        let bytes = js_sys::Uint8Array::new_with_byte_offset_and_length(&buf, 0, len);
+        bytes.copy_from(data);
         let msg = crate::web::swarm::obj(&[
             ("seq", JsValue::from_f64(f64::from(seq))),
             (
@@ -150,9 +176,10 @@ impl PieceWriter {
                     .into(),
             ),
             ("name", JsValue::from_str(name)),
-            ("data", bytes.buffer().into()),
+            ("data", buf.clone().into()),
+            ("len", JsValue::from_f64(f64::from(len))),
         ]);
-        let transfer = js_sys::Array::of1(&bytes.buffer());
+        let transfer = js_sys::Array::of1(&buf);
         if let Err(e) = self.worker.post_message_with_transfer(&msg, &transfer) {
             self.pending.borrow_mut().remove(&seq);
             return Err(WebError::browser("handing a piece to the piece writer", e));
@@ -391,12 +418,19 @@ impl PieceStore {
 
     /// The finished file as one `File`, made of the piece files (read from disk when used).
     pub async fn assemble(&self, m: &Manifest) -> Result<web_sys::File, WebError> {
+        use futures::{StreamExt, TryStreamExt};
         let dir = self.dir(&m.id(), false).await?;
-        let parts = js_sys::Array::new();
-        for p in 0..m.pieces() {
-            let piece: JsValue = Self::file(&dir, &piece_name(p)).await?.into();
-            parts.push(&piece);
-        }
+        // Many pieces asked at once (in order): one at a time, the round trips to the browser
+        // for each piece's file added up to a noticeable wait at the end of every download.
+        let files: Vec<web_sys::File> = futures::stream::iter(0..m.pieces())
+            .map(|p| {
+                let dir = &dir;
+                async move { Self::file(dir, &piece_name(p)).await }
+            })
+            .buffered(ASSEMBLE_IN_FLIGHT)
+            .try_collect()
+            .await?;
+        let parts: js_sys::Array = files.iter().collect();
         let opts = web_sys::FilePropertyBag::new();
         opts.set_type(&m.mime);
         web_sys::File::new_with_blob_sequence_and_options(&parts, &m.name, &opts)

@@ -32,6 +32,9 @@ const TAG_HELLO: u8 = 0;
 const TAG_BYTES: u8 = 1;
 /// First byte of a data-channel message: a file-sharing frame.
 const TAG_FILES: u8 = 2;
+/// First byte of a data-channel message: several small file-sharing frames
+/// ([`crate::transfer::wire::pack`]).
+const TAG_FILES_PACKED: u8 = 3;
 
 mod files;
 pub use files::Download;
@@ -123,7 +126,8 @@ struct Inner {
     next_gen: u64,
     listeners: Vec<Listener>,
     next_token: u32,
-    timer: Option<Timeout>,
+    /// The armed timer and the deadline it was armed for.
+    timer: Option<(Duration, Timeout)>,
     stats: Option<Interval>,
     joined: Option<oneshot::Sender<Result<(), String>>>,
 }
@@ -175,10 +179,13 @@ fn pump(shared: &Shared) {
             None => break,
         }
     }
+    files::flush(shared);
     schedule(shared);
 }
 
-/// Arms one timer for the machine's next deadline.
+/// Arms one timer for the machines' next deadline. A timer already armed for that deadline or
+/// earlier is kept (firing early is harmless: the machines act only on what is due), so the
+/// many pumps of a transfer do not each replace a browser timer.
 fn schedule(shared: &Shared) {
     let mut inner = shared.borrow_mut();
     let next = [inner.machine.poll_timeout(), inner.engine.poll_timeout()]
@@ -189,22 +196,27 @@ fn schedule(shared: &Shared) {
         inner.timer = None;
         return;
     };
+    if inner.timer.as_ref().is_some_and(|(armed, _)| *armed <= at) {
+        return;
+    }
     let delay = at
         .saturating_sub(inner.now())
         .as_millis()
         .min(u32::MAX as u128) as u32;
     let weak = Rc::downgrade(shared);
-    inner.timer = Some(Timeout::new(delay, move || {
+    let timeout = Timeout::new(delay, move || {
         if let Some(shared) = weak.upgrade() {
             {
                 let mut inner = shared.borrow_mut();
+                inner.timer = None;
                 let now = inner.now();
                 inner.machine.handle_timeout(now);
                 inner.engine.handle_timeout(now);
             }
             pump(&shared);
         }
-    }));
+    });
+    inner.timer = Some((at, timeout));
 }
 
 fn act(shared: &Shared, out: Output) {
@@ -470,13 +482,17 @@ async fn run_channel(
                     }
                 }
             }
-            Message::Binary(b) if b.first() == Some(&TAG_FILES) => {
+            Message::Binary(mut b) if b.first() == Some(&TAG_FILES) => {
                 let current = shared.borrow().peers.get(&id).map(|h| h.gen) == Some(gen);
                 if current {
-                    files::feed(
-                        &shared,
-                        crate::transfer::Input::Frame(id.clone(), b[1..].to_vec()),
-                    );
+                    b.remove(0);
+                    files::feed(&shared, crate::transfer::Input::Frame(id.clone(), b));
+                }
+            }
+            Message::Binary(b) if b.first() == Some(&TAG_FILES_PACKED) => {
+                let current = shared.borrow().peers.get(&id).map(|h| h.gen) == Some(gen);
+                if current {
+                    files::feed_packed(&shared, &id, &b[1..]);
                 }
             }
             Message::Binary(b) if b.first() == Some(&TAG_BYTES) => {

@@ -50,6 +50,10 @@ function rawConnect(roomName) {
     // One message at a time: a candidate handled while the offer or answer is still being set
     // would be refused and lost, and ICE could then fail with nobody retrying.
     let queue = Promise.resolve();
+    const early = [];
+    const flushCandidates = async () => {
+      while (early.length > 0) await pc.addIceCandidate(early.shift());
+    };
     ws.onmessage = (ev) => { queue = queue.then(() => handle(ev)).catch((e) => log(`raw: ${e}`)); };
     const handle = async (ev) => {
       const m = JSON.parse(ev.data);
@@ -65,10 +69,14 @@ function rawConnect(roomName) {
           const a = await pc.createAnswer();
           await pc.setLocalDescription(a);
           send(m.from, { kind: "answer", sdp: a.sdp });
+          await flushCandidates();
         } else if (d.kind === "answer") {
           await pc.setRemoteDescription({ type: "answer", sdp: d.sdp });
+          await flushCandidates();
         } else if (d.kind === "candidate") {
-          await pc.addIceCandidate({ candidate: d.candidate, sdpMid: d.sdpMid, sdpMLineIndex: d.sdpMLineIndex });
+          // Held until the remote description is set (before it, the browser refuses them).
+          early.push({ candidate: d.candidate, sdpMid: d.sdpMid, sdpMLineIndex: d.sdpMLineIndex });
+          if (pc && pc.remoteDescription) await flushCandidates();
         }
       }
     };
@@ -92,28 +100,74 @@ function payload(size, seed) {
   return buf;
 }
 
+// What a swarm looks like, for an error message.
+const state = (swarm) => JSON.stringify({ signal: swarm.signalState, peers: swarm.peers(), files: swarm.files() });
+
+// Waits until `sources` peers announce `id`; fails after 30 s saying what the swarm sees.
+async function announced(swarm, id, sources) {
+  const deadline = performance.now() + 30000;
+  while (!swarm.files().some((f) => f.id === id && f.sources >= sources)) {
+    if (performance.now() > deadline) throw new Error(`file not announced by ${sources} peers in 30 s: ${state(swarm)}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+// `done`, unless the download makes no progress for 30 s: then an error saying what the swarm sees.
+async function stalled(swarm, id, done) {
+  let last = -1;
+  let since = performance.now();
+  let timer;
+  const watchdog = new Promise((_, reject) => {
+    timer = setInterval(() => {
+      const f = swarm.files().find((x) => x.id === id);
+      const now = f ? f.received : 0;
+      if (now !== last) { last = now; since = performance.now(); }
+      else if (performance.now() - since > 30000) reject(new Error(`download stalled for 30 s: ${state(swarm)}`));
+    }, 500);
+  });
+  try { return await Promise.race([done, watchdog]); } finally { clearInterval(timer); }
+}
+
 const bench = {
-  // Raw: connect in room `r`; the sender sends `size` bytes; the receiver reports MB/s.
+  // Raw: connect in room `r`; once the receiver asks ("go"), the sender sends `size` bytes; the
+  // receiver times from its request to the last byte (as swarmdrop's download is timed from
+  // download() to the finished file). Both close the connection at the end.
   async rawSend(r, size) {
-    const { ch } = await rawConnect(r);
+    const { ws, pc, ch } = await rawConnect(r);
+    const asked = new Promise((res) => { ch.onmessage = (e) => { if (e.data === "go") res(); }; });
+    await asked;
+    const finished = new Promise((res) => {
+      ch.onmessage = (e) => { if (e.data === "done") res(); };
+      ch.onclose = res;
+    });
     const data = payload(CHUNK);
     for (let sent = 0; sent < size; sent += CHUNK) {
       if (ch.bufferedAmount > HIGH) await new Promise((res) => { ch.onbufferedamountlow = res; });
       ch.send(data.subarray(0, Math.min(CHUNK, size - sent)));
     }
+    await finished;
+    pc.close();
+    ws.close();
     return true;
   },
   async rawReceive(r, size) {
-    const { ch } = await rawConnect(r);
-    return new Promise((resolve) => {
+    const { ws, pc, ch } = await rawConnect(r);
+    const result = await new Promise((resolve) => {
       let got = 0;
-      let t0 = 0;
       ch.onmessage = (e) => {
-        if (t0 === 0) t0 = performance.now();
+        if (typeof e.data === "string") return;
         got += e.data.byteLength;
         if (got >= size) resolve({ bytes: got, ms: performance.now() - t0 });
       };
+      const t0 = performance.now();
+      ch.send("go");
     });
+    ch.send("done");
+    // The sender closes on "done"; close here too after a moment if it does not.
+    await new Promise((res) => { ch.onclose = res; setTimeout(res, 2000); });
+    pc.close();
+    ws.close();
+    return result;
   },
   // swarmdrop: join, share a generated file of `size` bytes; returns its id.
   async swarmShare(r, size, uploadLimit, seed) {
@@ -132,19 +186,22 @@ const bench = {
   // Download `id` once announced by `sources` peers; MB/s from the first progress to done.
   async swarmDownload(id, sources) {
     const swarm = window.swarm;
-    while (!swarm.files().some((f) => f.id === id && f.sources >= sources)) {
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    await announced(swarm, id, sources);
     const t0 = performance.now();
     const dl = swarm.download(id);
     // When the first verified bytes arrived (the start-up part of the time).
     let firstMs = null;
-    dl.on("progress", (p) => { if (firstMs === null && p.have > 0) firstMs = performance.now() - t0; });
-    const file = await dl.done;
+    let lastMs = null;
+    dl.on("progress", (p) => {
+      const t = performance.now() - t0;
+      if (firstMs === null && p.have > 0) firstMs = t;
+      if (p.have >= p.total) lastMs = t;
+    });
+    const file = await stalled(swarm, id, dl.done);
     const ms = performance.now() - t0;
     const bytes = file.size;
     await swarm.deleteStored(id);
-    return { bytes, ms, firstMs };
+    return { bytes, ms, firstMs, lastMs };
   },
 };
 // WebTorrent with nothing outside loopback: no ICE servers, no DHT/LSD/PEX, only `tracker`.

@@ -575,6 +575,11 @@ fn join(quick: bool) -> Result<Vec<Row>, String> {
     Ok(rows)
 }
 
+/// Alternating raw/swarmdrop rounds per pair and size (the figures are their medians).
+fn rounds(quick: bool) -> String {
+    if quick { "1" } else { "3" }.to_string()
+}
+
 /// 1→1 throughput against a raw RTCDataChannel in the same browsers and run, and (full mode)
 /// three capped seeders → one downloader against the sum of the caps.
 fn transfer(quick: bool) -> Result<Vec<Row>, String> {
@@ -590,6 +595,7 @@ fn transfer(quick: bool) -> Result<Vec<Row>, String> {
             ("SWARMDROP_BENCH_SIZES_MIB", sizes.to_string()),
             ("SWARMDROP_BENCH_PAIRS", pairs.to_string()),
             ("SWARMDROP_BENCH_MULTI", multi.to_string()),
+            ("SWARMDROP_BENCH_ROUNDS", rounds(quick)),
         ],
         quick,
     )?;
@@ -691,6 +697,7 @@ fn webtorrent(quick: bool) -> Result<Vec<Row>, String> {
             ("SWARMDROP_BENCH_PAIRS", pairs.to_string()),
             ("SWARMDROP_BENCH_MULTI", "0".to_string()),
             ("SWARMDROP_WT_TRACKER", url),
+            ("SWARMDROP_BENCH_ROUNDS", rounds(quick)),
         ],
         quick,
     )?;

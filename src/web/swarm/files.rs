@@ -1,7 +1,7 @@
 //! The browser driver of the file engine: frames over the peers' data channels, pieces to and
 //! from OPFS, slices of the user's shared `File`s, and the `Download` JavaScript API.
 
-use super::{emit, obj, publish, Event, Shared, Swarm, TAG_FILES};
+use super::{emit, obj, publish, Event, Shared, Swarm, TAG_FILES, TAG_FILES_PACKED};
 use crate::signal::PeerId;
 use crate::transfer::{
     id_from_hex, id_hex, BlockRef, FileId, Input as TIn, ManifestBuilder, Output as TOut,
@@ -78,9 +78,13 @@ pub(super) struct Files {
     /// Files the user shares, read in slices on demand.
     local: HashMap<FileId, web_sys::File>,
     /// Per-peer ordered send queues (a task per peer drains each into its channel, waiting on
-    /// backpressure). Unbounded because the engine bounds what it sends: requests by its
-    /// pipeline, blocks by the requests peers may have in flight.
-    senders: HashMap<PeerId, mpsc::UnboundedSender<Vec<u8>>>,
+    /// backpressure), with the largest frame the peer's channel carries. Unbounded because the
+    /// engine bounds what it sends: requests by its pipeline, blocks by the requests peers may
+    /// have in flight.
+    senders: HashMap<PeerId, (mpsc::UnboundedSender<Vec<u8>>, usize)>,
+    /// Frames the engine gave out in this pump, per peer, sent (small ones packed together) at
+    /// its end by [`flush`].
+    outbox: HashMap<PeerId, Vec<Vec<u8>>>,
     downloads: HashMap<FileId, DownloadState>,
     manifests_saved: HashSet<FileId>,
     reads: PieceCache,
@@ -119,7 +123,13 @@ pub(super) fn feed(shared: &Shared, input: TIn) {
 /// `max_message` bytes, and tells the engine.
 pub(super) fn peer_up(shared: &Shared, id: &PeerId, channel: Rc<DataChannel>, max_message: usize) {
     let (tx, mut rx) = mpsc::unbounded::<Vec<u8>>();
-    shared.borrow_mut().files.senders.insert(id.clone(), tx);
+    // Less the tag byte in front of every file frame.
+    let max_frame = max_message.saturating_sub(1);
+    shared
+        .borrow_mut()
+        .files
+        .senders
+        .insert(id.clone(), (tx, max_frame));
     let weak_ch = Rc::downgrade(&channel);
     drop(channel);
     spawn_local(async move {
@@ -130,11 +140,41 @@ pub(super) fn peer_up(shared: &Shared, id: &PeerId, channel: Rc<DataChannel>, ma
             }
         }
     });
-    // Less the tag byte in front of every file frame.
-    feed(
-        shared,
-        TIn::PeerUp(id.clone(), max_message.saturating_sub(1)),
-    );
+    feed(shared, TIn::PeerUp(id.clone(), max_frame));
+}
+
+/// Hands the frames of a packed message to the engine, in order; a message that does not
+/// unpack is a malformed frame.
+pub(super) fn feed_packed(shared: &Shared, id: &PeerId, msg: &[u8]) {
+    match crate::transfer::wire::unpack(msg) {
+        Ok(frames) => {
+            for f in frames {
+                feed(shared, TIn::Frame(id.clone(), f.to_vec()));
+            }
+        }
+        Err(e) => feed(shared, TIn::Malformed(id.clone(), e)),
+    }
+}
+
+/// Sends what the engine gave out in this pump: each peer's frames in order, runs of small ones
+/// (requests, haves, cancels) packed into one message.
+pub(super) fn flush(shared: &Shared) {
+    let mut inner = shared.borrow_mut();
+    let files = &mut inner.files;
+    if files.outbox.is_empty() {
+        return;
+    }
+    for (peer, frames) in files.outbox.drain() {
+        let Some((tx, max_frame)) = files.senders.get(&peer) else {
+            continue;
+        };
+        for (packed, bytes) in crate::transfer::wire::pack(frames, *max_frame) {
+            let mut frame = Vec::with_capacity(bytes.len() + 1);
+            frame.push(if packed { TAG_FILES_PACKED } else { TAG_FILES });
+            frame.extend_from_slice(&bytes);
+            let _ = tx.unbounded_send(frame);
+        }
+    }
 }
 
 /// Closes a peer's send queue and tells the engine.
@@ -148,12 +188,9 @@ pub(super) fn peer_down(shared: &Shared, id: &PeerId) {
 pub(super) fn act(shared: &Shared, out: TOut) {
     match out {
         TOut::Send(peer, bytes) => {
-            let inner = shared.borrow();
-            if let Some(tx) = inner.files.senders.get(&peer) {
-                let mut frame = Vec::with_capacity(bytes.len() + 1);
-                frame.push(TAG_FILES);
-                frame.extend_from_slice(&bytes);
-                let _ = tx.unbounded_send(frame);
+            let mut inner = shared.borrow_mut();
+            if inner.files.senders.contains_key(&peer) {
+                inner.files.outbox.entry(peer).or_default().push(bytes);
             }
         }
         TOut::Hash(id, piece, data) => {
