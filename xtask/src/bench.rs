@@ -631,10 +631,11 @@ fn transfer(quick: bool) -> Result<Vec<Row>, String> {
             } else {
                 Row {
                     figure: format!(
-                        "{} → {}, {} MiB, 1→1 (swarmdrop stores to OPFS; baseline: raw RTCDataChannel)",
+                        "{} → {}, {} MiB, 1→1, median of {} rounds (swarmdrop stores to OPFS; baseline: raw RTCDataChannel, both timed from the receiver's request)",
                         r["from"].as_str().unwrap_or("?"),
                         r["to"].as_str().unwrap_or("?"),
-                        r["mib"]
+                        r["mib"],
+                        r["rounds"]
                     ),
                     ours: num(r, "swarmdrop_mbps"),
                     baseline: num(r, "raw_mbps"),
