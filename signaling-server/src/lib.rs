@@ -6,6 +6,7 @@
 //! "going away".
 #![forbid(unsafe_code)]
 
+pub mod assets;
 mod cluster;
 mod conn;
 mod hub;
@@ -13,7 +14,7 @@ pub mod metrics;
 mod turn;
 
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -25,6 +26,7 @@ use std::time::Duration;
 use swarmdrop::signal::IceServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tower::ServiceExt;
 use tower_http::compression::CompressionLayer;
 use tower_http::services::ServeDir;
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -230,6 +232,8 @@ pub struct AppState {
     pub metrics: metrics::Metrics,
     /// The Redis side, with `--redis`.
     pub cluster: Option<Arc<Cluster>>,
+    /// The package's `.wasm` and `.js`, compressed once per version.
+    assets: assets::Compressed,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -256,10 +260,15 @@ pub fn router(
         metrics: metrics::Metrics::default(),
         config: config.clone(),
         cluster,
+        assets: assets::Compressed::new(&config.pkg),
         shutdown,
     });
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        let assets = state.assets.clone();
+        runtime.spawn(async move { assets.warm().await });
+    }
     let pkg = Router::new()
-        .fallback_service(ServeDir::new(&config.pkg))
+        .fallback(pkg_file)
         .layer(SetResponseHeaderLayer::overriding(
             header::CACHE_CONTROL,
             HeaderValue::from_static("no-cache"),
@@ -282,6 +291,18 @@ pub fn router(
         ))
         .with_state(Arc::clone(&state));
     Ok((app, state))
+}
+
+/// A file of the wasm package: compressed from memory where it can be, else from disk.
+async fn pkg_file(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    if let Some(res) = state.assets.serve(&method, &path, req.headers()).await {
+        return res;
+    }
+    match ServeDir::new(&state.config.pkg).oneshot(req).await {
+        Ok(res) => res.into_response(),
+        Err(never) => match never {},
+    }
 }
 
 /// `{"status":"ok"|"degraded","redis":"off"|"up"|"down","connections":N,"rooms":N}`: degraded

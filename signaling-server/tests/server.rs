@@ -541,3 +541,77 @@ async fn invalid_settings_are_refused() {
         let _ = std::fs::remove_dir_all(dir);
     }
 }
+
+#[tokio::test]
+async fn package_files_are_compressed_once_per_version_and_revalidated() {
+    use std::io::Read;
+    let server = start(&[]).await;
+    let file = server.dir.join("pkg").join("swarmdrop_bg.wasm");
+    let original = std::fs::read(&file).unwrap();
+    let br = |body: &[u8]| {
+        let mut out = Vec::new();
+        brotli::Decompressor::new(body, 4096)
+            .read_to_end(&mut out)
+            .unwrap();
+        out
+    };
+    let (head, body) = http_get(
+        server.addr,
+        "/pkg/swarmdrop_bg.wasm",
+        "Accept-Encoding: gzip, deflate, br, zstd\r\n",
+    )
+    .await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("content-encoding: br"), "{head}");
+    assert!(head.contains("content-type: application/wasm"), "{head}");
+    assert!(head.contains("cache-control: no-cache"), "{head}");
+    assert!(head.contains("vary: accept-encoding"), "{head}");
+    assert_eq!(br(&body), original);
+    let etag = head
+        .lines()
+        .find_map(|l| l.strip_prefix("etag: "))
+        .expect("an etag")
+        .to_string();
+
+    let (head, body) = http_get(
+        server.addr,
+        "/pkg/swarmdrop_bg.wasm",
+        "Accept-Encoding: gzip\r\n",
+    )
+    .await;
+    assert!(head.contains("content-encoding: gzip"), "{head}");
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(&body[..])
+        .read_to_end(&mut out)
+        .unwrap();
+    assert_eq!(out, original);
+
+    // A browser revalidating its copy (the package is no-cache) gets 304 and no body.
+    let (head, body) = http_get(
+        server.addr,
+        "/pkg/swarmdrop_bg.wasm",
+        &format!("Accept-Encoding: br\r\nIf-None-Match: {etag}\r\n"),
+    )
+    .await;
+    assert!(head.starts_with("http/1.1 304"), "{head}");
+    assert!(body.is_empty());
+
+    // A rebuilt package is compressed again: the new bytes, under a new tag.
+    let rebuilt = b"\0asm\x01\0\0\0rebuilt".repeat(300);
+    std::fs::write(&file, &rebuilt).unwrap();
+    let (head, body) = http_get(
+        server.addr,
+        "/pkg/swarmdrop_bg.wasm",
+        &format!("Accept-Encoding: br\r\nIf-None-Match: {etag}\r\n"),
+    )
+    .await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(!head.contains(&etag), "{head}");
+    assert_eq!(br(&body), rebuilt);
+
+    // Without an accepted coding, the plain file.
+    let (head, body) = http_get(server.addr, "/pkg/swarmdrop_bg.wasm", "").await;
+    assert!(!head.contains("content-encoding"), "{head}");
+    assert_eq!(body, rebuilt);
+    server.shutdown().await;
+}

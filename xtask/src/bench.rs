@@ -494,7 +494,9 @@ fn browser_bench(
 ) -> Result<serde_json::Value, String> {
     tools::ensure(tools::Need::All)?;
     build_pkg()?;
-    let server = crate::build_server(false)?;
+    // The server as `cargo xtask serve` runs it (release); quick runs take the debug build the
+    // tests already have.
+    let server = crate::build_server(!quick)?;
     let mut c = cmd(
         "cargo",
         &[
