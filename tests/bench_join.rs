@@ -17,8 +17,10 @@ fn joins() -> usize {
 
 /// The page's timings once a peer is connected: [script start, wasm ready, joined (welcome),
 /// first peer connected], ms since the page opened.
-async fn timings(s: &Session) -> [f64; 4] {
-    let deadline = Instant::now() + Duration::from_secs(30);
+async fn timings(s: &Session, host: &Session) -> [f64; 4] {
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(30);
+    let mut reported = false;
     loop {
         let v = s
             .client
@@ -33,6 +35,17 @@ async fn timings(s: &Session) -> [f64; 4] {
             t("firstConnectedMs"),
         ) {
             return [a, b, c, d];
+        }
+        // A join this slow is an outlier worth a look: what the page sees at that moment.
+        if !reported && started.elapsed() > Duration::from_secs(3) {
+            reported = true;
+            let script = "return JSON.stringify(window.swarmdrop ? { id: window.swarmdrop.id, signal: window.swarmdrop.signalState, peers: window.swarmdrop.peers(), connections: window.swarmdrop.connections() } : null)";
+            let mine = s.client.execute(script, vec![]).await.unwrap_or_default();
+            let theirs = host.client.execute(script, vec![]).await.unwrap_or_default();
+            eprintln!(
+                "{:?}: not connected after 3 s (timings: {v}; swarm: {mine}; the host's: {theirs})",
+                s.browser
+            );
         }
         assert!(
             Instant::now() < deadline,
@@ -69,7 +82,7 @@ async fn join_time() {
         let mut steps: [Vec<f64>; 4] = Default::default();
         for _ in 0..joins() {
             joiner.client.goto(&link).await.expect("open the page");
-            let t = timings(&joiner).await;
+            let t = timings(&joiner, &host).await;
             times.push(t[3]);
             // The steps: page → script, script → wasm ready, → joined, → connected.
             let mut prev = 0.0;

@@ -196,6 +196,31 @@ impl PeerConnection {
         }
     }
 
+    /// The browser's own view of the connection, for diagnostics: `signalingState`,
+    /// `iceConnectionState`, `iceGatheringState`, `connectionState`, and whether the local and
+    /// remote descriptions are set.
+    pub fn diagnostics(&self) -> Vec<(&'static str, JsValue)> {
+        let get = |k: &str| js_sys::Reflect::get(&self.pc, &JsValue::from_str(k)).ok();
+        let mut out: Vec<(&'static str, JsValue)> = [
+            ("signaling", "signalingState"),
+            ("ice", "iceConnectionState"),
+            ("gathering", "iceGatheringState"),
+            ("connection", "connectionState"),
+        ]
+        .into_iter()
+        .map(|(name, prop)| (name, get(prop).unwrap_or(JsValue::NULL)))
+        .collect();
+        out.push((
+            "localDescription",
+            JsValue::from_bool(self.pc.local_description().is_some()),
+        ));
+        out.push((
+            "remoteDescription",
+            JsValue::from_bool(self.pc.remote_description().is_some()),
+        ));
+        out
+    }
+
     /// The connection state now.
     pub fn state(&self) -> RtcPeerConnectionState {
         self.pc.connection_state()
@@ -355,6 +380,16 @@ impl DataChannel {
                 }
                 _ => return Err(WebError::Closed("data channel")),
             }
+        }
+    }
+
+    /// The channel's `readyState` ("connecting", "open", "closing", "closed").
+    pub fn ready_state_name(&self) -> &'static str {
+        match self.ch.ready_state() {
+            RtcDataChannelState::Connecting => "connecting",
+            RtcDataChannelState::Open => "open",
+            RtcDataChannelState::Closing => "closing",
+            _ => "closed",
         }
     }
 

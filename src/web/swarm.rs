@@ -717,6 +717,29 @@ impl Swarm {
         self.shared.borrow().machine.signal_state().as_str().into()
     }
 
+    /// The browser's view of each peer connection, for diagnosing one that does not connect:
+    /// `[{ id, signaling, ice, gathering, connection, localDescription, remoteDescription,
+    /// channel }]` (the `RTCPeerConnection` states, whether each description is set, and the
+    /// data channel's `readyState` or `null` before it exists).
+    pub fn connections(&self) -> js_sys::Array {
+        let inner = self.shared.borrow();
+        inner
+            .peers
+            .iter()
+            .map(|(id, h)| {
+                let mut fields = vec![("id", JsValue::from_str(id.as_str()))];
+                fields.extend(h.pc.diagnostics());
+                fields.push((
+                    "channel",
+                    h.channel
+                        .as_ref()
+                        .map_or(JsValue::NULL, |c| JsValue::from_str(c.ready_state_name())),
+                ));
+                obj(&fields)
+            })
+            .collect()
+    }
+
     /// Every known peer: `[{ id, state, route, rttMs, safetyNumber, connectedAt }]`.
     pub fn peers(&self) -> js_sys::Array {
         let inner = self.shared.borrow();
