@@ -41,7 +41,11 @@ async fn timings(s: &Session, host: &Session) -> [f64; 4] {
             reported = true;
             let script = "return JSON.stringify(window.swarmdrop ? { id: window.swarmdrop.id, signal: window.swarmdrop.signalState, peers: window.swarmdrop.peers(), connections: window.swarmdrop.connections() } : null)";
             let mine = s.client.execute(script, vec![]).await.unwrap_or_default();
-            let theirs = host.client.execute(script, vec![]).await.unwrap_or_default();
+            let theirs = host
+                .client
+                .execute(script, vec![])
+                .await
+                .unwrap_or_default();
             eprintln!(
                 "{:?}: not connected after 3 s (timings: {v}; swarm: {mine}; the host's: {theirs})",
                 s.browser

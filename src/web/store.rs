@@ -29,7 +29,7 @@ const ROOT: &str = "swarmdrop";
 const PROBE: &str = "probe";
 const MANIFEST: &str = "manifest";
 /// Piece files opened at once when a finished file is assembled.
-const ASSEMBLE_IN_FLIGHT: usize = 32;
+const ASSEMBLE_IN_FLIGHT: u32 = 32;
 /// The worker's first write (the probe) must be done by then, or the page writes pieces itself.
 const WRITER_START_MS: u32 = 5_000;
 
@@ -418,19 +418,27 @@ impl PieceStore {
 
     /// The finished file as one `File`, made of the piece files (read from disk when used).
     pub async fn assemble(&self, m: &Manifest) -> Result<web_sys::File, WebError> {
-        use futures::{StreamExt, TryStreamExt};
         let dir = self.dir(&m.id(), false).await?;
         // Many pieces asked at once (in order): one at a time, the round trips to the browser
         // for each piece's file added up to a noticeable wait at the end of every download.
-        let files: Vec<web_sys::File> = futures::stream::iter(0..m.pieces())
-            .map(|p| {
-                let dir = &dir;
-                async move { Self::file(dir, &piece_name(p)).await }
-            })
-            .buffered(ASSEMBLE_IN_FLIGHT)
-            .try_collect()
-            .await?;
-        let parts: js_sys::Array = files.iter().collect();
+        let parts = js_sys::Array::new();
+        let mut next = 0;
+        while next < m.pieces() {
+            let end = next.saturating_add(ASSEMBLE_IN_FLIGHT).min(m.pieces());
+            let handles: js_sys::Array = (next..end)
+                .map(|p| JsValue::from(dir.get_file_handle(&piece_name(p))))
+                .collect();
+            let handles = wait("opening a stored file", js_sys::Promise::all(&handles)).await?;
+            let files: js_sys::Array = js_sys::Array::from(&handles)
+                .iter()
+                .map(|h| JsValue::from(h.unchecked_into::<FileSystemFileHandle>().get_file()))
+                .collect();
+            let files = wait("reading a stored file", js_sys::Promise::all(&files)).await?;
+            for f in js_sys::Array::from(&files).iter() {
+                parts.push(&f);
+            }
+            next = end;
+        }
         let opts = web_sys::FilePropertyBag::new();
         opts.set_type(&m.mime);
         web_sys::File::new_with_blob_sequence_and_options(&parts, &m.name, &opts)
