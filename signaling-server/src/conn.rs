@@ -13,6 +13,9 @@ use swarmdrop::signal::{
 };
 use tokio::time::{sleep_until, timeout};
 
+/// How long a closing connection waits for the client's close frame after sending its own.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
+
 /// Most frames written before one flush.
 const MAX_BATCH: usize = 64;
 
@@ -146,6 +149,7 @@ impl Conn<'_> {
         let idle_timer = sleep_until(tokio::time::Instant::from_std(start + idle));
         tokio::pin!(kicked, stopping, join_timer, idle_timer);
 
+        let mut peer_closed = false;
         let ending = loop {
             let frame = tokio::select! {
                 _ = &mut kicked => {
@@ -179,7 +183,14 @@ impl Conn<'_> {
             };
             let now = Instant::now();
             let next = match frame {
-                None | Some(Ok(Message::Close(_))) => break None,
+                None => break None,
+                // Answer the client's close (tungstenite queued the reply; the writer flushes
+                // it): a client whose close goes unanswered counts the connection as failed,
+                // and Firefox then delays its next connection to this server.
+                Some(Ok(Message::Close(_))) => {
+                    peer_closed = true;
+                    break Some((close::NORMAL, ""));
+                }
                 Some(Err(e)) => {
                     // tungstenite reports an over-long frame as a capacity error.
                     if e.to_string().contains("too long") || e.to_string().contains("Space limit") {
@@ -248,11 +259,28 @@ impl Conn<'_> {
         }
         match ending {
             Some((code, reason)) => {
-                // Let the writer flush what is queued and the close frame, within its timeout.
-                self.outbox.push(Out::Close(code, reason));
+                // Let the writer flush what is queued and the close frame (or the reply to the
+                // client's), within its timeout.
+                self.outbox.push(if peer_closed {
+                    Out::Closed
+                } else {
+                    Out::Close(code, reason)
+                });
                 let flush = Config::secs(cfg.write_timeout).min(Duration::from_secs(2));
                 if timeout(flush, &mut writer).await.is_err() {
                     writer.abort();
+                } else if !peer_closed {
+                    // Our close is out: read until the client's (briefly), so the connection
+                    // ends with the closing handshake done and nothing unread (closing a socket
+                    // with unread data resets it, which the client sees as a failure).
+                    let _ = timeout(CLOSE_WAIT, async {
+                        while let Some(Ok(m)) = stream.next().await {
+                            if matches!(m, Message::Close(_)) {
+                                break;
+                            }
+                        }
+                    })
+                    .await;
                 }
             }
             None => writer.abort(),
@@ -407,18 +435,26 @@ async fn write_loop(
         let write = async {
             while let Some(out) = pending.take() {
                 let msg = match out {
-                    Out::Ping => Message::Ping(Default::default()),
+                    Out::Ping => Some(Message::Ping(Default::default())),
                     Out::Text(t, read_at) => {
                         relayed.extend(read_at);
-                        Message::Text(t)
+                        Some(Message::Text(t))
                     }
                     Out::Close(code, reason) => {
                         closing = true;
-                        Message::Close(Some(CloseFrame {
+                        Some(Message::Close(Some(CloseFrame {
                             code,
                             reason: reason.into(),
-                        }))
+                        })))
                     }
+                    // A second close frame would be refused; the flush below sends the reply.
+                    Out::Closed => {
+                        closing = true;
+                        None
+                    }
+                };
+                let Some(msg) = msg else {
+                    break;
                 };
                 sink.feed(msg).await?;
                 batch += 1;

@@ -20,6 +20,9 @@ pub(crate) enum Out {
     Ping,
     /// A close frame, after which the writer stops.
     Close(u16, &'static str),
+    /// The client closed first: send what is queued, with the reply to its close that the
+    /// WebSocket queued itself, then stop.
+    Closed,
 }
 
 /// The sending side of one client's outgoing queue, bounded by a count: a client whose queue

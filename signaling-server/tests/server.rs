@@ -615,3 +615,38 @@ async fn package_files_are_compressed_once_per_version_and_revalidated() {
     assert_eq!(body, rebuilt);
     server.shutdown().await;
 }
+
+/// A client's close is answered (an unanswered close is a failed connection to the browser,
+/// and Firefox then delays its next connection to this server), and a client that leaves and
+/// closes at once — a page going away — ends with the closing handshake, not a reset.
+#[tokio::test]
+async fn closes_are_answered_and_end_cleanly() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let server = start(&[]).await;
+    async fn ends_cleanly(ws: &mut Ws) {
+        let mut answered = false;
+        while let Some(m) = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("in time")
+        {
+            match m {
+                Ok(Message::Close(_)) => answered = true,
+                Ok(_) => {}
+                Err(e) => panic!("the connection did not end cleanly: {e}"),
+            }
+        }
+        assert!(answered, "no close frame from the server");
+    }
+    let mut a = connect(&server).await;
+    join(&mut a, "r").await;
+    a.close(None).await.unwrap();
+    ends_cleanly(&mut a).await;
+
+    let mut b = connect(&server).await;
+    join(&mut b, "r").await;
+    send(&mut b, r#"{"type":"leave"}"#).await;
+    b.close(None).await.unwrap();
+    ends_cleanly(&mut b).await;
+    server.shutdown().await;
+}
