@@ -486,23 +486,13 @@ async fn serves_page_package_health_and_metrics() {
     ));
     assert!(String::from_utf8_lossy(&body).contains("<title>t</title>"));
 
-    let (head, body) = http_get(server.addr, "/pkg/swarmdrop_bg.wasm", "").await;
+    let (head, body) = get_wasm(server.addr, "").await;
     assert!(head.contains("content-type: application/wasm"), "{head}");
     assert!(head.contains("cache-control: no-cache"), "{head}");
     assert!(body.starts_with(b"\0asm"));
-    let (head, _) = http_get(
-        server.addr,
-        "/pkg/swarmdrop_bg.wasm",
-        "Accept-Encoding: gzip\r\n",
-    )
-    .await;
+    let (head, _) = get_wasm(server.addr, "Accept-Encoding: gzip\r\n").await;
     assert!(head.contains("content-encoding: gzip"), "{head}");
-    let (head, _) = http_get(
-        server.addr,
-        "/pkg/swarmdrop_bg.wasm",
-        "Accept-Encoding: br\r\n",
-    )
-    .await;
+    let (head, _) = get_wasm(server.addr, "Accept-Encoding: br\r\n").await;
     assert!(head.contains("content-encoding: br"), "{head}");
 
     let (head, body) = http_get(server.addr, "/healthz", "").await;
@@ -555,12 +545,7 @@ async fn package_files_are_compressed_once_per_version_and_revalidated() {
             .unwrap();
         out
     };
-    let (head, body) = http_get(
-        server.addr,
-        "/pkg/swarmdrop_bg.wasm",
-        "Accept-Encoding: gzip, deflate, br, zstd\r\n",
-    )
-    .await;
+    let (head, body) = get_wasm(server.addr, "Accept-Encoding: gzip, deflate, br, zstd\r\n").await;
     assert!(head.starts_with("http/1.1 200"), "{head}");
     assert!(head.contains("content-encoding: br"), "{head}");
     assert!(head.contains("content-type: application/wasm"), "{head}");
@@ -573,12 +558,7 @@ async fn package_files_are_compressed_once_per_version_and_revalidated() {
         .expect("an etag")
         .to_string();
 
-    let (head, body) = http_get(
-        server.addr,
-        "/pkg/swarmdrop_bg.wasm",
-        "Accept-Encoding: gzip\r\n",
-    )
-    .await;
+    let (head, body) = get_wasm(server.addr, "Accept-Encoding: gzip\r\n").await;
     assert!(head.contains("content-encoding: gzip"), "{head}");
     let mut out = Vec::new();
     flate2::read::GzDecoder::new(&body[..])
@@ -587,9 +567,8 @@ async fn package_files_are_compressed_once_per_version_and_revalidated() {
     assert_eq!(out, original);
 
     // A browser revalidating its copy (the package is no-cache) gets 304 and no body.
-    let (head, body) = http_get(
+    let (head, body) = get_wasm(
         server.addr,
-        "/pkg/swarmdrop_bg.wasm",
         &format!("Accept-Encoding: br\r\nIf-None-Match: {etag}\r\n"),
     )
     .await;
@@ -599,9 +578,8 @@ async fn package_files_are_compressed_once_per_version_and_revalidated() {
     // A rebuilt package is compressed again: the new bytes, under a new tag.
     let rebuilt = b"\0asm\x01\0\0\0rebuilt".repeat(300);
     std::fs::write(&file, &rebuilt).unwrap();
-    let (head, body) = http_get(
+    let (head, body) = get_wasm(
         server.addr,
-        "/pkg/swarmdrop_bg.wasm",
         &format!("Accept-Encoding: br\r\nIf-None-Match: {etag}\r\n"),
     )
     .await;
@@ -610,7 +588,7 @@ async fn package_files_are_compressed_once_per_version_and_revalidated() {
     assert_eq!(br(&body), rebuilt);
 
     // Without an accepted coding, the plain file.
-    let (head, body) = http_get(server.addr, "/pkg/swarmdrop_bg.wasm", "").await;
+    let (head, body) = get_wasm(server.addr, "").await;
     assert!(!head.contains("content-encoding"), "{head}");
     assert_eq!(body, rebuilt);
     server.shutdown().await;
@@ -649,4 +627,9 @@ async fn closes_are_answered_and_end_cleanly() {
     b.close(None).await.unwrap();
     ends_cleanly(&mut b).await;
     server.shutdown().await;
+}
+
+/// GET of the test package's wasm with `extra` request headers.
+async fn get_wasm(addr: std::net::SocketAddr, extra: &str) -> (String, Vec<u8>) {
+    http_get(addr, "/pkg/swarmdrop_bg.wasm", extra).await
 }
