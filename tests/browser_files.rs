@@ -276,3 +276,57 @@ async fn a_download_resumes_from_opfs_after_the_swarm_is_recreated() {
     a.leave();
     b2.leave();
 }
+
+#[wasm_bindgen_test]
+async fn two_swarms_on_one_store_both_download_a_file() {
+    // Two tabs of the app share the browser's storage. The first one's worker keeps the file's
+    // `data` open while its download runs (here: stopped halfway), so the second one writes its
+    // pieces as piece files. Both finish with the right bytes, and the store then lists the
+    // whole file once.
+    let room = tag("two-tabs");
+    let store = tag("shared");
+    let a = join(&room, &tag("a")).await;
+    let b1 = join(&room, &store).await;
+    let b2 = join(&room, &store).await;
+    until("connected", 20.0, || {
+        connected(&a) == 2 && connected(&b1) == 2 && connected(&b2) == 2
+    })
+    .await;
+    let data = random_bytes(8 * MIB);
+    let id = share(&a, &file_of(&data, "two-tabs.bin")).await;
+    until("announced", 10.0, || knows(&b1, &id) && knows(&b2, &id)).await;
+    let mut events = b1.events();
+    let d1 = b1.download(hex(&id)).unwrap();
+    wait_event(&mut events, 20.0, |e| {
+        matches!(e, Event::Transfer(TransferEvent::Progress(f, have, _)) if *f == id && *have >= 2 * MIB as u64)
+    })
+    .await;
+    d1.cancel();
+    let d2 = b2.download(hex(&id)).unwrap();
+    let got = JsFuture::from(d2.done())
+        .await
+        .expect("second tab's download");
+    assert_eq!(file_bytes(got).await, data);
+    let piece_files = b2.stored_piece_files_for_testing(&id).await.unwrap();
+    assert!(
+        piece_files > 0,
+        "the second tab wrote into the first one's open file"
+    );
+    // The first tab finishes its download (into its `data`), next to the second's pieces.
+    let d1 = b1.download(hex(&id)).unwrap();
+    let got = JsFuture::from(d1.done())
+        .await
+        .expect("first tab's download");
+    assert_eq!(file_bytes(got).await, data);
+    b1.leave();
+    b2.leave();
+    drop((b1, b2));
+    let probe = join(&tag("elsewhere"), &store).await;
+    let stored = probe.stored_files().await.unwrap();
+    assert_eq!(stored.length(), 1);
+    let complete = js_sys::Reflect::get(&stored.get(0), &"complete".into()).unwrap();
+    assert_eq!(complete.as_bool(), Some(true));
+    probe.delete_stored(hex(&id)).await.unwrap();
+    probe.leave();
+    a.leave();
+}

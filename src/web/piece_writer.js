@@ -1,18 +1,34 @@
-// The piece writer of swarmdrop's OPFS store (src/web/store.rs), in a dedicated module worker.
+// The store worker of swarmdrop's OPFS store (src/web/store.rs): a dedicated module worker that
+// writes and reads pieces through FileSystemSyncAccessHandles, which only workers get.
 //
-// A verified piece is written with a FileSystemSyncAccessHandle, which only workers get: the
-// bytes go to the file from this thread, off the page's main thread (which runs the swarm),
-// instead of through `createWritable()`'s stream, swap file and rename on the page. A piece is
-// written under a temporary name and only then moved to its own name, so a piece file that
-// exists was written whole. (No `flush()`: an fsync per piece would hold this thread on the disk
-// for every MiB, and the page's writable streams, the fallback, do not sync either.)
+// A download's pieces go into one file, `data`, at their offsets, through a handle kept open
+// while the download runs; after each piece one byte is set in `have` (byte i = 1: piece i is
+// in `data`, whole and verified). That is one pwrite per piece and one per mark, straight to the
+// disk from this thread: no file to create, lock, close and rename per piece, no round trip to
+// the browser's storage service per piece (which the page's main thread and the browser process
+// paid for on every MiB before), and a finished file is `data` itself. (No `flush()`: an fsync
+// per piece would hold this thread on the disk for every MiB; a mark is written after its piece,
+// so a reload or a closed tab never finds a mark without its bytes.)
+//
+// Where `data` is locked by another tab's worker, a piece is written as its own file `p<i>`
+// instead (the page's fallback layout, see store.rs), under a temporary name then moved, so a
+// piece file that exists was written whole.
 //
 // This one file is both sides: imported by the wasm package on the page it gives the URL to
-// start the worker from (itself); loaded as a worker it serves requests
-//   { seq, path: [folder…], name, data: ArrayBuffer, len }   (data transferred, not copied;
-//   the piece is its first `len` bytes)
-// answering { seq, data } when the piece is on disk, or { seq, data, error } with the browser's
-// reason; `data` is the buffer handed back (transferred) for the page to fill again.
+// start the worker from (itself); loaded as a worker it answers requests, all with a `seq`
+// echoed in the answer and a `path` (the file's folder from the origin's root):
+//   { op: "write", piece, at, data, len }  piece `piece`, the first `len` bytes of `data`
+//        (transferred), at byte `at` of `data`; answers { where: "data" | "piece", data }
+//        (the buffer handed back for the page to fill again)
+//   { op: "read", at, len, data }  `len` bytes at `at` of `data` into the buffer `data` (or a
+//        new one if it is too small); answers { data }
+//   { op: "readFile", file, at, len, data }  the same from a `File` (a shared one), read here
+//        so the page's main thread does not
+//   { op: "state" }  answers { have: ArrayBuffer, size } from the open handles, or
+//        { closed: true } if this worker has none open on the folder
+//   { op: "close" }  lets the folder's handles go (before the file is handed over or deleted)
+//   { op: "put", name, data, len }  writes the whole file `name` (the storage probe)
+// A failure answers { error } with the browser's reason (and `data`, if one was sent).
 // Its first message, { ready: true }, says it listens.
 
 export function pieceWriterUrl() {
@@ -25,9 +41,13 @@ const inWorker =
 if (inWorker) {
   // Folder handles by path, opened once.
   const folders = new Map();
-  // Writes of one file run one after another (the same piece may be written again after a
-  // write that was given up); writes of different files run side by side.
+  // Open handles by folder: { data, have } (sync access handles).
+  const open = new Map();
+  // Folders whose `data` another worker holds, with when to try it again.
+  const busy = new Map();
+  // Requests on one folder run one after another; folders run side by side.
   const chains = new Map();
+  const BUSY_RETRY_MS = 5000;
 
   const folder = (path) => {
     const key = path.join("/");
@@ -38,43 +58,102 @@ if (inWorker) {
         for (const name of path) d = await d.getDirectoryHandle(name, { create: true });
         return d;
       })();
-      // A failed open is not kept: the next write tries again.
+      // A failed open is not kept: the next request tries again.
       dir.catch(() => folders.delete(key));
       folders.set(key, dir);
     }
     return dir;
   };
 
-  // A handle still held by a writer that is going away (the page that was just reloaded)
-  // is let go within moments: wait for it a little.
-  const lock = async (file) => {
-    for (let tries = 0; ; tries++) {
+  const locked = (e) => e && e.name === "NoModificationAllowedError";
+
+  // A handle still held by a worker that is going away (the page that was just reloaded) is
+  // let go within moments: wait for it a little.
+  const lock = async (file, tries) => {
+    for (let i = 0; ; i++) {
       try {
         return await file.createSyncAccessHandle();
       } catch (e) {
-        if (tries >= 40 || !(e && e.name === "NoModificationAllowedError")) throw e;
+        if (i + 1 >= tries || !locked(e)) throw e;
         await new Promise((r) => setTimeout(r, 50));
       }
     }
   };
 
-  // Where handles cannot move, a piece is written in place (its length still tells a whole
-  // piece from a cut one).
+  // The folder's open handles, opened (and created) if needed; throws a
+  // NoModificationAllowedError at once while another worker was seen to hold them.
+  const handles = async (path) => {
+    const key = path.join("/");
+    let h = open.get(key);
+    if (h) return h;
+    const until = busy.get(key);
+    if (until !== undefined && Date.now() < until) {
+      throw new DOMException(`${key}/data is open in another tab`, "NoModificationAllowedError");
+    }
+    // Once another tab was seen to hold it, one try (no wait) every few seconds.
+    const tries = until === undefined ? 40 : 1;
+    const dir = await folder(path);
+    try {
+      const data = await lock(await dir.getFileHandle("data", { create: true }), tries);
+      let have;
+      try {
+        have = await lock(await dir.getFileHandle("have", { create: true }), tries);
+      } catch (e) {
+        data.close();
+        throw e;
+      }
+      h = { data, have };
+    } catch (e) {
+      if (locked(e)) busy.set(key, Date.now() + BUSY_RETRY_MS);
+      throw e;
+    }
+    busy.delete(key);
+    open.set(key, h);
+    return h;
+  };
+
+  const close = (key) => {
+    const h = open.get(key);
+    if (!h) return;
+    open.delete(key);
+    for (const a of [h.data, h.have]) {
+      try {
+        a.flush();
+      } catch {}
+      try {
+        a.close();
+      } catch {}
+    }
+  };
+
+  const writeAll = (access, bytes, at) => {
+    let done = 0;
+    while (done < bytes.length) {
+      const n = access.write(bytes.subarray(done), { at: at + done });
+      if (!(n > 0)) throw new Error(`wrote ${done} of ${bytes.length} bytes`);
+      done += n;
+    }
+  };
+
+  const readAll = (access, bytes, at) => {
+    let done = 0;
+    while (done < bytes.length) {
+      const n = access.read(bytes.subarray(done), { at: at + done });
+      if (!(n > 0)) throw new Error(`read ${done} of ${bytes.length} bytes at ${at}: the file ends`);
+      done += n;
+    }
+  };
+
   const canMove = typeof FileSystemHandle.prototype.move === "function";
 
-  const write = async (path, name, data, len) => {
+  // A whole file `name`, written under a temporary name then moved (see the top).
+  const put = async (path, name, bytes) => {
     const dir = await folder(path);
     const file = await dir.getFileHandle(canMove ? `${name}.part` : name, { create: true });
-    const access = await lock(file);
+    const access = await lock(file, 40);
     try {
       access.truncate(0);
-      const bytes = new Uint8Array(data, 0, len);
-      let at = 0;
-      while (at < bytes.length) {
-        const n = access.write(bytes.subarray(at), { at });
-        if (!(n > 0)) throw new Error(`wrote ${at} of ${bytes.length} bytes`);
-        at += n;
-      }
+      writeAll(access, bytes, 0);
     } finally {
       access.close();
     }
@@ -82,29 +161,111 @@ if (inWorker) {
       try {
         await file.move(name);
       } catch (e) {
-        // An older copy under the final name (a write given up, then repeated), where the
-        // browser does not replace it: remove it, then move.
+        // An older copy under the final name, where the browser does not replace it.
         await dir.removeEntry(name).catch(() => {});
         await file.move(name);
       }
     }
   };
 
+  const ONE = new Uint8Array([1]);
+
+  const buffer = (data, len) =>
+    data instanceof ArrayBuffer && data.byteLength >= len ? data : new ArrayBuffer(len);
+
+  const run = async (req) => {
+    const key = req.path.join("/");
+    switch (req.op) {
+      case "write": {
+        const bytes = new Uint8Array(req.data, 0, req.len);
+        let h = null;
+        try {
+          h = await handles(req.path);
+        } catch (e) {
+          if (!locked(e)) throw e;
+        }
+        if (h) {
+          // A piece already there (written by another tab) is left as it is: rewriting the
+          // same bytes would still make the browser refuse to read a `File` of `data` handed
+          // over before.
+          const mark = new Uint8Array(1);
+          if (h.have.read(mark, { at: req.piece }) !== 1 || mark[0] !== 1) {
+            writeAll(h.data, bytes, req.at);
+            writeAll(h.have, ONE, req.piece);
+          }
+          return { where: "data", data: req.data };
+        }
+        await put(req.path, `p${req.piece}`, bytes);
+        return { where: "piece", data: req.data };
+      }
+      case "read": {
+        const out = buffer(req.data, req.len);
+        const into = new Uint8Array(out, 0, req.len);
+        let h = null;
+        try {
+          h = await handles(req.path);
+        } catch (e) {
+          if (!locked(e)) throw e;
+        }
+        if (h) {
+          readAll(h.data, into, req.at);
+        } else {
+          // Held by another tab: read what it wrote through a snapshot of the file.
+          const file = await (await (await folder(req.path)).getFileHandle("data")).getFile();
+          const got = await file.slice(req.at, req.at + req.len).arrayBuffer();
+          if (got.byteLength !== req.len) throw new Error(`read ${got.byteLength} of ${req.len} bytes`);
+          into.set(new Uint8Array(got));
+        }
+        return { data: out };
+      }
+      case "readFile": {
+        const got = await req.file.slice(req.at, req.at + req.len).arrayBuffer();
+        if (got.byteLength !== req.len) {
+          throw new Error(`read ${got.byteLength} of ${req.len} bytes at ${req.at}: the file ends`);
+        }
+        const out = buffer(req.data, req.len);
+        new Uint8Array(out, 0, req.len).set(new Uint8Array(got));
+        return { data: out };
+      }
+      case "state": {
+        const h = open.get(key);
+        if (!h) return { closed: true };
+        const have = new ArrayBuffer(h.have.getSize());
+        readAll(h.have, new Uint8Array(have), 0);
+        return { have, size: h.data.getSize() };
+      }
+      case "close":
+        close(key);
+        return {};
+      case "put":
+        await put(req.path, req.name, new Uint8Array(req.data, 0, req.len));
+        return { data: req.data };
+      default:
+        throw new Error(`unknown request ${req.op}`);
+    }
+  };
+
   self.onmessage = (ev) => {
-    const { seq, path, name, data } = ev.data;
-    const len = typeof ev.data.len === "number" ? ev.data.len : data.byteLength;
-    const key = `${path.join("/")}/${name}`;
-    const before = chains.get(key) || Promise.resolve();
-    const done = before.then(() => write(path, name, data, len));
-    const tail = done.catch(() => {});
-    chains.set(key, tail);
-    done.then(
-      () => self.postMessage({ seq, data }, [data]),
-      (e) => self.postMessage({ seq, data, error: `${(e && e.name) || "Error"}: ${(e && e.message) || e}` }, [data]),
-    );
-    tail.then(() => {
-      if (chains.get(key) === tail) chains.delete(key);
+    const req = ev.data;
+    const key = req.op === "readFile" ? null : req.path.join("/");
+    const before = (key !== null && chains.get(key)) || Promise.resolve();
+    const done = before.then(() => run(req));
+    const answer = (reply) => {
+      const moved = reply.data instanceof ArrayBuffer ? [reply.data] : [];
+      self.postMessage({ seq: req.seq, ...reply }, moved);
+    };
+    done.then(answer, (e) => {
+      const reply = { error: `${(e && e.name) || "Error"}: ${(e && e.message) || e}` };
+      if (req.data instanceof ArrayBuffer && req.data.byteLength > 0) reply.data = req.data;
+      answer(reply);
     });
+    if (key !== null) {
+      const tail = done.catch(() => {});
+      chains.set(key, tail);
+      tail.then(() => {
+        if (chains.get(key) === tail) chains.delete(key);
+      });
+    }
   };
   // Listening now: the page posts nothing before this.
   self.postMessage({ ready: true });

@@ -1,20 +1,23 @@
-//! Pieces on disk: the Origin Private File System, one folder per file and one OPFS file per
-//! verified piece. A piece is written once (no copy of the whole file per write, as a single
-//! growing file would need), is on disk when its write closes, and a reload finds exactly the
-//! pieces that were verified and stored. A finished file is handed over as a `File` made of the
-//! piece files, which the browser reads from disk when it is saved.
+//! Pieces on disk: the Origin Private File System, one folder per file. A dedicated worker
+//! (`piece_writer.js`) writes each verified piece at its offset into the folder's `data` file
+//! through a `FileSystemSyncAccessHandle` it keeps open while the download runs, then marks it in
+//! `have` (one byte per piece): one write per piece straight to the disk, off the page's main
+//! thread, with no file to create, lock and rename per piece. A reload finds exactly the pieces
+//! that were marked (a mark is written after its piece). The worker also reads pieces back to
+//! serve them (and slices of the user's shared files), and a finished file is handed over as a
+//! `File` of `data`, which the browser reads from disk when it is saved.
 //!
-//! Pieces are written by a dedicated worker (`piece_writer.js`) through
-//! `FileSystemSyncAccessHandle`s, off the main thread that runs the swarm, instead of through
-//! `createWritable()` streams on the page. Where the worker cannot run, the page writes them
-//! itself (the same files, so either can resume the other's download).
+//! Where the worker cannot run, the page writes each piece as its own file `p<i>` through
+//! `createWritable()` (a stream on one big file would copy the whole file per write); the worker
+//! does the same for a file whose `data` another tab holds. Reading, listing and assembling take
+//! pieces from either, so each can resume the other's download.
 
 use super::error::WebError;
 use crate::transfer::{id_from_hex, id_hex, Bitfield, FileId, Manifest};
 use futures::channel::oneshot;
 use gloo_events::EventListener;
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::{JsCast, JsValue};
@@ -28,6 +31,10 @@ const ROOT: &str = "swarmdrop";
 /// A file written and removed at opening (see [`PieceStore::open`]); never a file id.
 const PROBE: &str = "probe";
 const MANIFEST: &str = "manifest";
+/// A file's bytes at their offsets, written by the worker.
+const DATA: &str = "data";
+/// One byte per piece: 1 where the piece is in [`DATA`], whole and verified.
+const HAVE: &str = "have";
 /// Piece files opened at once when a finished file is assembled.
 const ASSEMBLE_IN_FLIGHT: u32 = 32;
 /// The worker's first write (the probe) must be done by then, or the page writes pieces itself.
@@ -59,20 +66,22 @@ pub struct PieceStore {
     path: [String; 2],
     /// The worker that writes pieces, or why it could not start.
     writer: Result<PieceWriter, String>,
+    /// Pieces known to be in each file's `data` (the rest, stored, are piece files).
+    in_data: RefCell<HashMap<FileId, HashSet<u32>>>,
 }
 
-/// Answers awaited from the writer, by request number.
-type Pending = Rc<RefCell<HashMap<u32, oneshot::Sender<Result<(), String>>>>>;
+/// Answers awaited from the worker, by request number: the answer, or the browser's reason.
+type Pending = Rc<RefCell<HashMap<u32, oneshot::Sender<Result<JsValue, String>>>>>;
 
-/// Buffers the worker handed back after writing, reused for the next pieces: a fresh 1 MiB
-/// `ArrayBuffer` per piece (allocated, zeroed, faulted in, then freed by the worker) cost more
-/// on the page's main thread than copying the piece into it.
+/// Buffers the worker handed back, reused for the next pieces: a fresh 1 MiB `ArrayBuffer` per
+/// piece (allocated, zeroed, faulted in, then freed by the worker) cost more on the page's main
+/// thread than copying the piece into it.
 type Pool = Rc<RefCell<Vec<js_sys::ArrayBuffer>>>;
 
-/// Buffers kept in the pool (pieces in flight to the writer rarely exceed a few).
+/// Buffers kept in the pool (pieces in flight to and from the worker rarely exceed a few).
 const POOL_MAX: usize = 8;
 
-/// The dedicated worker that writes pieces (see the module docs); terminated when dropped.
+/// The store's dedicated worker (see the module docs); terminated when dropped.
 struct PieceWriter {
     worker: web_sys::Worker,
     pending: Pending,
@@ -84,6 +93,12 @@ struct PieceWriter {
     _listeners: [EventListener; 2],
 }
 
+fn get(o: &JsValue, k: &str) -> Option<JsValue> {
+    js_sys::Reflect::get(o, &JsValue::from_str(k))
+        .ok()
+        .filter(|v| !v.is_undefined())
+}
+
 impl PieceWriter {
     /// Starts the worker; the receiver fires on its first message, once its script runs.
     /// Nothing may be posted before (a message posted to a module worker still loading was
@@ -91,9 +106,9 @@ impl PieceWriter {
     fn start() -> Result<(PieceWriter, oneshot::Receiver<()>), WebError> {
         let opts = web_sys::WorkerOptions::new();
         opts.set_type(web_sys::WorkerType::Module);
-        opts.set_name("swarmdrop piece writer");
+        opts.set_name("swarmdrop store");
         let worker = web_sys::Worker::new_with_options(&piece_writer_url(), &opts)
-            .map_err(|e| WebError::browser("starting the piece writer", e))?;
+            .map_err(|e| WebError::browser("starting the store worker", e))?;
         let pending: Pending = Rc::default();
         let broken: Rc<RefCell<Option<String>>> = Rc::default();
         let answers = Rc::clone(&pending);
@@ -105,25 +120,24 @@ impl PieceWriter {
             let Some(data) = ev.dyn_ref::<web_sys::MessageEvent>().map(|e| e.data()) else {
                 return;
             };
-            let get = |k: &str| js_sys::Reflect::get(&data, &JsValue::from_str(k)).ok();
-            if get("ready").is_some_and(|v| v.is_truthy()) {
+            if get(&data, "ready").is_some_and(|v| v.is_truthy()) {
                 if let Some(tx) = ready_tx.take() {
                     let _ = tx.send(());
                 }
                 return;
             }
-            let Some(seq) = get("seq").and_then(|v| v.as_f64()) else {
+            let Some(seq) = get(&data, "seq").and_then(|v| v.as_f64()) else {
                 return;
             };
-            if let Some(buf) = get("data").and_then(|v| v.dyn_into::<js_sys::ArrayBuffer>().ok()) {
-                let mut pool = returned.borrow_mut();
-                if pool.len() < POOL_MAX {
-                    pool.push(buf);
+            let result = match get(&data, "error").and_then(|v| v.as_string()) {
+                Some(e) => {
+                    // A failed request's buffer goes straight back to the pool.
+                    if let Some(buf) = get(&data, "data").and_then(|v| v.dyn_into().ok()) {
+                        give_back(&returned, buf);
+                    }
+                    Err(e)
                 }
-            }
-            let result = match get("error").and_then(|v| v.as_string()) {
-                Some(e) => Err(e),
-                None => Ok(()),
+                None => Ok(data),
             };
             if let Some(tx) = answers.borrow_mut().remove(&(seq as u32)) {
                 let _ = tx.send(result);
@@ -135,8 +149,8 @@ impl PieceWriter {
                 .dyn_ref::<web_sys::ErrorEvent>()
                 .map(|e| e.message())
                 .filter(|m| !m.is_empty())
-                .unwrap_or_else(|| "the piece writer failed".into());
-            tracing::warn!("piece writer: {message}; pieces are written by the page");
+                .unwrap_or_else(|| "the store worker failed".into());
+            tracing::warn!("store worker: {message}; pieces are written by the page");
             *failed.borrow_mut() = Some(message.clone());
             for (_, tx) in answers.borrow_mut().drain() {
                 let _ = tx.send(Err(message.clone()));
@@ -153,42 +167,109 @@ impl PieceWriter {
         Ok((writer, ready))
     }
 
-    /// Writes `data` as file `name` in the folder at `path` (created as needed).
-    async fn write(&self, path: &[&str], name: &str, data: &[u8]) -> Result<(), WebError> {
+    /// A buffer of at least `len` bytes, from the pool if it has one.
+    fn buffer(&self, len: u32) -> js_sys::ArrayBuffer {
+        match self.pool.borrow_mut().pop() {
+            Some(b) if b.byte_length() >= len => b,
+            _ => js_sys::ArrayBuffer::new(len),
+        }
+    }
+
+    /// Sends request `op` on the folder at `path` with `fields` (and `buf`, transferred) and
+    /// waits for the answer.
+    async fn request(
+        &self,
+        context: &'static str,
+        op: &str,
+        path: &[&str],
+        fields: &[(&str, JsValue)],
+        buf: Option<&js_sys::ArrayBuffer>,
+    ) -> Result<JsValue, WebError> {
+        if let Some(why) = &*self.broken.borrow() {
+            return Err(WebError::Storage(why.clone()));
+        }
         let seq = self.next.get().wrapping_add(1);
         self.next.set(seq);
         let (tx, rx) = oneshot::channel();
         self.pending.borrow_mut().insert(seq, tx);
-        let len = data.len() as u32;
-        let buf = match self.pool.borrow_mut().pop() {
-            Some(b) if b.byte_length() >= len => b,
-            _ => js_sys::ArrayBuffer::new(len),
-        };
-        let bytes = js_sys::Uint8Array::new_with_byte_offset_and_length(&buf, 0, len);
-        bytes.copy_from(data);
-        let msg = crate::web::swarm::obj(&[
+        let path: js_sys::Array = path.iter().map(|p| JsValue::from_str(p)).collect();
+        let mut pairs = vec![
             ("seq", JsValue::from_f64(f64::from(seq))),
-            (
-                "path",
-                path.iter()
-                    .map(|p| JsValue::from_str(p))
-                    .collect::<js_sys::Array>()
-                    .into(),
-            ),
-            ("name", JsValue::from_str(name)),
-            ("data", buf.clone().into()),
-            ("len", JsValue::from_f64(f64::from(len))),
-        ]);
-        let transfer = js_sys::Array::of1(&buf);
+            ("op", JsValue::from_str(op)),
+            ("path", path.into()),
+        ];
+        pairs.extend(fields.iter().cloned());
+        let transfer = js_sys::Array::new();
+        if let Some(b) = buf {
+            pairs.push(("data", b.clone().into()));
+            transfer.push(b);
+        }
+        let msg = crate::web::swarm::obj(&pairs);
         if let Err(e) = self.worker.post_message_with_transfer(&msg, &transfer) {
             self.pending.borrow_mut().remove(&seq);
-            return Err(WebError::browser("handing a piece to the piece writer", e));
+            return Err(WebError::browser(context, e));
         }
         match rx.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(message)) => Err(storage_error("writing a piece", message)),
-            Err(_) => Err(WebError::Closed("piece writer")),
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(message)) => Err(storage_error(context, message)),
+            Err(_) => Err(WebError::Closed("store worker")),
         }
+    }
+
+    /// Hands `data` over in a buffer for request `op` (its answer hands the buffer back).
+    async fn send_bytes(
+        &self,
+        context: &'static str,
+        op: &str,
+        path: &[&str],
+        fields: &[(&str, JsValue)],
+        data: &[u8],
+    ) -> Result<JsValue, WebError> {
+        let len = data.len() as u32;
+        let buf = self.buffer(len);
+        js_sys::Uint8Array::new_with_byte_offset_and_length(&buf, 0, len).copy_from(data);
+        let mut fields = fields.to_vec();
+        fields.push(("len", JsValue::from_f64(f64::from(len))));
+        let reply = self.request(context, op, path, &fields, Some(&buf)).await?;
+        if let Some(b) = get(&reply, "data").and_then(|v| v.dyn_into().ok()) {
+            give_back(&self.pool, b);
+        }
+        Ok(reply)
+    }
+
+    /// Asks for `len` bytes (request `op`), answered in a buffer, copied out here.
+    async fn fetch_bytes(
+        &self,
+        context: &'static str,
+        op: &str,
+        path: &[&str],
+        fields: &[(&str, JsValue)],
+        len: u32,
+    ) -> Result<Vec<u8>, WebError> {
+        let buf = self.buffer(len);
+        let mut fields = fields.to_vec();
+        fields.push(("len", JsValue::from_f64(f64::from(len))));
+        let reply = self.request(context, op, path, &fields, Some(&buf)).await?;
+        let buf: js_sys::ArrayBuffer = get(&reply, "data")
+            .and_then(|v| v.dyn_into().ok())
+            .ok_or_else(|| WebError::Storage(format!("{context}: no bytes in the answer")))?;
+        if buf.byte_length() < len {
+            return Err(WebError::Storage(format!("{context}: a short answer")));
+        }
+        let bytes = js_sys::Uint8Array::new_with_byte_offset_and_length(&buf, 0, len).to_vec();
+        give_back(&self.pool, buf);
+        Ok(bytes)
+    }
+
+    fn usable(&self) -> bool {
+        self.broken.borrow().is_none()
+    }
+}
+
+fn give_back(pool: &Pool, buf: js_sys::ArrayBuffer) {
+    let mut pool = pool.borrow_mut();
+    if pool.len() < POOL_MAX && buf.byte_length() > 0 {
+        pool.push(buf);
     }
 }
 
@@ -262,27 +343,40 @@ impl PieceStore {
             }
         };
         wait("removing the storage probe", root.remove_entry(PROBE)).await?;
-        Ok(PieceStore { root, path, writer })
+        Ok(PieceStore {
+            root,
+            path,
+            writer,
+            in_data: RefCell::default(),
+        })
     }
 
-    /// Starts the piece writer and has it write the probe.
+    /// Starts the worker and has it write the probe.
     async fn start_writer(path: &[String; 2]) -> Result<PieceWriter, WebError> {
         let (w, ready) = PieceWriter::start()?;
         let answered = {
             let folder = [path[0].as_str(), path[1].as_str()];
             let probe = async {
-                ready.await.map_err(|_| WebError::Closed("piece writer"))?;
-                w.write(&folder, PROBE, b"swarmdrop").await
+                ready.await.map_err(|_| WebError::Closed("store worker"))?;
+                let name = ("name", JsValue::from_str(PROBE));
+                w.send_bytes(
+                    "writing the storage probe",
+                    "put",
+                    &folder,
+                    &[name],
+                    b"swarmdrop",
+                )
+                .await
             };
             super::within(WRITER_START_MS, probe)
                 .await
                 .unwrap_or_else(|| {
                     Err(WebError::Storage(format!(
-                        "the piece writer did not answer in {WRITER_START_MS} ms"
+                        "the store worker did not answer in {WRITER_START_MS} ms"
                     )))
                 })
         };
-        answered.map(|()| w)
+        answered.map(|_| w)
     }
 
     /// `Ok` if pieces are written by the worker; else why the page writes them.
@@ -294,6 +388,16 @@ impl PieceStore {
             },
             Err(why) => Err(why.clone()),
         }
+    }
+
+    /// The worker, while it works.
+    fn worker(&self) -> Option<&PieceWriter> {
+        self.writer.as_ref().ok().filter(|w| w.usable())
+    }
+
+    /// A file's folder path from the origin's root, as the worker opens it.
+    fn folder<'a>(&'a self, hex: &'a str) -> [&'a str; 3] {
+        [&self.path[0], &self.path[1], hex]
     }
 
     async fn dir(&self, id: &FileId, create: bool) -> Result<FileSystemDirectoryHandle, WebError> {
@@ -353,36 +457,139 @@ impl PieceStore {
         Self::write(&dir, MANIFEST, &m.encode()).await
     }
 
-    /// Stores a verified piece.
-    pub async fn write_piece(&self, id: &FileId, piece: u32, data: &[u8]) -> Result<(), WebError> {
-        match &self.writer {
-            Ok(w) if w.broken.borrow().is_none() => {
-                let folder = id_hex(id);
-                w.write(
-                    &[&self.path[0], &self.path[1], &folder],
-                    &piece_name(piece),
+    /// Stores verified piece `piece`, which starts at byte `at` of its file.
+    pub async fn write_piece(
+        &self,
+        id: &FileId,
+        piece: u32,
+        at: u64,
+        data: &[u8],
+    ) -> Result<(), WebError> {
+        if let Some(w) = self.worker() {
+            let hex = id_hex(id);
+            let fields = [
+                ("piece", JsValue::from_f64(f64::from(piece))),
+                ("at", JsValue::from_f64(at as f64)),
+            ];
+            let reply = w
+                .send_bytes(
+                    "writing a piece",
+                    "write",
+                    &self.folder(&hex),
+                    &fields,
                     data,
                 )
-                .await
+                .await?;
+            if get(&reply, "where").and_then(|v| v.as_string()).as_deref() == Some("data") {
+                self.in_data
+                    .borrow_mut()
+                    .entry(*id)
+                    .or_default()
+                    .insert(piece);
             }
-            _ => {
-                let dir = self.dir(id, true).await?;
-                Self::write(&dir, &piece_name(piece), data).await
-            }
+            return Ok(());
         }
+        let dir = self.dir(id, true).await?;
+        Self::write(&dir, &piece_name(piece), data).await
     }
 
-    /// Reads `len` bytes at `offset` of a stored piece.
+    /// Reads `len` bytes of stored piece `piece`, which starts at byte `at` of its file.
     pub async fn read(
         &self,
         id: &FileId,
         piece: u32,
-        offset: u32,
+        at: u64,
         len: u32,
     ) -> Result<Vec<u8>, WebError> {
-        let dir = self.dir(id, false).await?;
-        let file = Self::file(&dir, &piece_name(piece)).await?;
-        read_blob(&file, f64::from(offset), f64::from(offset) + f64::from(len)).await
+        let in_data = self
+            .in_data
+            .borrow()
+            .get(id)
+            .is_some_and(|p| p.contains(&piece));
+        let hex = id_hex(id);
+        match (in_data, self.worker()) {
+            (true, Some(w)) => {
+                let at = ("at", JsValue::from_f64(at as f64));
+                w.fetch_bytes("reading a piece", "read", &self.folder(&hex), &[at], len)
+                    .await
+            }
+            (true, None) => {
+                let file = Self::file(&self.dir(id, false).await?, DATA).await?;
+                read_blob(&file, at as f64, (at + u64::from(len)) as f64).await
+            }
+            (false, _) => {
+                let file = Self::file(&self.dir(id, false).await?, &piece_name(piece)).await?;
+                read_blob(&file, 0.0, f64::from(len)).await
+            }
+        }
+    }
+
+    /// Reads `start..end` of a `File` the user shares: in the worker where it runs (the
+    /// browser's read and the copy out of it are then off the page's main thread).
+    pub async fn read_shared(
+        &self,
+        file: &web_sys::File,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<u8>, WebError> {
+        match self.worker() {
+            Some(w) => {
+                let fields = [
+                    ("file", JsValue::from(file.clone())),
+                    ("at", JsValue::from_f64(start as f64)),
+                ];
+                let len = u32::try_from(end.saturating_sub(start))
+                    .map_err(|_| WebError::Storage("a read of over 4 GiB".into()))?;
+                w.fetch_bytes("reading a shared file", "readFile", &[], &fields, len)
+                    .await
+            }
+            None => read_blob(file, start as f64, end as f64).await,
+        }
+    }
+
+    /// The pieces of `m` in its `data` (per its `have` marks; only whole pieces count).
+    async fn data_pieces(&self, m: &Manifest, dir: &FileSystemDirectoryHandle) -> Vec<u32> {
+        let hex = id_hex(&m.id());
+        let from_worker = match self.worker() {
+            Some(w) => w
+                .request(
+                    "listing a file's pieces",
+                    "state",
+                    &self.folder(&hex),
+                    &[],
+                    None,
+                )
+                .await
+                .ok()
+                .filter(|r| get(r, "closed").is_none())
+                .and_then(|r| {
+                    let have = get(&r, "have")?.dyn_into::<js_sys::ArrayBuffer>().ok()?;
+                    let size = get(&r, "size")?.as_f64()?;
+                    Some((js_sys::Uint8Array::new(&have).to_vec(), size as u64))
+                }),
+            None => None,
+        };
+        let (have, size) = match from_worker {
+            Some(got) => got,
+            None => {
+                // Not open in this worker: read the files as they are on disk.
+                let (Ok(have), Ok(data)) =
+                    (Self::file(dir, HAVE).await, Self::file(dir, DATA).await)
+                else {
+                    return Vec::new();
+                };
+                match read_blob(&have, 0.0, have.size()).await {
+                    Ok(bytes) => (bytes, data.size() as u64),
+                    Err(_) => return Vec::new(),
+                }
+            }
+        };
+        (0..m.pieces())
+            .filter(|&p| {
+                have.get(p as usize) == Some(&1)
+                    && u64::from(p) * u64::from(m.piece_size) + u64::from(m.piece_len(p)) <= size
+            })
+            .collect()
     }
 
     /// Every stored file: its manifest and which pieces are on disk.
@@ -401,12 +608,24 @@ impl PieceStore {
                 continue;
             };
             let mut have = Bitfield::new(m.pieces());
+            let in_data = self.data_pieces(&m, &dir).await;
+            for &p in &in_data {
+                have.set(p);
+            }
+            // Pieces never leave `data` (but with the whole file): what was seen there stays.
+            self.in_data
+                .borrow_mut()
+                .entry(id)
+                .or_default()
+                .extend(in_data);
             for entry in keys(&dir).await? {
                 if let Some(p) = entry.strip_prefix('p').and_then(|n| n.parse::<u32>().ok()) {
                     // Only pieces of the right length count (a piece is written whole or not).
-                    if let Ok(f) = Self::file(&dir, &entry).await {
-                        if f.size() as u32 == m.piece_len(p) {
-                            have.set(p);
+                    if p < m.pieces() && !have.get(p) {
+                        if let Ok(f) = Self::file(&dir, &entry).await {
+                            if f.size() as u32 == m.piece_len(p) {
+                                have.set(p);
+                            }
                         }
                     }
                 }
@@ -416,28 +635,95 @@ impl PieceStore {
         Ok(out)
     }
 
-    /// The finished file as one `File`, made of the piece files (read from disk when used).
+    /// How many of a file's pieces are stored as piece files (rather than in its `data`).
+    #[doc(hidden)]
+    pub async fn piece_files(&self, id: &FileId) -> Result<usize, WebError> {
+        let dir = self.dir(id, false).await?;
+        Ok(keys(&dir)
+            .await?
+            .iter()
+            .filter(|k| {
+                k.strip_prefix('p')
+                    .is_some_and(|n| n.parse::<u32>().is_ok())
+            })
+            .count())
+    }
+
+    /// Has the worker let go of a file's `data` (so it can be handed over or deleted).
+    async fn release(&self, id: &FileId) -> Result<(), WebError> {
+        if let Some(w) = self.worker() {
+            let hex = id_hex(id);
+            w.request(
+                "closing a stored file",
+                "close",
+                &self.folder(&hex),
+                &[],
+                None,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// The finished file as one `File`: its `data` (read from disk when used), with any
+    /// pieces stored as their own files (written by the page, or while another tab held
+    /// `data`) spliced in.
     pub async fn assemble(&self, m: &Manifest) -> Result<web_sys::File, WebError> {
-        let dir = self.dir(&m.id(), false).await?;
-        // Many pieces asked at once (in order): one at a time, the round trips to the browser
-        // for each piece's file added up to a noticeable wait at the end of every download.
+        let id = m.id();
+        self.release(&id).await?;
+        let dir = self.dir(&id, false).await?;
+        let in_data = self.in_data.borrow().get(&id).cloned().unwrap_or_default();
         let parts = js_sys::Array::new();
-        let mut next = 0;
-        while next < m.pieces() {
-            let end = next.saturating_add(ASSEMBLE_IN_FLIGHT).min(m.pieces());
-            let handles: js_sys::Array = (next..end)
-                .map(|p| JsValue::from(dir.get_file_handle(&piece_name(p))))
-                .collect();
-            let handles = wait("opening a stored file", js_sys::Promise::all(&handles)).await?;
-            let files: js_sys::Array = js_sys::Array::from(&handles)
-                .iter()
-                .map(|h| JsValue::from(h.unchecked_into::<FileSystemFileHandle>().get_file()))
-                .collect();
-            let files = wait("reading a stored file", js_sys::Promise::all(&files)).await?;
-            for f in js_sys::Array::from(&files).iter() {
-                parts.push(&f);
+        if in_data.len() as u32 == m.pieces() {
+            let whole = Self::file(&dir, DATA)
+                .await?
+                .slice_with_f64_and_f64(0.0, m.size as f64)
+                .map_err(|e| WebError::browser("slicing a file", e))?;
+            parts.push(&whole);
+        } else {
+            let data = if in_data.is_empty() {
+                None
+            } else {
+                Some(Self::file(&dir, DATA).await?)
+            };
+            let mut next = 0;
+            while next < m.pieces() {
+                if let (true, Some(data)) = (in_data.contains(&next), &data) {
+                    // A run of pieces in `data`: one slice.
+                    let start = next;
+                    while next < m.pieces() && in_data.contains(&next) {
+                        next += 1;
+                    }
+                    let from = u64::from(start) * u64::from(m.piece_size);
+                    let to = (u64::from(next) * u64::from(m.piece_size)).min(m.size);
+                    let part = data
+                        .slice_with_f64_and_f64(from as f64, to as f64)
+                        .map_err(|e| WebError::browser("slicing a file", e))?;
+                    parts.push(&part);
+                    continue;
+                }
+                // A run of piece files, opened many at once: one at a time, the round trips
+                // to the browser for each piece's file added up to a noticeable wait.
+                let start = next;
+                while next < m.pieces()
+                    && next - start < ASSEMBLE_IN_FLIGHT
+                    && !(data.is_some() && in_data.contains(&next))
+                {
+                    next += 1;
+                }
+                let handles: js_sys::Array = (start..next)
+                    .map(|p| JsValue::from(dir.get_file_handle(&piece_name(p))))
+                    .collect();
+                let handles = wait("opening a stored file", js_sys::Promise::all(&handles)).await?;
+                let files: js_sys::Array = js_sys::Array::from(&handles)
+                    .iter()
+                    .map(|h| JsValue::from(h.unchecked_into::<FileSystemFileHandle>().get_file()))
+                    .collect();
+                let files = wait("reading a stored file", js_sys::Promise::all(&files)).await?;
+                for f in js_sys::Array::from(&files).iter() {
+                    parts.push(&f);
+                }
             }
-            next = end;
         }
         let opts = web_sys::FilePropertyBag::new();
         opts.set_type(&m.mime);
@@ -447,6 +733,8 @@ impl PieceStore {
 
     /// Deletes a file's pieces and manifest.
     pub async fn delete(&self, id: &FileId) -> Result<(), WebError> {
+        self.release(id).await?;
+        self.in_data.borrow_mut().remove(id);
         let opts = FileSystemRemoveOptions::new();
         opts.set_recursive(true);
         wait(

@@ -271,25 +271,27 @@ async fn store_piece(
     piece: u32,
     data: &[u8],
 ) -> Result<(), WebError> {
-    let (store, manifest) = {
+    let (store, manifest, at) = {
         let inner = shared.borrow();
         let store = inner
             .files
             .store
             .clone()
             .ok_or(WebError::Closed("storage"))?;
+        let m = inner.engine.manifest(id).ok_or(WebError::Closed("file"))?;
+        let at = u64::from(piece) * u64::from(m.piece_size);
         let manifest = if inner.files.manifests_saved.contains(id) {
             None
         } else {
-            inner.engine.manifest(id).cloned()
+            Some(m.clone())
         };
-        (store, manifest)
+        (store, manifest, at)
     };
     if let Some(m) = manifest {
         store.save_manifest(&m).await?;
         shared.borrow_mut().files.manifests_saved.insert(*id);
     }
-    store.write_piece(id, piece, data).await
+    store.write_piece(id, piece, at, data).await
 }
 
 async fn read_block(shared: &Shared, id: &FileId, block: BlockRef) -> Result<Vec<u8>, WebError> {
@@ -309,12 +311,12 @@ async fn read_block(shared: &Shared, id: &FileId, block: BlockRef) -> Result<Vec
                 let id = *id;
                 let piece = block.piece;
                 let read: PieceRead = async move {
+                    let start = u64::from(piece) * u64::from(piece_size);
+                    let end = start + u64::from(piece_len);
                     let bytes = match (local, store) {
-                        (Some(file), _) => {
-                            let start = f64::from(piece) * f64::from(piece_size);
-                            read_blob(&file, start, start + f64::from(piece_len)).await
-                        }
-                        (None, Some(store)) => store.read(&id, piece, 0, piece_len).await,
+                        (Some(file), Some(store)) => store.read_shared(&file, start, end).await,
+                        (Some(file), None) => read_blob(&file, start as f64, end as f64).await,
+                        (None, Some(store)) => store.read(&id, piece, start, piece_len).await,
                         (None, None) => Err(WebError::Closed("storage")),
                     };
                     bytes.map(Rc::new).map_err(|e| e.to_string())
@@ -445,6 +447,11 @@ fn complete(shared: &Shared, id: FileId) {
             (Some(store), Some(m)) => store.assemble(&m).await,
             _ => Err(WebError::Closed("storage")),
         };
+        if let Ok(file) = &result {
+            // Served from now on through this `File`, as a shared one: the store's worker
+            // has let go of the file and never opens it for writing again.
+            shared.borrow_mut().files.local.insert(id, file.clone());
+        }
         match (result, resolve, reject) {
             (Ok(file), Some(resolve), _) => {
                 let _ = resolve.call1(&JsValue::NULL, &file);
@@ -587,12 +594,17 @@ impl Swarm {
         // hashing both happen off the main thread); never the whole file in memory.
         let piece = f64::from(b.piece_size());
         let pieces = (size / piece).ceil() as u32;
+        let store = self.shared.borrow().files.store.clone();
         let mut hashed = futures::stream::iter(0..pieces)
             .map(|i| {
-                let file = file.clone();
+                let (file, store) = (file.clone(), store.clone());
                 async move {
                     let start = f64::from(i) * piece;
-                    let bytes = read_blob(&file, start, (start + piece).min(size)).await?;
+                    let end = (start + piece).min(size);
+                    let bytes = match store {
+                        Some(s) => s.read_shared(&file, start as u64, end as u64).await?,
+                        None => read_blob(&file, start, end).await?,
+                    };
                     Ok::<_, WebError>((bytes.len() as u32, sha256(&bytes).await))
                 }
             })
@@ -737,6 +749,15 @@ impl Swarm {
         store
             .ok_or_else(|| "no store".to_string())?
             .writes_in_worker()
+    }
+
+    /// Test hook: how many of a file's pieces this swarm's store holds as piece files (the
+    /// layout used where the store's worker cannot hold the file's `data`).
+    #[doc(hidden)]
+    pub async fn stored_piece_files_for_testing(&self, id: &FileId) -> Result<usize, String> {
+        let store = self.shared.borrow().files.store.clone();
+        let store = store.ok_or_else(|| "no store".to_string())?;
+        store.piece_files(id).await.map_err(|e| e.to_string())
     }
 
     /// Bytes of a file received from each peer (public ids).
