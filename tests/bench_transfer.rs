@@ -53,6 +53,139 @@ fn median(v: &[f64]) -> f64 {
     }
 }
 
+/// The machine's CPU time so far, in ms (all cores: user, system and interrupts, from
+/// `/proc/stat`; not idle, I/O wait or time stolen by the host), where Linux tells it.
+fn cpu_ms() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let f: Vec<f64> = line
+        .split_whitespace()
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal …, in clock ticks (100 per second here).
+    let busy = f.first()? + f.get(1)? + f.get(2)? + f.get(5)? + f.get(6)?;
+    Some(busy * 10.0)
+}
+
+/// CPU ticks of every thread of the machine, by (pid, tid), with a label: the process (its
+/// name, and Chromium's `--type=` if any) and the thread's name.
+fn thread_ticks() -> std::collections::HashMap<(u32, u32), (String, u64)> {
+    let mut out = std::collections::HashMap::new();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for p in procs.flatten() {
+        let Some(pid) = p.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        // Chromium rewrites its command line into one string; its `--type=` tells the process.
+        let cmdline =
+            String::from_utf8_lossy(&std::fs::read(p.path().join("cmdline")).unwrap_or_default())
+                .replace('\0', " ");
+        let exe = std::fs::read_to_string(p.path().join("comm")).unwrap_or_default();
+        let kind = match cmdline
+            .split_whitespace()
+            .find_map(|a| a.strip_prefix("--type="))
+        {
+            Some(t) => format!("{} {t} {pid}", exe.trim()),
+            None => format!("{} {pid}", exe.trim()),
+        };
+        let Ok(tasks) = std::fs::read_dir(p.path().join("task")) else {
+            continue;
+        };
+        for t in tasks.flatten() {
+            let Some(tid) = t.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(t.path().join("stat")) else {
+                continue;
+            };
+            // pid (comm) state … utime stime: fields 14 and 15, counted after the comm.
+            let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+                continue;
+            };
+            let comm = &stat[open + 1..close];
+            let f: Vec<&str> = stat[close + 2..].split(' ').collect();
+            let ticks = f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+                + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+            out.insert((pid, tid), (format!("{kind} / {comm}"), ticks));
+        }
+    }
+    out
+}
+
+/// UDP datagrams received and dropped for a full receive buffer so far, IPv4 and IPv6 together
+/// (from `/proc/net/snmp` and `/proc/net/snmp6`).
+fn udp_counts() -> (u64, u64) {
+    let mut got = (0, 0);
+    if let Ok(snmp) = std::fs::read_to_string("/proc/net/snmp") {
+        let rows: Vec<&str> = snmp.lines().filter(|l| l.starts_with("Udp: ")).collect();
+        if let [names, values] = rows[..] {
+            for (n, v) in names.split_whitespace().zip(values.split_whitespace()) {
+                let v: u64 = v.parse().unwrap_or(0);
+                match n {
+                    "InDatagrams" => got.0 += v,
+                    "RcvbufErrors" => got.1 += v,
+                    _ => {}
+                }
+            }
+        }
+    }
+    if let Ok(snmp6) = std::fs::read_to_string("/proc/net/snmp6") {
+        for l in snmp6.lines() {
+            let mut it = l.split_whitespace();
+            let (Some(n), Some(v)) = (it.next(), it.next().and_then(|v| v.parse::<u64>().ok()))
+            else {
+                continue;
+            };
+            match n {
+                "Udp6InDatagrams" => got.0 += v,
+                "Udp6RcvbufErrors" => got.1 += v,
+                _ => {}
+            }
+        }
+    }
+    got
+}
+
+/// CPU ms spent by the whole machine while `fut` ran, per MB of `size`, and its output. With
+/// `SWARMDROP_BENCH_THREADS=1` it prints the threads that spent it, labelled `what`.
+async fn cpu_per_mb<T>(
+    what: &str,
+    size: u64,
+    fut: impl std::future::Future<Output = T>,
+) -> (f64, T) {
+    let threads = std::env::var("SWARMDROP_BENCH_THREADS").as_deref() == Ok("1");
+    let ticks = threads.then(thread_ticks);
+    let udp = udp_counts();
+    let before = cpu_ms();
+    let out = fut.await;
+    let mb = size as f64 / 1e6;
+    let per_mb = match (before, cpu_ms()) {
+        (Some(b), Some(a)) => (a - b) / mb,
+        _ => f64::NAN,
+    };
+    if let Some(ticks) = ticks {
+        let mut by_label: std::collections::HashMap<String, u64> = Default::default();
+        for (key, (label, now)) in thread_ticks() {
+            let was = ticks.get(&key).map_or(0, |t| t.1);
+            *by_label.entry(label).or_default() += now.saturating_sub(was);
+        }
+        let mut top: Vec<_> = by_label.into_iter().filter(|(_, t)| *t > 0).collect();
+        top.sort_by(|a, b| b.1.cmp(&a.1));
+        let (received, dropped) = udp_counts();
+        eprintln!(
+            "{what}: {per_mb:.0} CPU ms/MB, {:.0} UDP datagrams received per MB, {:.0} dropped (receive buffer full); by thread (ms/MB):",
+            (received - udp.0) as f64 / mb,
+            (dropped - udp.1) as f64 / mb
+        );
+        for (label, t) in top.iter().take(25) {
+            eprintln!("  {:7.1}  {label}", *t as f64 * 10.0 / mb);
+        }
+    }
+    (per_mb, out)
+}
+
 fn mb_per_s(v: &Value, size: u64) -> f64 {
     let bytes = v["bytes"].as_f64().unwrap();
     assert!(bytes >= size as f64, "only {bytes} of {size} bytes arrived");
@@ -73,12 +206,18 @@ async fn transfer_throughput() {
             // Rounds alternate raw and swarmdrop in the same two browsers; the figures are the
             // medians (one transfer's rate varies by ±20 % on a shared VM).
             let (mut raws, mut ours, mut wts) = (Vec::new(), Vec::new(), Vec::new());
+            // CPU ms per MB, the whole machine, while the raw transfer and swarmdrop's ran.
+            let (mut raw_cpu, mut our_cpu) = (Vec::new(), Vec::new());
             for round in 0..rounds() {
                 let raw_room = format!("raw-{n}-{round}");
-                let (_, recv) = tokio::join!(
-                    call(&a, format!("bench.rawSend('{raw_room}', {size})")),
-                    call(&b, format!("bench.rawReceive('{raw_room}', {size})")),
-                );
+                let (cpu, (_, recv)) = cpu_per_mb("raw", size, async {
+                    tokio::join!(
+                        call(&a, format!("bench.rawSend('{raw_room}', {size})")),
+                        call(&b, format!("bench.rawReceive('{raw_room}', {size})")),
+                    )
+                })
+                .await;
+                raw_cpu.push(cpu);
                 raws.push(mb_per_s(&recv, size));
                 let room = format!("sd-{n}-{round}");
                 let (id, _) = tokio::join!(
@@ -97,7 +236,13 @@ async fn transfer_throughput() {
                     cdp(s, "Profiler.setSamplingInterval", json!({"interval": 200})).await;
                     cdp(s, "Profiler.start", json!({})).await;
                 }
-                let got = call(&b, format!("bench.swarmDownload('{id}', 1)")).await;
+                let (cpu, got) = cpu_per_mb(
+                    "swarmdrop",
+                    size,
+                    call(&b, format!("bench.swarmDownload('{id}', 1)")),
+                )
+                .await;
+                our_cpu.push(cpu);
                 for (who, s) in &profiled {
                     print_profile(&cdp(s, "Profiler.stop", json!({})).await, who);
                 }
@@ -110,11 +255,13 @@ async fn transfer_throughput() {
                     wts.push(webtorrent(&a, &b, size, t).await);
                 }
                 eprintln!(
-                    "{from:?}→{to:?} {} MiB, round {}: raw {:.1} MB/s, swarmdrop {:.1} MB/s (first piece stored {:.0} ms after download(), the last {:.0} ms, done {:.0} ms){}",
+                    "{from:?}→{to:?} {} MiB, round {}: raw {:.1} MB/s ({:.0} CPU ms/MB), swarmdrop {:.1} MB/s ({:.0} CPU ms/MB) (first piece stored {:.0} ms after download(), the last {:.0} ms, done {:.0} ms){}",
                     size / MIB,
                     round + 1,
                     raws[round],
+                    raw_cpu[round],
                     ours[round],
+                    our_cpu[round],
                     got["firstMs"].as_f64().unwrap_or(f64::NAN),
                     got["lastMs"].as_f64().unwrap_or(f64::NAN),
                     got["ms"].as_f64().unwrap_or(f64::NAN),
@@ -129,6 +276,7 @@ async fn transfer_throughput() {
                 "raw_mbps": median(&raws), "swarmdrop_mbps": median(&ours),
                 "webtorrent_mbps": (!wts.is_empty()).then(|| median(&wts)),
                 "raw_runs": raws, "swarmdrop_runs": ours, "webtorrent_runs": wts,
+                "raw_cpu_ms_per_mb": median(&raw_cpu), "swarmdrop_cpu_ms_per_mb": median(&our_cpu),
             }));
         }
         a.close().await;

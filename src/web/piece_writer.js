@@ -22,8 +22,6 @@
 //        (the buffer handed back for the page to fill again)
 //   { op: "read", at, len, data }  `len` bytes at `at` of `data` into the buffer `data` (or a
 //        new one if it is too small); answers { data }
-//   { op: "readFile", file, at, len, data }  the same from a `File` (a shared one), read here
-//        so the page's main thread does not
 //   { op: "state" }  answers { have: ArrayBuffer, size } from the open handles, or
 //        { closed: true } if this worker has none open on the folder
 //   { op: "close" }  lets the folder's handles go (before the file is handed over or deleted)
@@ -218,15 +216,6 @@ if (inWorker) {
         }
         return { data: out };
       }
-      case "readFile": {
-        const got = await req.file.slice(req.at, req.at + req.len).arrayBuffer();
-        if (got.byteLength !== req.len) {
-          throw new Error(`read ${got.byteLength} of ${req.len} bytes at ${req.at}: the file ends`);
-        }
-        const out = buffer(req.data, req.len);
-        new Uint8Array(out, 0, req.len).set(new Uint8Array(got));
-        return { data: out };
-      }
       case "state": {
         const h = open.get(key);
         if (!h) return { closed: true };
@@ -247,8 +236,8 @@ if (inWorker) {
 
   self.onmessage = (ev) => {
     const req = ev.data;
-    const key = req.op === "readFile" ? null : req.path.join("/");
-    const before = (key !== null && chains.get(key)) || Promise.resolve();
+    const key = req.path.join("/");
+    const before = chains.get(key) || Promise.resolve();
     const done = before.then(() => run(req));
     const answer = (reply) => {
       const moved = reply.data instanceof ArrayBuffer ? [reply.data] : [];
@@ -259,13 +248,11 @@ if (inWorker) {
       if (req.data instanceof ArrayBuffer && req.data.byteLength > 0) reply.data = req.data;
       answer(reply);
     });
-    if (key !== null) {
-      const tail = done.catch(() => {});
-      chains.set(key, tail);
-      tail.then(() => {
-        if (chains.get(key) === tail) chains.delete(key);
-      });
-    }
+    const tail = done.catch(() => {});
+    chains.set(key, tail);
+    tail.then(() => {
+      if (chains.get(key) === tail) chains.delete(key);
+    });
   };
   // Listening now: the page posts nothing before this.
   self.postMessage({ ready: true });

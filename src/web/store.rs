@@ -4,7 +4,7 @@
 //! `have` (one byte per piece): one write per piece straight to the disk, off the page's main
 //! thread, with no file to create, lock and rename per piece. A reload finds exactly the pieces
 //! that were marked (a mark is written after its piece). The worker also reads pieces back to
-//! serve them (and slices of the user's shared files), and a finished file is handed over as a
+//! serve them, and a finished file is handed over as a
 //! `File` of `data`, which the browser reads from disk when it is saved.
 //!
 //! Where the worker cannot run, the page writes each piece as its own file `p<i>` through
@@ -521,29 +521,6 @@ impl PieceStore {
                 let file = Self::file(&self.dir(id, false).await?, &piece_name(piece)).await?;
                 read_blob(&file, 0.0, f64::from(len)).await
             }
-        }
-    }
-
-    /// Reads `start..end` of a `File` the user shares: in the worker where it runs (the
-    /// browser's read and the copy out of it are then off the page's main thread).
-    pub async fn read_shared(
-        &self,
-        file: &web_sys::File,
-        start: u64,
-        end: u64,
-    ) -> Result<Vec<u8>, WebError> {
-        match self.worker() {
-            Some(w) => {
-                let fields = [
-                    ("file", JsValue::from(file.clone())),
-                    ("at", JsValue::from_f64(start as f64)),
-                ];
-                let len = u32::try_from(end.saturating_sub(start))
-                    .map_err(|_| WebError::Storage("a read of over 4 GiB".into()))?;
-                w.fetch_bytes("reading a shared file", "readFile", &[], &fields, len)
-                    .await
-            }
-            None => read_blob(file, start as f64, end as f64).await,
         }
     }
 

@@ -314,8 +314,7 @@ async fn read_block(shared: &Shared, id: &FileId, block: BlockRef) -> Result<Vec
                     let start = u64::from(piece) * u64::from(piece_size);
                     let end = start + u64::from(piece_len);
                     let bytes = match (local, store) {
-                        (Some(file), Some(store)) => store.read_shared(&file, start, end).await,
-                        (Some(file), None) => read_blob(&file, start as f64, end as f64).await,
+                        (Some(file), _) => read_blob(&file, start as f64, end as f64).await,
                         (None, Some(store)) => store.read(&id, piece, start, piece_len).await,
                         (None, None) => Err(WebError::Closed("storage")),
                     };
@@ -594,17 +593,12 @@ impl Swarm {
         // hashing both happen off the main thread); never the whole file in memory.
         let piece = f64::from(b.piece_size());
         let pieces = (size / piece).ceil() as u32;
-        let store = self.shared.borrow().files.store.clone();
         let mut hashed = futures::stream::iter(0..pieces)
             .map(|i| {
-                let (file, store) = (file.clone(), store.clone());
+                let file = file.clone();
                 async move {
                     let start = f64::from(i) * piece;
-                    let end = (start + piece).min(size);
-                    let bytes = match store {
-                        Some(s) => s.read_shared(&file, start as u64, end as u64).await?,
-                        None => read_blob(&file, start, end).await?,
-                    };
+                    let bytes = read_blob(&file, start, (start + piece).min(size)).await?;
                     Ok::<_, WebError>((bytes.len() as u32, sha256(&bytes).await))
                 }
             })
