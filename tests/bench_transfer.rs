@@ -172,7 +172,7 @@ async fn cpu_per_mb<T>(
             *by_label.entry(label).or_default() += now.saturating_sub(was);
         }
         let mut top: Vec<_> = by_label.into_iter().filter(|(_, t)| *t > 0).collect();
-        top.sort_by(|a, b| b.1.cmp(&a.1));
+        top.sort_by_key(|t| std::cmp::Reverse(t.1));
         let (received, dropped) = udp_counts();
         eprintln!(
             "{what}: {per_mb:.0} CPU ms/MB, {:.0} UDP datagrams received per MB, {:.0} dropped (receive buffer full); by thread (ms/MB):",
