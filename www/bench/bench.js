@@ -17,7 +17,17 @@ const CHUNK = 64 * 1024;
 const HIGH = 4 * 1024 * 1024;
 const LOW = 1024 * 1024;
 
+// Connects in `roomName`; fails after 30 s (a stuck raw round ends the run with a reason
+// instead of holding it forever).
 function rawConnect(roomName) {
+  let timer;
+  const deadline = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`raw: not connected in 30 s (room ${roomName})`)), 30000);
+  });
+  return Promise.race([rawConnectOnce(roomName), deadline]).finally(() => clearTimeout(timer));
+}
+
+function rawConnectOnce(roomName) {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(signalUrl);
     let pc = null;
@@ -152,16 +162,23 @@ const bench = {
   },
   async rawReceive(r, size) {
     const { ws, pc, ch } = await rawConnect(r);
-    const result = await new Promise((resolve) => {
+    let watchdog;
+    const result = await new Promise((resolve, reject) => {
       let got = 0;
+      let last = 0;
+      let since = performance.now();
       ch.onmessage = (e) => {
         if (typeof e.data === "string") return;
         got += e.data.byteLength;
         if (got >= size) resolve({ bytes: got, ms: performance.now() - t0 });
       };
+      watchdog = setInterval(() => {
+        if (got !== last) { last = got; since = performance.now(); }
+        else if (performance.now() - since > 30000) reject(new Error(`raw: stalled for 30 s at ${got} of ${size} bytes (channel ${ch.readyState})`));
+      }, 500);
       const t0 = performance.now();
       ch.send("go");
-    });
+    }).finally(() => clearInterval(watchdog));
     ch.send("done");
     // The sender closes on "done"; close here too after a moment if it does not.
     await new Promise((res) => { ch.onclose = res; setTimeout(res, 2000); });
