@@ -110,6 +110,16 @@ if (inWorker) {
     return h;
   };
 
+  // The folder's handles, or null while another tab holds them.
+  const handlesUnlessHeld = async (path) => {
+    try {
+      return await handles(path);
+    } catch (e) {
+      if (!locked(e)) throw e;
+      return null;
+    }
+  };
+
   const close = (key) => {
     const h = open.get(key);
     if (!h) return;
@@ -176,12 +186,7 @@ if (inWorker) {
     switch (req.op) {
       case "write": {
         const bytes = new Uint8Array(req.data, 0, req.len);
-        let h = null;
-        try {
-          h = await handles(req.path);
-        } catch (e) {
-          if (!locked(e)) throw e;
-        }
+        const h = await handlesUnlessHeld(req.path);
         if (h) {
           // A piece already there (written by another tab) is left as it is: rewriting the
           // same bytes would still make the browser refuse to read a `File` of `data` handed
@@ -199,12 +204,7 @@ if (inWorker) {
       case "read": {
         const out = buffer(req.data, req.len);
         const into = new Uint8Array(out, 0, req.len);
-        let h = null;
-        try {
-          h = await handles(req.path);
-        } catch (e) {
-          if (!locked(e)) throw e;
-        }
+        const h = await handlesUnlessHeld(req.path);
         if (h) {
           readAll(h.data, into, req.at);
         } else {

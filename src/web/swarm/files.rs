@@ -447,8 +447,8 @@ fn complete(shared: &Shared, id: FileId) {
             _ => Err(WebError::Closed("storage")),
         };
         if let Ok(file) = &result {
-            // Served from now on through this `File`, as a shared one: the store's worker
-            // has let go of the file and never opens it for writing again.
+            // Served from now on through this `File`, as a shared one, not through the store's
+            // worker (which has let go of the file for the `File` to be readable).
             shared.borrow_mut().files.local.insert(id, file.clone());
         }
         match (result, resolve, reject) {
