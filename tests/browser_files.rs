@@ -277,13 +277,76 @@ async fn a_download_resumes_from_opfs_after_the_swarm_is_recreated() {
     b2.leave();
 }
 
+/// The stored-file summary of `id` in a fresh swarm on `store` (`complete`), then deletes it.
+async fn stored_once_complete_then_delete(store: &str, id: &FileId) {
+    let probe = join(&tag("elsewhere"), store).await;
+    let stored = probe.stored_files().await.unwrap();
+    assert_eq!(stored.length(), 1);
+    let complete = js_sys::Reflect::get(&stored.get(0), &"complete".into()).unwrap();
+    assert_eq!(complete.as_bool(), Some(true));
+    probe.delete_stored(hex(id)).await.unwrap();
+    probe.leave();
+}
+
 #[wasm_bindgen_test]
-async fn two_swarms_on_one_store_both_download_a_file() {
+async fn two_swarms_on_one_store_download_a_file_at_once() {
     // Two tabs of the app share the browser's storage. The first one's worker keeps the file's
-    // `data` open while its download runs (here: stopped halfway), so the second one writes its
-    // pieces as piece files. Both finish with the right bytes, and the store then lists the
-    // whole file once.
+    // `data` open while its download runs, so the second one, downloading at the same time,
+    // writes its pieces as piece files. Both finish with the right bytes, and the store then
+    // lists the whole file once. The seeder is capped (1 MB/s) so that the first download
+    // still runs when the second one's first write finds `data` held (after a 2 s wait).
     let room = tag("two-tabs");
+    let store = tag("shared");
+    let opts = js_sys::Object::new();
+    for (k, v) in [
+        ("signal", JsValue::from_str(SIGNAL.unwrap())),
+        ("room", JsValue::from_str(&room)),
+        ("storage", JsValue::from_str(&tag("a"))),
+        ("uploadLimit", JsValue::from_f64(1e6)),
+    ] {
+        js_sys::Reflect::set(&opts, &k.into(), &v).unwrap();
+    }
+    let a = Swarm::join(opts.into())
+        .await
+        .map_err(JsValue::from)
+        .unwrap();
+    let b1 = join(&room, &store).await;
+    let b2 = join(&room, &store).await;
+    until("connected", 20.0, || {
+        connected(&a) == 2 && connected(&b1) == 2 && connected(&b2) == 2
+    })
+    .await;
+    let data = random_bytes(8 * MIB);
+    let id = share(&a, &file_of(&data, "two-tabs.bin")).await;
+    until("announced", 10.0, || knows(&b1, &id) && knows(&b2, &id)).await;
+    let mut events = b1.events();
+    let d1 = b1.download(hex(&id)).unwrap();
+    wait_event(&mut events, 20.0, |e| {
+        matches!(e, Event::Transfer(TransferEvent::Progress(f, have, _)) if *f == id && *have >= MIB as u64)
+    })
+    .await;
+    let d2 = b2.download(hex(&id)).unwrap();
+    let (got1, got2) = futures::join!(JsFuture::from(d1.done()), JsFuture::from(d2.done()));
+    assert_eq!(file_bytes(got1.expect("first tab's download")).await, data);
+    assert_eq!(file_bytes(got2.expect("second tab's download")).await, data);
+    let piece_files = b2.stored_piece_files_for_testing(&id).await.unwrap();
+    assert!(
+        piece_files > 0,
+        "the second tab wrote into the first one's open file"
+    );
+    b1.leave();
+    b2.leave();
+    drop((b1, b2));
+    stored_once_complete_then_delete(&store, &id).await;
+    a.leave();
+}
+
+#[wasm_bindgen_test]
+async fn a_stopped_download_lets_another_swarm_on_its_store_write_into_its_file() {
+    // The first tab stops its download halfway; its worker lets go of the file's `data` (and
+    // serving the pieces it has does not take it back), so the second tab writes into `data`
+    // too: no piece files. Then the first tab finishes from what both wrote.
+    let room = tag("stopped");
     let store = tag("shared");
     let a = join(&room, &tag("a")).await;
     let b1 = join(&room, &store).await;
@@ -293,7 +356,7 @@ async fn two_swarms_on_one_store_both_download_a_file() {
     })
     .await;
     let data = random_bytes(8 * MIB);
-    let id = share(&a, &file_of(&data, "two-tabs.bin")).await;
+    let id = share(&a, &file_of(&data, "stopped.bin")).await;
     until("announced", 10.0, || knows(&b1, &id) && knows(&b2, &id)).await;
     let mut events = b1.events();
     let d1 = b1.download(hex(&id)).unwrap();
@@ -307,12 +370,11 @@ async fn two_swarms_on_one_store_both_download_a_file() {
         .await
         .expect("second tab's download");
     assert_eq!(file_bytes(got).await, data);
-    let piece_files = b2.stored_piece_files_for_testing(&id).await.unwrap();
-    assert!(
-        piece_files > 0,
-        "the second tab wrote into the first one's open file"
+    assert_eq!(
+        b2.stored_piece_files_for_testing(&id).await.unwrap(),
+        0,
+        "the stopped download kept its file, so the second tab wrote piece files"
     );
-    // The first tab finishes its download (into its `data`), next to the second's pieces.
     let d1 = b1.download(hex(&id)).unwrap();
     let got = JsFuture::from(d1.done())
         .await
@@ -321,12 +383,6 @@ async fn two_swarms_on_one_store_both_download_a_file() {
     b1.leave();
     b2.leave();
     drop((b1, b2));
-    let probe = join(&tag("elsewhere"), &store).await;
-    let stored = probe.stored_files().await.unwrap();
-    assert_eq!(stored.length(), 1);
-    let complete = js_sys::Reflect::get(&stored.get(0), &"complete".into()).unwrap();
-    assert_eq!(complete.as_bool(), Some(true));
-    probe.delete_stored(hex(&id)).await.unwrap();
-    probe.leave();
+    stored_once_complete_then_delete(&store, &id).await;
     a.leave();
 }

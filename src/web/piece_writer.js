@@ -21,7 +21,8 @@
 //        (transferred), at byte `at` of `data`; answers { where: "data" | "piece", data }
 //        (the buffer handed back for the page to fill again)
 //   { op: "read", at, len, data }  `len` bytes at `at` of `data` into the buffer `data` (or a
-//        new one if it is too small); answers { data }
+//        new one if it is too small), through the open handle or else a snapshot of the file
+//        (a read never opens the handles); answers { data }
 //   { op: "state" }  answers { have: ArrayBuffer, size } from the open handles, or
 //        { closed: true } if this worker has none open on the folder
 //   { op: "close" }  lets the folder's handles go (before the file is handed over or deleted)
@@ -204,11 +205,13 @@ if (inWorker) {
       case "read": {
         const out = buffer(req.data, req.len);
         const into = new Uint8Array(out, 0, req.len);
-        const h = await handlesUnlessHeld(req.path);
+        // Reading takes no lock: a download that was stopped lets go of its file (for another
+        // tab to write into), and serving its pieces must not take the file back.
+        const h = open.get(key);
         if (h) {
           readAll(h.data, into, req.at);
         } else {
-          // Held by another tab: read what it wrote through a snapshot of the file.
+          // Not open here (or held by another tab): read through a snapshot of the file.
           const file = await (await (await folder(req.path)).getFileHandle("data")).getFile();
           const got = await file.slice(req.at, req.at + req.len).arrayBuffer();
           if (got.byteLength !== req.len) throw new Error(`read ${got.byteLength} of ${req.len} bytes`);

@@ -626,8 +626,9 @@ impl PieceStore {
             .count())
     }
 
-    /// Has the worker let go of a file's `data` (so it can be handed over or deleted).
-    async fn release(&self, id: &FileId) -> Result<(), WebError> {
+    /// Has the worker let go of a file's `data` (so it can be handed over or deleted, or
+    /// written by another tab once its download here stopped); reads do not take it back.
+    pub async fn release(&self, id: &FileId) -> Result<(), WebError> {
         if let Some(w) = self.worker() {
             let hex = id_hex(id);
             w.request(

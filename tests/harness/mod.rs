@@ -365,6 +365,11 @@ impl Session {
 /// Runs `expr` (a `bench.*` expression returning a promise) in the benchmark page; its result
 /// as JSON. Panics with the page's error if it rejects.
 pub async fn call(s: &Session, expr: String) -> Value {
+    try_call(s, expr).await.unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Like [`call`], with the page's error (or WebDriver's) as an `Err`.
+pub async fn try_call(s: &Session, expr: String) -> Result<Value, String> {
     let script = format!(
         "const done = arguments[arguments.length - 1];
          ({expr}).then(done, e => done({{ error: String(e && e.message || e) }}));"
@@ -373,9 +378,11 @@ pub async fn call(s: &Session, expr: String) -> Value {
         .client
         .execute_async(&script, vec![])
         .await
-        .unwrap_or_else(|e| panic!("{:?}: {expr}: {e}", s.browser));
-    assert!(v.get("error").is_none(), "{:?}: {expr}: {v}", s.browser);
-    v
+        .map_err(|e| format!("{:?}: {expr}: {e}", s.browser))?;
+    match v.get("error") {
+        Some(_) => Err(format!("{:?}: {expr}: {v}", s.browser)),
+        None => Ok(v),
+    }
 }
 
 /// A fresh browser on the benchmark page (`www/bench/`), allowed long-running scripts (large

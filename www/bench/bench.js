@@ -17,28 +17,43 @@ const CHUNK = 64 * 1024;
 const HIGH = 4 * 1024 * 1024;
 const LOW = 1024 * 1024;
 
-// Connects in `roomName`; fails after 30 s (a stuck raw round ends the run with a reason
-// instead of holding it forever).
+// Connects in `roomName`; fails after 30 s, saying how far it got and closing what it opened
+// (a stuck raw round ends with a reason instead of holding the run forever; the harness then
+// tries the round again in a new room).
 function rawConnect(roomName) {
+  const at = { ws: null, pc: null, peer: null, sent: 0, received: 0 };
   let timer;
   const deadline = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`raw: not connected in 30 s (room ${roomName})`)), 30000);
+    timer = setTimeout(() => {
+      const pc = at.pc;
+      const how = pc
+        ? `peer ${at.peer}, connection ${pc.connectionState}, ICE ${pc.iceConnectionState}, signaling ${pc.signalingState}, candidates sent ${at.sent} / received ${at.received}`
+        : `no peer in the room (signaling ${at.ws && at.ws.readyState})`;
+      if (pc) pc.close();
+      if (at.ws) at.ws.close();
+      reject(new Error(`raw: not connected in 30 s (room ${roomName}: ${how})`));
+    }, 30000);
   });
-  return Promise.race([rawConnectOnce(roomName), deadline]).finally(() => clearTimeout(timer));
+  return Promise.race([rawConnectOnce(roomName, at), deadline]).finally(() => clearTimeout(timer));
 }
 
-function rawConnectOnce(roomName) {
+// `at` records the attempt's progress (for the error above).
+function rawConnectOnce(roomName, at) {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(signalUrl);
+    at.ws = ws;
     let pc = null;
     let me = null;
     let other = null;
     const send = (to, data) => ws.send(JSON.stringify({ type: "signal", to, data }));
     const setup = (peer, offerer) => {
       other = peer;
+      at.peer = peer;
       pc = new RTCPeerConnection({ iceServers: [] });
+      at.pc = pc;
       pc.onicecandidate = (e) => {
         if (e.candidate && e.candidate.candidate) {
+          at.sent += 1;
           send(peer, { kind: "candidate", candidate: e.candidate.candidate, sdpMid: e.candidate.sdpMid, sdpMLineIndex: e.candidate.sdpMLineIndex });
         }
       };
@@ -84,6 +99,7 @@ function rawConnectOnce(roomName) {
           await pc.setRemoteDescription({ type: "answer", sdp: d.sdp });
           await flushCandidates();
         } else if (d.kind === "candidate") {
+          at.received += 1;
           // Held until the remote description is set (before it, the browser refuses them).
           early.push({ candidate: d.candidate, sdpMid: d.sdpMid, sdpMLineIndex: d.sdpMLineIndex });
           if (pc && pc.remoteDescription) await flushCandidates();
@@ -144,7 +160,11 @@ const bench = {
   // download() to the finished file). Both close the connection at the end.
   async rawSend(r, size) {
     const { ws, pc, ch } = await rawConnect(r);
-    const asked = new Promise((res) => { ch.onmessage = (e) => { if (e.data === "go") res(); }; });
+    const asked = new Promise((res, rej) => {
+      ch.onmessage = (e) => { if (e.data === "go") res(); };
+      // The receiver gave up on a connection only this side saw come up.
+      ch.onclose = () => rej(new Error("raw: not connected: the receiver closed the channel before asking"));
+    });
     await asked;
     const finished = new Promise((res) => {
       ch.onmessage = (e) => { if (e.data === "done") res(); };

@@ -207,7 +207,14 @@ pub(super) fn act(shared: &Shared, out: TOut) {
                 // the download: after a while the piece is given up and fetched again.
                 let write = store_piece(&shared, &id, piece, &data);
                 match crate::web::within(STORE_TIMEOUT_MS, write).await {
-                    Some(Ok(())) => feed(&shared, TIn::Stored(id, piece)),
+                    Some(Ok(())) => {
+                        feed(&shared, TIn::Stored(id, piece));
+                        // A piece verified just before its download was stopped: stored, and
+                        // the file let go of again.
+                        if !shared.borrow().files.downloads.contains_key(&id) {
+                            let_go(&shared, id);
+                        }
+                    }
                     Some(Err(e)) => feed(&shared, TIn::StoreFailed(id, piece, e.to_string())),
                     None => {
                         tracing::warn!("storing piece {piece} took over {STORE_TIMEOUT_MS} ms; fetching it again");
@@ -292,6 +299,19 @@ async fn store_piece(
         shared.borrow_mut().files.manifests_saved.insert(*id);
     }
     store.write_piece(id, piece, at, data).await
+}
+
+/// Has the store let go of a file this swarm no longer downloads, so that another tab of the
+/// app can write into it; its stored pieces are still served (reads take no hold of it).
+fn let_go(shared: &Shared, id: FileId) {
+    let store = shared.borrow().files.store.clone();
+    if let Some(store) = store {
+        spawn_local(async move {
+            if let Err(e) = store.release(&id).await {
+                tracing::warn!("letting go of a stored file: {e}");
+            }
+        });
+    }
 }
 
 async fn read_block(shared: &Shared, id: &FileId, block: BlockRef) -> Result<Vec<u8>, WebError> {
@@ -564,7 +584,8 @@ impl Download {
         Ok(off.into_js_value().unchecked_into())
     }
 
-    /// Stops the download; pieces already stored stay (and are served).
+    /// Stops the download; pieces already stored stay (and are served), and the stored file is
+    /// let go of (another tab of the app may then download it into the same file).
     pub fn cancel(&self) {
         let Some(shared) = self.shared.upgrade() else {
             return;
@@ -576,6 +597,7 @@ impl Download {
             .remove(&self.id)
             .and_then(|d| d.reject);
         feed(&shared, TIn::Cancel(self.id));
+        let_go(&shared, self.id);
         if let Some(f) = reject {
             let _ = f.call1(&JsValue::NULL, &js_sys::Error::new("download cancelled"));
         }
@@ -685,6 +707,7 @@ impl Swarm {
         self.shared.borrow_mut().files.downloads.remove(&id);
         self.shared.borrow_mut().files.reads.remove(|k| k.0 == id);
         feed(&self.shared, TIn::Unshare(id));
+        let_go(&self.shared, id);
         Ok(())
     }
 
