@@ -187,8 +187,9 @@ async fn cpu_per_mb<T>(
 }
 
 /// One raw transfer from `a` to `b` in `room`: CPU ms per MB and the receiver's result. A raw
-/// connection that does not come up (it happened once in a few hundred, Firefox → Chromium) is
-/// tried again in a new room, twice at most, so one such round does not end the run.
+/// connection that does not come up, or whose first message is lost (each seen about once in a
+/// few hundred rounds; the page then says "not connected" and closes both sides), is tried
+/// again in a new room, twice at most, so one such round does not end the run.
 async fn raw_round(a: &Session, b: &Session, room: &str, size: u64) -> (f64, Value) {
     let mut attempt = 0;
     loop {
