@@ -288,6 +288,22 @@ async fn stored_once_complete_then_delete(store: &str, id: &FileId) {
     probe.leave();
 }
 
+/// Two swarms `b1`, `b2` on one new store (two tabs of the app) joining `a` in `room`, all
+/// connected, and an 8 MiB random file shared by `a` that both know: (b1, b2, store, bytes, id).
+async fn two_tabs_and_a_file(a: &Swarm, room: &str) -> (Swarm, Swarm, String, Vec<u8>, FileId) {
+    let store = tag("shared");
+    let b1 = join(room, &store).await;
+    let b2 = join(room, &store).await;
+    until("connected", 20.0, || {
+        connected(a) == 2 && connected(&b1) == 2 && connected(&b2) == 2
+    })
+    .await;
+    let data = random_bytes(8 * MIB);
+    let id = share(a, &file_of(&data, "two-tabs.bin")).await;
+    until("announced", 10.0, || knows(&b1, &id) && knows(&b2, &id)).await;
+    (b1, b2, store, data, id)
+}
+
 #[wasm_bindgen_test]
 async fn two_swarms_on_one_store_download_a_file_at_once() {
     // Two tabs of the app share the browser's storage. The first one's worker keeps the file's
@@ -296,7 +312,6 @@ async fn two_swarms_on_one_store_download_a_file_at_once() {
     // lists the whole file once. The seeder is capped (1 MB/s) so that the first download
     // still runs when the second one's first write finds `data` held (after a 2 s wait).
     let room = tag("two-tabs");
-    let store = tag("shared");
     let opts = js_sys::Object::new();
     for (k, v) in [
         ("signal", JsValue::from_str(SIGNAL.unwrap())),
@@ -310,15 +325,7 @@ async fn two_swarms_on_one_store_download_a_file_at_once() {
         .await
         .map_err(JsValue::from)
         .unwrap();
-    let b1 = join(&room, &store).await;
-    let b2 = join(&room, &store).await;
-    until("connected", 20.0, || {
-        connected(&a) == 2 && connected(&b1) == 2 && connected(&b2) == 2
-    })
-    .await;
-    let data = random_bytes(8 * MIB);
-    let id = share(&a, &file_of(&data, "two-tabs.bin")).await;
-    until("announced", 10.0, || knows(&b1, &id) && knows(&b2, &id)).await;
+    let (b1, b2, store, data, id) = two_tabs_and_a_file(&a, &room).await;
     let mut events = b1.events();
     let d1 = b1.download(hex(&id)).unwrap();
     wait_event(&mut events, 20.0, |e| {
@@ -347,17 +354,8 @@ async fn a_stopped_download_lets_another_swarm_on_its_store_write_into_its_file(
     // serving the pieces it has does not take it back), so the second tab writes into `data`
     // too: no piece files. Then the first tab finishes from what both wrote.
     let room = tag("stopped");
-    let store = tag("shared");
     let a = join(&room, &tag("a")).await;
-    let b1 = join(&room, &store).await;
-    let b2 = join(&room, &store).await;
-    until("connected", 20.0, || {
-        connected(&a) == 2 && connected(&b1) == 2 && connected(&b2) == 2
-    })
-    .await;
-    let data = random_bytes(8 * MIB);
-    let id = share(&a, &file_of(&data, "stopped.bin")).await;
-    until("announced", 10.0, || knows(&b1, &id) && knows(&b2, &id)).await;
+    let (b1, b2, store, data, id) = two_tabs_and_a_file(&a, &room).await;
     let mut events = b1.events();
     let d1 = b1.download(hex(&id)).unwrap();
     wait_event(&mut events, 20.0, |e| {
