@@ -299,6 +299,11 @@ fn piece_name(piece: u32) -> String {
     format!("p{piece}")
 }
 
+/// The piece a file named by [`piece_name`] holds; `None` for any other name.
+fn piece_number(name: &str) -> Option<u32> {
+    name.strip_prefix('p')?.parse().ok()
+}
+
 impl PieceStore {
     /// Opens (creating) the store named `name` in the Origin Private File System.
     pub async fn open(name: &str) -> Result<PieceStore, WebError> {
@@ -596,7 +601,7 @@ impl PieceStore {
                 .or_default()
                 .extend(in_data);
             for entry in keys(&dir).await? {
-                if let Some(p) = entry.strip_prefix('p').and_then(|n| n.parse::<u32>().ok()) {
+                if let Some(p) = piece_number(&entry) {
                     // Only pieces of the right length count (a piece is written whole or not).
                     if p < m.pieces() && !have.get(p) {
                         if let Ok(f) = Self::file(&dir, &entry).await {
@@ -619,10 +624,7 @@ impl PieceStore {
         Ok(keys(&dir)
             .await?
             .iter()
-            .filter(|k| {
-                k.strip_prefix('p')
-                    .is_some_and(|n| n.parse::<u32>().is_ok())
-            })
+            .filter(|k| piece_number(k).is_some())
             .count())
     }
 
