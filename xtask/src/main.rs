@@ -4,6 +4,7 @@
 //! idempotent: a tool that is present at the right version is left alone.
 
 mod bench;
+mod cgroup;
 mod harness;
 mod tools;
 
