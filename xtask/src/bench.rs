@@ -1,7 +1,6 @@
 //! `cargo xtask bench [NAME] [--quick]`: each figure beside its baseline or goal, as a ratio,
 //! appended to bench/results.md with the date, the machine and the commit.
 
-use crate::cgroup::MemCgroup;
 use crate::{build_pkg, cmd, root, run as run_cmd, tools};
 use std::io::Write;
 use std::process::{Child, Command, Stdio};
@@ -48,30 +47,30 @@ pub fn run(args: &[String]) -> Result<(), String> {
     tools::ensure(tools::Need::Build)?;
     let mut tables = Vec::new();
     if name.is_none_or(|n| n == "size") {
-        tables.push(("size".into(), size()?));
+        tables.push(("size", size()?));
     }
     if name.is_none_or(|n| n == "signal") {
         if instances == 2 {
-            tables.push(("signal --instances 2".into(), signal_instances(quick)?));
+            tables.push(("signal --instances 2", signal_instances(quick)?));
         } else {
-            tables.push(("signal".into(), signal(quick)?));
+            tables.push(("signal", signal(quick)?));
             if quick {
                 // So the scale-out run never rots either.
-                tables.push(("signal --instances 2".into(), signal_instances(quick)?));
+                tables.push(("signal --instances 2", signal_instances(quick)?));
             }
         }
     }
     if name.is_none_or(|n| n == "join") {
-        tables.push(("join".into(), join(quick)?));
+        tables.push(("join", join(quick)?));
     }
     if name.is_none_or(|n| n == "transfer") {
-        tables.push(with_cgroup("transfer", quick, transfer)?);
+        tables.push(("transfer", transfer(quick)?));
     }
     if name.is_none_or(|n| n == "webtorrent") {
-        tables.push(with_cgroup("webtorrent", quick, webtorrent)?);
+        tables.push(("webtorrent", webtorrent(quick)?));
     }
     if name.is_none_or(|n| n == "memory") {
-        tables.push(("memory".into(), memory(quick)?));
+        tables.push(("memory", memory(quick)?));
     }
     let machine = machine();
     let commit = crate::tools_output("git", &["rev-parse", "--short", "HEAD"]).unwrap_or_default();
@@ -492,29 +491,27 @@ fn browser_bench(
     test: &str,
     env: &[(&str, String)],
     quick: bool,
-    cgroup: Option<&MemCgroup>,
 ) -> Result<serde_json::Value, String> {
     tools::ensure(tools::Need::All)?;
     build_pkg()?;
     // The server as `cargo xtask serve` runs it (release); quick runs take the debug build the
     // tests already have.
     let server = crate::build_server(!quick)?;
-    let args = [
-        "test",
-        "--quiet",
-        "--package",
-        "swarmdrop",
-        "--features",
-        "e2e",
-        "--test",
-        test,
-        "--",
-        "--nocapture",
-    ];
-    let mut c = match cgroup {
-        Some(cg) => cg.command("cargo", &args.map(String::from)),
-        None => cmd("cargo", &args),
-    };
+    let mut c = cmd(
+        "cargo",
+        &[
+            "test",
+            "--quiet",
+            "--package",
+            "swarmdrop",
+            "--features",
+            "e2e",
+            "--test",
+            test,
+            "--",
+            "--nocapture",
+        ],
+    );
     c.env("SWARMDROP_SERVER_BIN", &server);
     if quick {
         // Small transfers: a script still running after this long is stuck.
@@ -546,7 +543,6 @@ fn join(quick: bool) -> Result<Vec<Row>, String> {
         "bench_join",
         &[("SWARMDROP_BENCH_JOINS", joins.to_string())],
         quick,
-        None,
     )?;
     let mut rows = Vec::new();
     for browser in ["chromium", "firefox"] {
@@ -581,25 +577,6 @@ fn join(quick: bool) -> Result<Vec<Row>, String> {
     Ok(rows)
 }
 
-/// Runs benchmark `name` (`bench`) with its browsers in a memory cgroup (see cgroup.rs) where
-/// one can be made, except in quick runs; the table's name says which.
-fn with_cgroup(
-    name: &str,
-    quick: bool,
-    bench: fn(bool, Option<&MemCgroup>) -> Result<Vec<Row>, String>,
-) -> Result<(String, Vec<Row>), String> {
-    let cgroup = if quick {
-        None
-    } else {
-        MemCgroup::for_bench(&root().join("target"))
-    };
-    let rows = bench(quick, cgroup.as_ref())?;
-    Ok(match &cgroup {
-        Some(cg) => (format!("{name} — {}", cg.describe()), rows),
-        None => (name.to_string(), rows),
-    })
-}
-
 /// Alternating raw/swarmdrop rounds per pair and size (the figures are their medians).
 fn rounds(quick: bool) -> String {
     // Five: one transfer's rate varies by ±20 % here from round to round.
@@ -608,7 +585,7 @@ fn rounds(quick: bool) -> String {
 
 /// 1→1 throughput against a raw RTCDataChannel in the same browsers and run, and (full mode)
 /// three capped seeders → one downloader against the sum of the caps.
-fn transfer(quick: bool, cgroup: Option<&MemCgroup>) -> Result<Vec<Row>, String> {
+fn transfer(quick: bool) -> Result<Vec<Row>, String> {
     // Quick mode skips the multi-source run (four browsers) to keep the tests short.
     let (sizes, pairs, multi) = if quick {
         ("8", "quick", "0")
@@ -624,7 +601,6 @@ fn transfer(quick: bool, cgroup: Option<&MemCgroup>) -> Result<Vec<Row>, String>
             ("SWARMDROP_BENCH_ROUNDS", rounds(quick)),
         ],
         quick,
-        cgroup,
     )?;
     let num = |r: &serde_json::Value, k: &str| r[k].as_f64().unwrap_or(f64::NAN);
     Ok(v.as_array()
@@ -695,7 +671,7 @@ server.listen(0, '127.0.0.1', () => console.log(`ws://127.0.0.1:${server.ws.addr
 
 /// The same bytes through WebTorrent 3 and through swarmdrop (both storing to OPFS), with the
 /// raw channel of the same browsers for scale.
-fn webtorrent(quick: bool, cgroup: Option<&MemCgroup>) -> Result<Vec<Row>, String> {
+fn webtorrent(quick: bool) -> Result<Vec<Row>, String> {
     let dir = tools::webtorrent()?;
     let vendor = root().join("www").join("bench").join("vendor");
     std::fs::create_dir_all(&vendor).map_err(|e| format!("{}: {e}", vendor.display()))?;
@@ -739,7 +715,6 @@ fn webtorrent(quick: bool, cgroup: Option<&MemCgroup>) -> Result<Vec<Row>, Strin
             ("SWARMDROP_BENCH_ROUNDS", rounds(quick)),
         ],
         quick,
-        cgroup,
     )?;
     drop(tracker);
     let num = |r: &serde_json::Value, k: &str| r[k].as_f64().unwrap_or(f64::NAN);
@@ -777,7 +752,6 @@ fn memory(quick: bool) -> Result<Vec<Row>, String> {
         "bench_memory",
         &[("SWARMDROP_BENCH_MEMORY_MIB", mib.to_string())],
         quick,
-        None,
     )?;
     let num = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
     Ok(vec![

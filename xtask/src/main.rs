@@ -4,7 +4,6 @@
 //! idempotent: a tool that is present at the right version is left alone.
 
 mod bench;
-mod cgroup;
 mod harness;
 mod tools;
 
