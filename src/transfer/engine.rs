@@ -179,6 +179,9 @@ struct File {
     have: Option<Bitfield>,
     sources: BTreeSet<PeerId>,
     peer_have: HashMap<PeerId, Bitfield>,
+    /// The piece last started from each peer: the next one is asked of it where it is among
+    /// the rarest, so a peer reads its file in runs (one large read serves several pieces).
+    last_pick: HashMap<PeerId, u32>,
     subscribers: BTreeSet<PeerId>,
     /// Manifest being fetched: from whom, bytes so far.
     manifest_fetch: Option<(PeerId, Vec<u8>)>,
@@ -204,6 +207,7 @@ impl File {
             have: None,
             sources: BTreeSet::new(),
             peer_have: HashMap::new(),
+            last_pick: HashMap::new(),
             subscribers: BTreeSet::new(),
             manifest_fetch: None,
             partial: BTreeMap::new(),
@@ -627,6 +631,7 @@ impl Engine {
         for (id, f) in self.files.iter_mut() {
             f.sources.remove(peer);
             f.peer_have.remove(peer);
+            f.last_pick.remove(peer);
             f.subscribers.remove(peer);
             if f.manifest_fetch.as_ref().is_some_and(|(p, _)| p == peer) {
                 f.manifest_fetch = None;
@@ -665,6 +670,7 @@ impl Engine {
         self.drop_requests_to(peer);
         for f in self.files.values_mut() {
             f.peer_have.remove(peer);
+            f.last_pick.remove(peer);
             if f.manifest_fetch.as_ref().is_some_and(|(p, _)| p == peer) {
                 f.manifest_fetch = None;
             }
@@ -711,6 +717,7 @@ impl Engine {
                 if let Some(f) = self.files.get_mut(&id) {
                     f.sources.remove(peer);
                     f.peer_have.remove(peer);
+                    f.last_pick.remove(peer);
                     if f.sources.is_empty() && f.local == Local::Known {
                         self.files.remove(&id);
                         self.event(TransferEvent::FileRemoved(id));
@@ -1177,11 +1184,22 @@ impl Engine {
                         .into_iter()
                         .filter(|&i| rarity(i) == min)
                         .collect();
-                    rarest[(self.rng.next_u64() % rarest.len() as u64) as usize]
+                    // The piece after the last one started from this peer, if it is among
+                    // the rarest (a peer then reads its file in long runs); else the start of
+                    // the longest run of them, or its middle where another peer's run goes on
+                    // into it (so that peers do not take each other's next pieces).
+                    let next = f.last_pick.get(peer).and_then(|p| p.checked_add(1));
+                    match next.filter(|n| rarest.binary_search(n).is_ok()) {
+                        Some(n) => n,
+                        None => start_of_longest_run(&rarest, |before| {
+                            f.last_pick.iter().any(|(p, &l)| p != peer && l == before)
+                        }),
+                    }
                 };
                 let len = m.piece_len(pick);
                 let blocks = len.div_ceil(block) as usize;
                 let f = self.files.get_mut(id).expect("present");
+                f.last_pick.insert(peer.clone(), pick);
                 f.partial.insert(
                     pick,
                     Partial {
@@ -1230,6 +1248,27 @@ fn m_of(f: &File) -> &Manifest {
     f.manifest
         .as_ref()
         .expect("scheduled files have a manifest")
+}
+
+/// Where to start in the longest run of consecutive numbers in `sorted` (ascending, not
+/// empty): its first, or its middle if `ongoing(first - 1)` (another run leads into it).
+fn start_of_longest_run(sorted: &[u32], ongoing: impl Fn(u32) -> bool) -> u32 {
+    let (mut best, mut best_len) = (0, 0);
+    let mut start = 0;
+    for i in 1..=sorted.len() {
+        if i == sorted.len() || sorted[i] != sorted[i - 1] + 1 {
+            if i - start > best_len {
+                (best, best_len) = (start, i - start);
+            }
+            start = i;
+        }
+    }
+    let first = sorted[best];
+    if first.checked_sub(1).is_some_and(ongoing) {
+        sorted[best + best_len / 2]
+    } else {
+        first
+    }
 }
 
 /// Block `b` of `piece`.

@@ -6,7 +6,7 @@ use crate::signal::PeerId;
 use crate::swarm::Time;
 use proptest::prelude::*;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::time::Duration;
 
 const MS: Duration = Duration::from_millis(1);
@@ -34,6 +34,8 @@ struct Node {
     /// Stored pieces: (file, piece) → bytes.
     store: HashMap<(FileId, u32), Vec<u8>>,
     events: Vec<TransferEvent>,
+    /// Pieces it read to serve, in order (one entry per block read).
+    served: Vec<u32>,
     /// Flip a byte in every block it serves.
     corrupt: bool,
     up: bool,
@@ -79,6 +81,7 @@ impl Sim {
                 }),
                 store: HashMap::new(),
                 events: Vec::new(),
+                served: Vec::new(),
                 corrupt: false,
                 up: true,
             })
@@ -181,6 +184,7 @@ impl Sim {
                                 .handle(Input::Stored(id, piece), self.now);
                         }
                         Output::Read(peer, id, block) => {
+                            self.nodes[i].served.push(block.piece);
                             let piece = &self.nodes[i].store[&(id, block.piece)];
                             let mut data = piece
                                 [block.offset as usize..(block.offset + block.len) as usize]
@@ -307,6 +311,63 @@ fn multi_source_download_from_three_seeders() {
         data.len() as u64,
         data.len() as u64
     )));
+}
+
+/// The pieces `node` served, each once, in the order it first read them.
+fn first_reads(sim: &Sim, node: usize) -> Vec<u32> {
+    let mut seen = HashSet::new();
+    sim.nodes[node]
+        .served
+        .iter()
+        .copied()
+        .filter(|p| seen.insert(*p))
+        .collect()
+}
+
+/// How many of `order`'s pieces directly follow the one before them.
+fn runs(order: &[u32]) -> usize {
+    order.windows(2).filter(|w| w[1] == w[0] + 1).count()
+}
+
+#[test]
+fn each_seeder_is_asked_for_pieces_in_runs() {
+    // After the random first pieces, a peer is asked for the piece after the last one it was
+    // asked for while that one is among the rarest: one seeder is read almost in order …
+    let data = content(48 * 1024 * 1024, 9);
+    let m = manifest_of("runs.bin", &data);
+    let id = m.id();
+    let mut sim = Sim::new(2);
+    sim.share(0, &data, &m);
+    sim.settle();
+    sim.input(1, Input::Download(id));
+    assert!(sim.run_until(Duration::from_secs(60), |s| s.complete(1, &id)));
+    assert_eq!(sim.assembled(1, &m), data);
+    let order = first_reads(&sim, 0);
+    assert_eq!(order.len(), 48);
+    // Each of the random first pieces splits the rest into one more run, at most.
+    let random_first = Config::default().random_first as usize;
+    let breaks = order.len() - 1 - runs(&order);
+    assert!(
+        breaks <= 2 * (random_first + 1),
+        "one seeder's reads, {breaks} breaks: {order:?}"
+    );
+    // … and with three seeders, each still sees runs (not every third piece), while the
+    // download still takes pieces from all of them.
+    let mut sim = Sim::new(4);
+    for s in 0..3 {
+        sim.share(s, &data, &m);
+    }
+    sim.settle();
+    sim.input(3, Input::Download(id));
+    assert!(sim.run_until(Duration::from_secs(60), |s| s.complete(3, &id)));
+    assert_eq!(sim.assembled(3, &m), data);
+    for s in 0..3 {
+        let order = first_reads(&sim, s);
+        assert!(
+            order.len() >= 4 && runs(&order) * 2 >= order.len(),
+            "seeder {s}'s reads: {order:?}"
+        );
+    }
 }
 
 #[test]
