@@ -186,18 +186,19 @@ async fn cpu_per_mb<T>(
     (per_mb, out)
 }
 
-/// One raw transfer from `a` to `b` in `room`: CPU ms per MB and the receiver's result. A raw
-/// connection that does not come up, or whose first message is lost (each seen about once in a
+/// One raw transfer from `a` to `b` in `room` (with `store`, the receiver also writes every
+/// message to OPFS): CPU ms per MB and the receiver's result. A raw connection that does not come up, or whose first message is lost (each seen about once in a
 /// few hundred rounds; the page then says "not connected" and closes both sides), is tried
 /// again in a new room, twice at most, so one such round does not end the run.
-async fn raw_round(a: &Session, b: &Session, room: &str, size: u64) -> (f64, Value) {
+async fn raw_round(a: &Session, b: &Session, room: &str, size: u64, store: bool) -> (f64, Value) {
     let mut attempt = 0;
     loop {
         let room = format!("{room}-{attempt}");
-        let (cpu, (sent, recv)) = cpu_per_mb("raw", size, async {
+        let label = if store { "raw, stored" } else { "raw" };
+        let (cpu, (sent, recv)) = cpu_per_mb(label, size, async {
             tokio::join!(
                 try_call(a, format!("bench.rawSend('{room}', {size})")),
-                try_call(b, format!("bench.rawReceive('{room}', {size})")),
+                try_call(b, format!("bench.rawReceive('{room}', {size}, {store})")),
             )
         })
         .await;
@@ -240,10 +241,19 @@ async fn transfer_throughput() {
             let (mut raws, mut ours, mut wts) = (Vec::new(), Vec::new(), Vec::new());
             // CPU ms per MB, the whole machine, while the raw transfer and swarmdrop's ran.
             let (mut raw_cpu, mut our_cpu) = (Vec::new(), Vec::new());
+            // The raw channel with the receiver storing to OPFS as it receives (not in the
+            // WebTorrent run, to keep it short).
+            let (mut stored, mut stored_cpu) = (Vec::new(), Vec::new());
             for round in 0..rounds() {
-                let (cpu, recv) = raw_round(&a, &b, &format!("raw-{n}-{round}"), size).await;
+                let (cpu, recv) = raw_round(&a, &b, &format!("raw-{n}-{round}"), size, false).await;
                 raw_cpu.push(cpu);
                 raws.push(mb_per_s(&recv, size));
+                if tracker.is_none() {
+                    let (cpu, recv) =
+                        raw_round(&a, &b, &format!("rawst-{n}-{round}"), size, true).await;
+                    stored_cpu.push(cpu);
+                    stored.push(mb_per_s(&recv, size));
+                }
                 let room = format!("sd-{n}-{round}");
                 let (id, _) = tokio::join!(
                     call(&a, format!("bench.swarmShare('{room}', {size}, 0)")),
@@ -280,11 +290,15 @@ async fn transfer_throughput() {
                     wts.push(webtorrent(&a, &b, size, t).await);
                 }
                 eprintln!(
-                    "{from:?}→{to:?} {} MiB, round {}: raw {:.1} MB/s ({:.0} CPU ms/MB), swarmdrop {:.1} MB/s ({:.0} CPU ms/MB) (first piece stored {:.0} ms after download(), the last {:.0} ms, done {:.0} ms){}",
+                    "{from:?}→{to:?} {} MiB, round {}: raw {:.1} MB/s ({:.0} CPU ms/MB){}, swarmdrop {:.1} MB/s ({:.0} CPU ms/MB) (first piece stored {:.0} ms after download(), the last {:.0} ms, done {:.0} ms){}",
                     size / MIB,
                     round + 1,
                     raws[round],
                     raw_cpu[round],
+                    stored
+                        .get(round)
+                        .map(|s| format!(", raw stored {s:.1} MB/s ({:.0} CPU ms/MB)", stored_cpu[round]))
+                        .unwrap_or_default(),
                     ours[round],
                     our_cpu[round],
                     got["firstMs"].as_f64().unwrap_or(f64::NAN),
@@ -302,6 +316,9 @@ async fn transfer_throughput() {
                 "webtorrent_mbps": (!wts.is_empty()).then(|| median(&wts)),
                 "raw_runs": raws, "swarmdrop_runs": ours, "webtorrent_runs": wts,
                 "raw_cpu_ms_per_mb": median(&raw_cpu), "swarmdrop_cpu_ms_per_mb": median(&our_cpu),
+                "raw_stored_mbps": (!stored.is_empty()).then(|| median(&stored)),
+                "raw_stored_runs": stored,
+                "raw_stored_cpu_ms_per_mb": (!stored_cpu.is_empty()).then(|| median(&stored_cpu)),
             }));
         }
         a.close().await;

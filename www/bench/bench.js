@@ -154,6 +154,28 @@ async function stalled(swarm, id, done) {
   try { return await Promise.race([done, watchdog]); } finally { clearInterval(timer); }
 }
 
+// The stored raw baseline's worker, with its file open: `ask(msg)` resolves on the next answer;
+// `failed` rejects on any error the worker reports.
+async function rawWriter() {
+  const worker = new Worker(new URL("./raw_store.js", import.meta.url), { type: "module" });
+  const name = `raw-${Date.now()}-${Math.random().toString(36).slice(2)}`;
+  let next = null;
+  let fail;
+  const failed = new Promise((_, reject) => { fail = reject; });
+  failed.catch(() => {});
+  worker.onmessage = (e) => {
+    if (e.data.error) fail(new Error(`raw store: ${e.data.error}`));
+    else if (next) { const n = next; next = null; n(e.data); }
+  };
+  const ask = (msg) => {
+    const answer = new Promise((res) => { next = res; });
+    worker.postMessage(msg);
+    return Promise.race([answer, failed]);
+  };
+  await ask({ open: name });
+  return { worker, name, ask, failed };
+}
+
 const bench = {
   // Raw: connect in room `r`; once the receiver asks ("go"), the sender sends `size` bytes; the
   // receiver times from its request to the last byte (as swarmdrop's download is timed from
@@ -186,7 +208,10 @@ const bench = {
       ws.close();
     }
   },
-  async rawReceive(r, size) {
+  // With `store`, each message is also written to OPFS as it arrives (raw_store.js) and the
+  // time runs until the file is flushed and closed.
+  async rawReceive(r, size, store) {
+    const writer = store ? await rawWriter() : null;
     const { ws, pc, ch } = await rawConnect(r);
     try {
       let watchdog;
@@ -196,9 +221,15 @@ const bench = {
         let since = performance.now();
         ch.onmessage = (e) => {
           if (typeof e.data === "string") return;
-          got += e.data.byteLength;
-          if (got >= size) resolve({ bytes: got, ms: performance.now() - t0 });
+          const n = e.data.byteLength;
+          if (writer) writer.worker.postMessage({ data: e.data, at: got }, [e.data]);
+          got += n;
+          if (got >= size) {
+            if (!writer) resolve({ bytes: got, ms: performance.now() - t0 });
+            else writer.ask({ close: true }).then(() => resolve({ bytes: got, ms: performance.now() - t0 }), reject);
+          }
         };
+        if (writer) writer.failed.catch(reject);
         watchdog = setInterval(() => {
           const now = performance.now();
           if (got === 0 && now - t0 > 5000) reject(new Error(`raw: not connected: no data 5 s after asking (channel ${ch.readyState})`));
@@ -211,8 +242,10 @@ const bench = {
       ch.send("done");
       // The sender closes on "done"; close here too after a moment if it does not.
       await new Promise((res) => { ch.onclose = res; setTimeout(res, 2000); });
+      if (writer) await writer.ask({ remove: writer.name });
       return result;
     } finally {
+      if (writer) writer.worker.terminate();
       pc.close();
       ws.close();
     }
