@@ -329,20 +329,27 @@ fn runs(order: &[u32]) -> usize {
     order.windows(2).filter(|w| w[1] == w[0] + 1).count()
 }
 
+/// `seeders` peers share `data`, one more downloads it whole: the finished simulation.
+fn seeded_download(seeders: usize, data: &[u8], m: &Manifest) -> Sim {
+    let id = m.id();
+    let mut sim = Sim::new(seeders + 1);
+    for s in 0..seeders {
+        sim.share(s, data, m);
+    }
+    sim.settle();
+    sim.input(seeders, Input::Download(id));
+    assert!(sim.run_until(Duration::from_secs(60), |s| s.complete(seeders, &id)));
+    assert_eq!(sim.assembled(seeders, m), data);
+    sim
+}
+
 #[test]
 fn each_seeder_is_asked_for_pieces_in_runs() {
     // After the random first pieces, a peer is asked for the piece after the last one it was
     // asked for while that one is among the rarest: one seeder is read almost in order …
     let data = content(48 * 1024 * 1024, 9);
     let m = manifest_of("runs.bin", &data);
-    let id = m.id();
-    let mut sim = Sim::new(2);
-    sim.share(0, &data, &m);
-    sim.settle();
-    sim.input(1, Input::Download(id));
-    assert!(sim.run_until(Duration::from_secs(60), |s| s.complete(1, &id)));
-    assert_eq!(sim.assembled(1, &m), data);
-    let order = first_reads(&sim, 0);
+    let order = first_reads(&seeded_download(1, &data, &m), 0);
     assert_eq!(order.len(), 48);
     // Each of the random first pieces splits the rest into one more run, at most.
     let random_first = Config::default().random_first as usize;
@@ -352,15 +359,8 @@ fn each_seeder_is_asked_for_pieces_in_runs() {
         "one seeder's reads, {breaks} breaks: {order:?}"
     );
     // … and with three seeders, each still sees runs (not every third piece), while the
-    // download still takes pieces from all of them.
-    let mut sim = Sim::new(4);
-    for s in 0..3 {
-        sim.share(s, &data, &m);
-    }
-    sim.settle();
-    sim.input(3, Input::Download(id));
-    assert!(sim.run_until(Duration::from_secs(60), |s| s.complete(3, &id)));
-    assert_eq!(sim.assembled(3, &m), data);
+    // download takes pieces from all of them.
+    let sim = seeded_download(3, &data, &m);
     for s in 0..3 {
         let order = first_reads(&sim, s);
         assert!(
