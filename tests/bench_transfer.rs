@@ -187,9 +187,10 @@ async fn cpu_per_mb<T>(
 }
 
 /// One raw transfer from `a` to `b` in `room` (with `store`, the receiver also writes every
-/// message to OPFS): CPU ms per MB and the receiver's result. A raw connection that does not come up, or whose first message is lost (each seen about once in a
-/// few hundred rounds; the page then says "not connected" and closes both sides), is tried
-/// again in a new room, twice at most, so one such round does not end the run.
+/// message to OPFS): CPU ms per MB and the receiver's result. A raw connection that does not
+/// come up, or whose first message is lost (each seen about once in a few hundred rounds; the
+/// page then says "not connected" and closes both sides), is tried again in a new room, twice
+/// at most, so one such round does not end the run.
 async fn raw_round(a: &Session, b: &Session, room: &str, size: u64, store: bool) -> (f64, Value) {
     let mut attempt = 0;
     loop {

@@ -360,10 +360,12 @@ fn start_read(inner: &mut super::Inner, id: FileId, piece: u32) -> Result<PieceR
     let in_order = piece > 0 && inner.files.reads.get(&(id, piece - 1)).is_some();
     let count = if local.is_some() && in_order {
         // Up to the next piece already cached.
-        let most = (READ_AHEAD_BYTES / piece_size).max(1) as u32;
-        (1..most.min(pieces - piece))
+        let most =
+            ((READ_AHEAD_BYTES / piece_size).max(1) as u32).min(pieces.saturating_sub(piece));
+        (1..most)
             .find(|k| inner.files.reads.get(&(id, piece + k)).is_some())
-            .unwrap_or(most.min(pieces - piece))
+            .unwrap_or(most)
+            .max(1)
     } else {
         1
     };
