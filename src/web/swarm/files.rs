@@ -32,11 +32,12 @@ const PIECE_CACHE_BYTES: u64 = 16 * 1024 * 1024;
 /// (browser IO thread and page), 8 MiB at a time ~2.3 ms.
 const READ_AHEAD_BYTES: u64 = 8 * 1024 * 1024;
 
-/// Bytes read for serving (shared by every piece of the read) and where a piece starts in them.
-type ReadBytes = Result<(Rc<Vec<u8>>, usize), String>;
+/// One read for serving (a piece, or several in order), shared by every block request for them.
+type Read =
+    futures::future::Shared<futures::future::LocalBoxFuture<'static, Result<Rc<Vec<u8>>, String>>>;
 
-/// One piece being read (or read) for serving, shared by every block request for it.
-type PieceRead = futures::future::Shared<futures::future::LocalBoxFuture<'static, ReadBytes>>;
+/// A piece being read (or read) for serving: its read and where the piece starts in it.
+type PieceRead = (Read, usize);
 
 /// Pieces read whole for serving: peers ask for a piece's blocks together, so one browser read
 /// (a `File` slice or an OPFS piece file) serves all of them instead of one read per block;
@@ -333,7 +334,8 @@ async fn read_block(shared: &Shared, id: &FileId, block: BlockRef) -> Result<Vec
             None => start_read(&mut inner, *id, block.piece)?,
         }
     };
-    let (bytes, at) = match read.await {
+    let (read, at) = read;
+    let bytes = match read.await {
         Ok(r) => r,
         Err(e) => {
             shared.borrow_mut().files.reads.remove(|k| *k == key);
@@ -385,18 +387,14 @@ fn start_read(inner: &mut super::Inner, id: FileId, piece: u32) -> Result<PieceR
     }
     .boxed_local()
     .shared();
-    let mut first = None;
     for (k, n) in (0u32..).zip(lens) {
         let at = (u64::from(k) * piece_size) as usize;
-        let this: PieceRead = read
-            .clone()
-            .map(move |r| r.map(|bytes| (bytes, at)))
-            .boxed_local()
-            .shared();
-        inner.files.reads.insert((id, piece + k), n, this.clone());
-        first.get_or_insert(this);
+        inner
+            .files
+            .reads
+            .insert((id, piece + k), n, (read.clone(), at));
     }
-    first.ok_or(WebError::Closed("file"))
+    Ok((read, 0))
 }
 
 fn on_event(shared: &Shared, e: TransferEvent) {
