@@ -28,6 +28,23 @@ async fn join(room: &str, storage: &str) -> Swarm {
         .expect("join")
 }
 
+/// Joins `room` on a new store, uploading at most `limit` bytes/s.
+async fn join_capped(room: &str, limit: f64) -> Swarm {
+    let opts = js_sys::Object::new();
+    for (k, v) in [
+        ("signal", JsValue::from_str(SIGNAL.unwrap())),
+        ("room", JsValue::from_str(room)),
+        ("storage", JsValue::from_str(&tag("capped"))),
+        ("uploadLimit", JsValue::from_f64(limit)),
+    ] {
+        js_sys::Reflect::set(&opts, &k.into(), &v).unwrap();
+    }
+    Swarm::join(opts.into())
+        .await
+        .map_err(JsValue::from)
+        .unwrap()
+}
+
 fn peer_id(s: &Swarm) -> PeerId {
     PeerId::new(s.id().unwrap()).unwrap()
 }
@@ -312,19 +329,7 @@ async fn two_swarms_on_one_store_download_a_file_at_once() {
     // lists the whole file once. The seeder is capped (1 MB/s) so that the first download
     // still runs when the second one's first write finds `data` held (after a 2 s wait).
     let room = tag("two-tabs");
-    let opts = js_sys::Object::new();
-    for (k, v) in [
-        ("signal", JsValue::from_str(SIGNAL.unwrap())),
-        ("room", JsValue::from_str(&room)),
-        ("storage", JsValue::from_str(&tag("a"))),
-        ("uploadLimit", JsValue::from_f64(1e6)),
-    ] {
-        js_sys::Reflect::set(&opts, &k.into(), &v).unwrap();
-    }
-    let a = Swarm::join(opts.into())
-        .await
-        .map_err(JsValue::from)
-        .unwrap();
+    let a = join_capped(&room, 1e6).await;
     let (b1, b2, store, data, id) = two_tabs_and_a_file(&a, &room).await;
     let mut events = b1.events();
     let d1 = b1.download(hex(&id)).unwrap();
@@ -383,4 +388,134 @@ async fn a_stopped_download_lets_another_swarm_on_its_store_write_into_its_file(
     drop((b1, b2));
     stored_once_complete_then_delete(&store, &id).await;
     a.leave();
+}
+
+#[wasm_bindgen_test]
+async fn piece_files_that_data_also_holds_go_once_no_tab_has_a_file_of_them() {
+    // `b2` writes its pieces as piece files (the page's fallback) and finishes first: its
+    // `File` is made of them. `b1`, on the same store, then writes the whole file into `data`.
+    // The piece files are spare from then on, but another tab opening the store leaves them
+    // while `b2`'s `File` holds them; once `b2` is gone, listing the store removes them.
+    let room = tag("spare");
+    let store = tag("spare-store");
+    let a = join(&room, &tag("a")).await;
+    swarmdrop::web::store::page_writes_for_testing(true);
+    let b2 = join(&room, &store).await;
+    swarmdrop::web::store::page_writes_for_testing(false);
+    let b1 = join(&room, &store).await;
+    until("connected", 20.0, || {
+        connected(&a) == 2 && connected(&b1) == 2 && connected(&b2) == 2
+    })
+    .await;
+    let data = random_bytes(4 * MIB);
+    let id = share(&a, &file_of(&data, "spare.bin")).await;
+    until("announced", 10.0, || knows(&b1, &id) && knows(&b2, &id)).await;
+    let got2 = JsFuture::from(b2.download(hex(&id)).unwrap().done())
+        .await
+        .expect("page-written download");
+    let piece_files = b2.stored_piece_files_for_testing(&id).await.unwrap();
+    assert!(piece_files > 0, "the page wrote no piece files");
+    let got1 = JsFuture::from(b1.download(hex(&id)).unwrap().done())
+        .await
+        .expect("worker-written download");
+    assert_eq!(file_bytes(got1).await, data);
+
+    let probe = join(&tag("elsewhere"), &store).await;
+    probe.stored_files().await.unwrap();
+    assert_eq!(
+        probe.stored_piece_files_for_testing(&id).await.unwrap(),
+        piece_files,
+        "piece files a tab's File holds were removed"
+    );
+    assert_eq!(file_bytes(got2).await, data);
+
+    b2.leave();
+    drop(b2);
+    let start = js_sys::Date::now();
+    loop {
+        probe.stored_files().await.unwrap();
+        let left = probe.stored_piece_files_for_testing(&id).await.unwrap();
+        if left == 0 {
+            break;
+        }
+        assert!(
+            js_sys::Date::now() - start < 10_000.0,
+            "{left} spare piece files still there"
+        );
+        sleep(100).await;
+    }
+    let stored = probe.stored_files().await.unwrap();
+    let complete = js_sys::Reflect::get(&stored.get(0), &"complete".into()).unwrap();
+    assert_eq!(
+        complete.as_bool(),
+        Some(true),
+        "the file is whole in `data`"
+    );
+    probe.delete_stored(hex(&id)).await.unwrap();
+    for s in [a, b1, probe] {
+        s.leave();
+    }
+}
+
+#[wasm_bindgen_test]
+async fn a_tab_serves_pieces_from_data_once_their_piece_files_were_removed() {
+    // `b1` writes the whole file into `data`; then `b2`, on the same store, stops its download
+    // halfway with its pieces in piece files (the page's fallback), and a listing of the store
+    // removes them as spare. `b2` still has those pieces (and has served none yet, so none is
+    // cached): it serves them from `data`.
+    let room = tag("moved");
+    let store = tag("moved-store");
+    let a = join_capped(&room, 2e6).await;
+    let b1 = join(&room, &store).await;
+    swarmdrop::web::store::page_writes_for_testing(true);
+    let b2 = join(&room, &store).await;
+    swarmdrop::web::store::page_writes_for_testing(false);
+    until("connected", 20.0, || {
+        connected(&a) == 2 && connected(&b1) == 2 && connected(&b2) == 2
+    })
+    .await;
+    let data = random_bytes(4 * MIB);
+    let id = share(&a, &file_of(&data, "moved.bin")).await;
+    until("announced", 10.0, || knows(&b1, &id) && knows(&b2, &id)).await;
+    let got1 = JsFuture::from(b1.download(hex(&id)).unwrap().done())
+        .await
+        .expect("worker-written download");
+    assert_eq!(file_bytes(got1).await, data);
+    let mut events = b2.events();
+    let d2 = b2.download(hex(&id)).unwrap();
+    wait_event(&mut events, 20.0, |e| {
+        matches!(e, Event::Transfer(TransferEvent::Progress(f, have, _)) if *f == id && *have >= MIB as u64)
+    })
+    .await;
+    d2.cancel();
+    assert!(b2.stored_piece_files_for_testing(&id).await.unwrap() > 0);
+    b1.leave();
+    drop(b1);
+    let probe = join(&tag("elsewhere"), &store).await;
+    let start = js_sys::Date::now();
+    while probe.stored_piece_files_for_testing(&id).await.unwrap() > 0 {
+        assert!(js_sys::Date::now() - start < 10_000.0, "piece files stay");
+        sleep(100).await;
+        probe.stored_files().await.unwrap();
+    }
+    probe.leave();
+    drop(probe);
+
+    let c = join(&room, &tag("c")).await;
+    until("c connected", 20.0, || connected(&c) == 2).await;
+    until("announced to c", 10.0, || knows(&c, &id)).await;
+    let got = JsFuture::from(c.download(hex(&id)).unwrap().done())
+        .await
+        .expect("c's download");
+    assert_eq!(file_bytes(got).await, data);
+    let from_b2 = c
+        .received_from(&id)
+        .get(&peer_id(&b2))
+        .copied()
+        .unwrap_or(0);
+    assert!(from_b2 > 0, "b2 served nothing");
+    b2.delete_stored(hex(&id)).await.unwrap();
+    for s in [a, b2, c] {
+        s.leave();
+    }
 }

@@ -13,6 +13,7 @@
 //! pieces from either, so each can resume the other's download.
 
 use super::error::WebError;
+use super::swarm::obj;
 use crate::transfer::{id_from_hex, id_hex, Bitfield, FileId, Manifest};
 use futures::channel::oneshot;
 use gloo_events::EventListener;
@@ -68,6 +69,9 @@ pub struct PieceStore {
     writer: Result<PieceWriter, String>,
     /// Pieces known to be in each file's `data` (the rest, stored, are piece files).
     in_data: RefCell<HashMap<FileId, HashSet<u32>>>,
+    /// For each file handed over as a `File` that holds piece files: a shared lock on the
+    /// file's name, which keeps other tabs from removing those files (see `list`).
+    pinned: RefCell<HashMap<FileId, Held>>,
 }
 
 /// Answers awaited from the worker, by request number: the answer, or the browser's reason.
@@ -353,6 +357,7 @@ impl PieceStore {
             path,
             writer,
             in_data: RefCell::default(),
+            pinned: RefCell::default(),
         })
     }
 
@@ -506,32 +511,71 @@ impl PieceStore {
         at: u64,
         len: u32,
     ) -> Result<Vec<u8>, WebError> {
-        let in_data = self
-            .in_data
-            .borrow()
-            .get(id)
-            .is_some_and(|p| p.contains(&piece));
+        if !self.is_in_data(id, piece) {
+            match self.read_piece_file(id, piece, len).await {
+                Ok(bytes) => return Ok(bytes),
+                Err(e) => {
+                    // Another tab may have removed the piece file, having found the piece in
+                    // `data` (see `list`).
+                    let dir = self.dir(id, false).await?;
+                    let (have, size) = self.data_marks(id, &dir).await.unwrap_or_default();
+                    if have.get(piece as usize) != Some(&1) || at + u64::from(len) > size {
+                        return Err(e);
+                    }
+                    self.in_data
+                        .borrow_mut()
+                        .entry(*id)
+                        .or_default()
+                        .insert(piece);
+                }
+            }
+        }
         let hex = id_hex(id);
-        match (in_data, self.worker()) {
-            (true, Some(w)) => {
+        match self.worker() {
+            Some(w) => {
                 let at = ("at", JsValue::from_f64(at as f64));
                 w.fetch_bytes("reading a piece", "read", &self.folder(&hex), &[at], len)
                     .await
             }
-            (true, None) => {
+            None => {
                 let file = Self::file(&self.dir(id, false).await?, DATA).await?;
                 read_blob(&file, at as f64, (at + u64::from(len)) as f64).await
-            }
-            (false, _) => {
-                let file = Self::file(&self.dir(id, false).await?, &piece_name(piece)).await?;
-                read_blob(&file, 0.0, f64::from(len)).await
             }
         }
     }
 
-    /// The pieces of `m` in its `data` (per its `have` marks; only whole pieces count).
-    async fn data_pieces(&self, m: &Manifest, dir: &FileSystemDirectoryHandle) -> Vec<u32> {
-        let hex = id_hex(&m.id());
+    /// The Web Lock that guards file `id`'s piece files in this store (across tabs).
+    fn lock_name(&self, id: &FileId) -> String {
+        format!("swarmdrop/{}/{}", self.path[1], id_hex(id))
+    }
+
+    /// Is `piece` of file `id` known to be in its `data`?
+    fn is_in_data(&self, id: &FileId, piece: u32) -> bool {
+        self.in_data
+            .borrow()
+            .get(id)
+            .is_some_and(|p| p.contains(&piece))
+    }
+
+    /// The first `len` bytes of a piece's own file.
+    async fn read_piece_file(
+        &self,
+        id: &FileId,
+        piece: u32,
+        len: u32,
+    ) -> Result<Vec<u8>, WebError> {
+        let file = Self::file(&self.dir(id, false).await?, &piece_name(piece)).await?;
+        read_blob(&file, 0.0, f64::from(len)).await
+    }
+
+    /// The `have` marks of a file's `data` and the size of `data`: from the worker where it has
+    /// the file open, else as they are on disk (`None` where the file has no `data`).
+    async fn data_marks(
+        &self,
+        id: &FileId,
+        dir: &FileSystemDirectoryHandle,
+    ) -> Option<(Vec<u8>, u64)> {
+        let hex = id_hex(id);
         let from_worker = match self.worker() {
             Some(w) => w
                 .request(
@@ -551,27 +595,37 @@ impl PieceStore {
                 }),
             None => None,
         };
-        let (have, size) = match from_worker {
-            Some(got) => got,
-            None => {
-                // Not open in this worker: read the files as they are on disk.
-                let (Ok(have), Ok(data)) =
-                    (Self::file(dir, HAVE).await, Self::file(dir, DATA).await)
-                else {
-                    return Vec::new();
-                };
-                match read_blob(&have, 0.0, have.size()).await {
-                    Ok(bytes) => (bytes, data.size() as u64),
-                    Err(_) => return Vec::new(),
-                }
-            }
+        if from_worker.is_some() {
+            return from_worker;
+        }
+        // Not open in this worker: read the files as they are on disk.
+        let (Ok(have), Ok(data)) = (Self::file(dir, HAVE).await, Self::file(dir, DATA).await)
+        else {
+            return None;
         };
-        (0..m.pieces())
+        let bytes = read_blob(&have, 0.0, have.size()).await.ok()?;
+        Some((bytes, data.size() as u64))
+    }
+
+    /// The pieces of `m` in its `data` (per its `have` marks; only whole pieces count), added to
+    /// what is known of it.
+    async fn data_pieces(&self, m: &Manifest, dir: &FileSystemDirectoryHandle) -> Vec<u32> {
+        let Some((have, size)) = self.data_marks(&m.id(), dir).await else {
+            return Vec::new();
+        };
+        let pieces: Vec<u32> = (0..m.pieces())
             .filter(|&p| {
                 have.get(p as usize) == Some(&1)
                     && u64::from(p) * u64::from(m.piece_size) + u64::from(m.piece_len(p)) <= size
             })
-            .collect()
+            .collect();
+        // Pieces never leave `data` (but with the whole file): what was seen there stays.
+        self.in_data
+            .borrow_mut()
+            .entry(m.id())
+            .or_default()
+            .extend(pieces.iter().copied());
+        pieces
     }
 
     /// Every stored file: its manifest and which pieces are on disk.
@@ -590,24 +644,36 @@ impl PieceStore {
                 continue;
             };
             let mut have = Bitfield::new(m.pieces());
-            let in_data = self.data_pieces(&m, &dir).await;
+            let in_data: HashSet<u32> = self.data_pieces(&m, &dir).await.into_iter().collect();
             for &p in &in_data {
                 have.set(p);
             }
-            // Pieces never leave `data` (but with the whole file): what was seen there stays.
-            self.in_data
-                .borrow_mut()
-                .entry(id)
-                .or_default()
-                .extend(in_data);
+            let mut spare = Vec::new();
             for entry in keys(&dir).await? {
                 if let Some(p) = piece_number(&entry) {
+                    if in_data.contains(&p) {
+                        spare.push(entry);
+                        continue;
+                    }
                     // Only pieces of the right length count (a piece is written whole or not).
                     if p < m.pieces() && !have.get(p) {
                         if let Ok(f) = Self::file(&dir, &entry).await {
                             if f.size() as u32 == m.piece_len(p) {
                                 have.set(p);
                             }
+                        }
+                    }
+                }
+            }
+            // Piece files of pieces `data` has now too (written by a tab while another one
+            // held `data`) only take room: they go, unless a tab has handed over a `File` that
+            // holds them (a tab still serving from one finds the piece in `data`, see `read`).
+            if !spare.is_empty() {
+                if let Some(_nobody_else) = web_lock(&self.lock_name(&id), true, true).await {
+                    for entry in spare {
+                        let removed = wait("removing a piece file", dir.remove_entry(&entry));
+                        if let Err(e) = removed.await {
+                            tracing::debug!("keeping {entry} of {}: {e}", m.name);
                         }
                     }
                 }
@@ -650,12 +716,51 @@ impl PieceStore {
     /// `data`) spliced in.
     pub async fn assemble(&self, m: &Manifest) -> Result<web_sys::File, WebError> {
         let id = m.id();
+        // Taken before the pieces are looked at: no tab removes a piece file this `File` might
+        // take from now on.
+        let pin = web_lock(&self.lock_name(&id), false, false).await;
         self.release(&id).await?;
         let dir = self.dir(&id, false).await?;
-        let in_data = self.in_data.borrow().get(&id).cloned().unwrap_or_default();
+        let mut in_data = self.in_data.borrow().get(&id).cloned().unwrap_or_default();
+        // Pieces this tab knows only as piece files are taken from those, even where another
+        // tab has written them into `data` since: that tab may still be writing `data`, and
+        // the browser refuses to read a `File` of it that was taken before a write.
+        let parts = match self.parts(m, &dir, &in_data).await {
+            Ok(parts) => parts,
+            Err(e) => {
+                // A piece file another tab removed, having found its piece in `data` (see
+                // `list`), before this tab pinned them.
+                self.data_pieces(m, &dir).await;
+                let now = self.in_data.borrow().get(&id).cloned().unwrap_or_default();
+                if now == in_data {
+                    return Err(e);
+                }
+                in_data = now;
+                self.parts(m, &dir, &in_data).await?
+            }
+        };
+        if in_data.len() as u32 != m.pieces() {
+            if let Some(pin) = pin {
+                self.pinned.borrow_mut().insert(id, pin);
+            }
+        }
+        let opts = web_sys::FilePropertyBag::new();
+        opts.set_type(&m.mime);
+        web_sys::File::new_with_blob_sequence_and_options(&parts, &m.name, &opts)
+            .map_err(|e| WebError::browser("assembling the file", e))
+    }
+
+    /// The parts of a finished file: runs of pieces `in_data` as slices of `data`, the other
+    /// pieces as their own files.
+    async fn parts(
+        &self,
+        m: &Manifest,
+        dir: &FileSystemDirectoryHandle,
+        in_data: &HashSet<u32>,
+    ) -> Result<js_sys::Array, WebError> {
         let parts = js_sys::Array::new();
         if in_data.len() as u32 == m.pieces() {
-            let whole = Self::file(&dir, DATA)
+            let whole = Self::file(dir, DATA)
                 .await?
                 .slice_with_f64_and_f64(0.0, m.size as f64)
                 .map_err(|e| WebError::browser("slicing a file", e))?;
@@ -664,7 +769,7 @@ impl PieceStore {
             let data = if in_data.is_empty() {
                 None
             } else {
-                Some(Self::file(&dir, DATA).await?)
+                Some(Self::file(dir, DATA).await?)
             };
             let mut next = 0;
             while next < m.pieces() {
@@ -705,16 +810,14 @@ impl PieceStore {
                 }
             }
         }
-        let opts = web_sys::FilePropertyBag::new();
-        opts.set_type(&m.mime);
-        web_sys::File::new_with_blob_sequence_and_options(&parts, &m.name, &opts)
-            .map_err(|e| WebError::browser("assembling the file", e))
+        Ok(parts)
     }
 
     /// Deletes a file's pieces and manifest.
     pub async fn delete(&self, id: &FileId) -> Result<(), WebError> {
         self.release(id).await?;
         self.in_data.borrow_mut().remove(id);
+        self.pinned.borrow_mut().remove(id);
         let opts = FileSystemRemoveOptions::new();
         opts.set_recursive(true);
         wait(
@@ -759,4 +862,55 @@ pub async fn read_blob(blob: &web_sys::Blob, start: f64, end: f64) -> Result<Vec
         .map_err(|e| WebError::browser("slicing a file", e))?;
     let buf = wait("reading a file", part.array_buffer()).await?;
     Ok(js_sys::Uint8Array::new(&buf).to_vec())
+}
+
+/// A Web Lock, held until this is dropped.
+struct Held(js_sys::Function);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let _ = self.0.call0(&JsValue::NULL);
+    }
+}
+
+/// Takes the Web Lock `name`, shared or exclusive; `None` where the browser has no Web Locks
+/// or, `if_available`, where another holds it now.
+async fn web_lock(name: &str, exclusive: bool, if_available: bool) -> Option<Held> {
+    let locks = js_sys::Reflect::get(&js_sys::global(), &"navigator".into())
+        .and_then(|n| js_sys::Reflect::get(&n, &"locks".into()))
+        .ok()?;
+    let request: js_sys::Function = js_sys::Reflect::get(&locks, &"request".into())
+        .ok()?
+        .dyn_into()
+        .ok()?;
+    let (tx, rx) = oneshot::channel();
+    // Called once, with the lock (or `null`); the lock is held until the promise it returns
+    // settles, which is when the `Held` resolving it is dropped.
+    let granted = Closure::once_into_js(move |lock: JsValue| -> JsValue {
+        if lock.is_null() {
+            return JsValue::UNDEFINED;
+        }
+        let mut tx = Some(tx);
+        js_sys::Promise::new(&mut |resolve, _| {
+            if let Some(tx) = tx.take() {
+                let _ = tx.send(Held(resolve));
+            }
+        })
+        .into()
+    });
+    let mode = if exclusive { "exclusive" } else { "shared" };
+    let opts = obj(&[("mode", mode.into()), ("ifAvailable", if_available.into())]);
+    let asked: js_sys::Promise = request
+        .call3(&locks, &name.into(), &opts, &granted)
+        .ok()?
+        .dyn_into()
+        .ok()?;
+    // The request settles without a grant where it fails or (`if_available`) the lock is taken;
+    // once granted, it settles only after the release.
+    let settled = JsFuture::from(asked);
+    futures::pin_mut!(settled);
+    match futures::future::select(rx, settled).await {
+        futures::future::Either::Left((held, _)) => held.ok(),
+        futures::future::Either::Right(_) => None,
+    }
 }
