@@ -374,3 +374,27 @@ async fn garbage_sdp_fails_that_peer_with_a_reason_and_others_carry_on() {
     a.leave();
     b.leave();
 }
+
+#[wasm_bindgen_test]
+fn tracing_events_reach_the_console_with_their_level_and_fields() {
+    swarmdrop::web::start();
+    let console = js_sys::Reflect::get(&js_sys::global(), &"console".into()).unwrap();
+    let lines = js_sys::Array::new();
+    let collect = js_sys::Function::new_with_args("line", "this.push(String(line))").bind0(&lines);
+    let mut original = Vec::new();
+    for name in ["warn", "log"] {
+        original.push(js_sys::Reflect::get(&console, &name.into()).unwrap());
+        js_sys::Reflect::set(&console, &name.into(), &collect).unwrap();
+    }
+    tracing::warn!(peer = "p1", bytes = 3, "storage is {}", "full");
+    tracing::debug!("not shown below INFO");
+    for (name, f) in ["warn", "log"].into_iter().zip(original) {
+        js_sys::Reflect::set(&console, &name.into(), &f).unwrap();
+    }
+    let lines: Vec<String> = lines.iter().filter_map(|l| l.as_string()).collect();
+    assert_eq!(
+        lines,
+        ["WARN browser_swarm: storage is full peer=p1 bytes=3"],
+        "console lines"
+    );
+}

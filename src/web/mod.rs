@@ -4,6 +4,7 @@
 
 mod error;
 mod events;
+mod log;
 pub mod peer;
 pub mod signal;
 pub mod store;
@@ -19,14 +20,10 @@ pub use crate::swarm::{PeerState, SignalState};
 
 use wasm_bindgen::prelude::*;
 
-/// Runs once when the module is instantiated: panics and `tracing` go to the console.
+/// Runs once when the module is instantiated: `tracing` goes to the console.
 #[wasm_bindgen(start)]
 pub fn start() {
-    tracing_wasm::set_as_global_default_with_config(
-        tracing_wasm::WASMLayerConfigBuilder::new()
-            .set_max_level(tracing::Level::INFO)
-            .build(),
-    );
+    log::init();
 }
 
 /// `fut`'s output, or `None` if it is not done within `ms` milliseconds (it is then dropped).
