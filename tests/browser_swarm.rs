@@ -398,3 +398,31 @@ fn tracing_events_reach_the_console_with_their_level_and_fields() {
         "console lines"
     );
 }
+
+#[wasm_bindgen_test]
+async fn lost_hellos_are_sent_again_so_peers_connect_in_a_moment() {
+    // A message sent on a channel that has just opened can be lost (it reaches the remote
+    // end before that end's channel is ready): the first hellos of both swarms here are.
+    // Each sends its own again after a moment, so both connect well before the 15 s
+    // connection deadline (and a retry) would have.
+    let r = room("lost-hellos");
+    let a = join(&r).await;
+    swarmdrop::web::lose_hellos_for_testing(2);
+    let b = join(&r).await;
+    let start = now_ms();
+    until("connected after lost hellos", 5.0, || {
+        connected(&a).len() == 1 && connected(&b).len() == 1
+    })
+    .await;
+    swarmdrop::web::lose_hellos_for_testing(0);
+    web_sys::console::log_1(&format!("connected {:.0} ms after join", now_ms() - start).into());
+    // And they talk.
+    let mut eb = b.events();
+    a.send_text(&id(&b), "after the lost hellos").await.unwrap();
+    assert_eq!(
+        next_message(&mut eb, 5).await,
+        (id(&a), Message::Text("after the lost hellos".into()))
+    );
+    a.leave();
+    b.leave();
+}

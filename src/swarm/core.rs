@@ -8,6 +8,7 @@ use super::{
 use crate::signal::{ClientMessage, PeerId, PeerSignal, ServerMessage, PROTOCOL_VERSION};
 use serde_json::value::RawValue;
 use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
 
 /// One peer as the swarm knows it.
 #[derive(Debug)]
@@ -39,6 +40,23 @@ struct Peer {
     refused: bool,
     /// Failures since it was last connected (for the retry backoff).
     failures: u32,
+    /// The hello handshake on the current connection.
+    hello: HelloState,
+}
+
+/// Both sides send a hello when their data channel opens and again, with `seen` set, once they
+/// have had the other's; a side is connected once it has had the peer's hello and the peer has
+/// had its own. Until then, ours goes out again (see [`Config::hello_resend`]).
+#[derive(Debug, Default)]
+struct HelloState {
+    /// We have had the peer's hello.
+    got: bool,
+    /// The peer has had ours.
+    confirmed: bool,
+    /// We have told the peer we had its hello.
+    told: bool,
+    /// When ours goes out again, and the wait after that.
+    resend: Option<(Time, Duration)>,
 }
 
 impl Peer {
@@ -59,6 +77,7 @@ impl Peer {
             invited: false,
             refused: false,
             failures: 0,
+            hello: HelloState::default(),
         }
     }
 
@@ -150,7 +169,8 @@ impl Swarm {
     pub fn poll_timeout(&self) -> Option<Time> {
         self.peers
             .values()
-            .filter_map(|p| p.deadline)
+            .flat_map(|p| [p.deadline, p.hello.resend.map(|(t, _)| t)])
+            .flatten()
             .chain(self.reconnect_at)
             .min()
     }
@@ -278,12 +298,14 @@ impl Swarm {
             }
             Input::Ice(id, ice) => self.on_ice(&id, ice, now),
             Input::ChannelOpen(id) => {
-                // Connected once the peer says hello (so a duplicate is caught first).
+                // Connected once hellos went both ways (so a duplicate is caught first).
                 if let Some(p) = self.peers.get_mut(&id) {
                     p.deadline = Some(now + self.config.connect_timeout);
+                    p.hello.resend = Some((now, self.config.hello_resend));
+                    self.send_hello(&id, true, now);
                 }
             }
-            Input::Hello(id, key) => self.on_hello(&id, key, now),
+            Input::Hello(id, key, seen) => self.on_hello(&id, key, seen, now),
             Input::ChannelClosed(id) => {
                 if self.peers.contains_key(&id) {
                     self.drop_peer(&id, PeerState::Closed, "connection closed");
@@ -466,6 +488,7 @@ impl Swarm {
         };
         p.role = Some(Role::Offerer);
         p.created = true;
+        p.hello = HelloState::default();
         p.deadline = Some(now + self.config.connect_timeout);
         self.out.push_back(Output::Peer(
             id.clone(),
@@ -523,6 +546,7 @@ impl Swarm {
                     p.refused = false;
                     p.role = Some(Role::Answerer);
                     p.created = true;
+                    p.hello = HelloState::default();
                     p.deadline = Some(now + self.config.connect_timeout);
                     self.out.push_back(Output::Peer(
                         id.clone(),
@@ -632,7 +656,27 @@ impl Swarm {
         }
     }
 
-    fn on_hello(&mut self, id: &PeerId, key: PeerKey, now: Time) {
+    /// Sends our hello; `again`: as the one due now, so the next goes out after the next wait
+    /// (while the peer has not had it).
+    fn send_hello(&mut self, id: &PeerId, again: bool, now: Time) {
+        let Some(p) = self.peers.get_mut(id) else {
+            return;
+        };
+        let seen = p.hello.got;
+        p.hello.told |= seen;
+        if again {
+            p.hello.resend = match p.hello.resend {
+                Some((_, wait)) if !p.hello.confirmed => {
+                    Some((now + wait, (wait * 2).min(Duration::from_secs(2))))
+                }
+                _ => None,
+            };
+        }
+        self.out
+            .push_back(Output::Peer(id.clone(), PeerCommand::SendHello { seen }));
+    }
+
+    fn on_hello(&mut self, id: &PeerId, key: PeerKey, seen: bool, now: Time) {
         let Some(p) = self.peers.get_mut(id) else {
             return;
         };
@@ -670,6 +714,18 @@ impl Swarm {
             return;
         }
         let p = self.peers.get_mut(id).expect("present");
+        p.hello.got = true;
+        p.hello.confirmed |= seen;
+        if p.hello.confirmed {
+            p.hello.resend = None;
+        }
+        if !p.hello.told {
+            self.send_hello(id, false, now);
+        }
+        let p = self.peers.get_mut(id).expect("present");
+        if !p.hello.confirmed || p.state == PeerState::Connected {
+            return;
+        }
         p.deadline = None;
         p.restarts = 0;
         p.failures = 0;
@@ -687,6 +743,15 @@ impl Swarm {
             self.signal = SignalState::Connecting;
             self.event(SwarmEvent::SignalState(SignalState::Connecting));
             self.out.push_back(Output::OpenSignal);
+        }
+        let resend: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.hello.resend.is_some_and(|(t, _)| t <= now))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in resend {
+            self.send_hello(&id, true, now);
         }
         let due: Vec<PeerId> = self
             .peers

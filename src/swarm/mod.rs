@@ -26,6 +26,26 @@ pub type Time = Duration;
 /// hello. It recognises a peer whose signaling id changed (after a signaling reconnect).
 pub type PeerKey = u64;
 
+/// The body of a hello on the data channel (after its tag): our key, big-endian, and 1 if we
+/// have had the peer's hello, else 0.
+pub fn hello_body(key: PeerKey, seen: bool) -> [u8; 9] {
+    let mut b = [0; 9];
+    b[..8].copy_from_slice(&key.to_be_bytes());
+    b[8] = u8::from(seen);
+    b
+}
+
+/// A hello's key and `seen` flag; `None` if the body is malformed. A body of the key alone
+/// (the first version, whose senders never wait for the flag) counts as seen.
+pub fn parse_hello(body: &[u8]) -> Option<(PeerKey, bool)> {
+    let key = PeerKey::from_be_bytes(body.get(..8)?.try_into().ok()?);
+    match body.get(8..)? {
+        [] => Some((key, true)),
+        [flag @ (0 | 1)] => Some((key, *flag == 1)),
+        _ => None,
+    }
+}
+
 /// Which side of a pair of peers sends the WebRTC offer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -60,6 +80,11 @@ pub struct Config {
     pub disconnect_grace: Duration,
     /// An ICE restart that does not reconnect within this fails the peer.
     pub restart_timeout: Duration,
+    /// Our hello is sent again after this while the peer has not said it had it, doubling up
+    /// to 2 s: a message sent on a channel that has just opened can be lost (the browser
+    /// drops what reaches the remote end before its channel is ready), which left a peer in
+    /// `connecting` until the connection deadline.
+    pub hello_resend: Duration,
     /// First signaling reconnect delay; doubles per attempt, with jitter.
     pub backoff_base: Duration,
     /// Longest signaling reconnect delay.
@@ -83,6 +108,7 @@ impl Config {
             connect_timeout: Duration::from_secs(15),
             disconnect_grace: Duration::from_secs(4),
             restart_timeout: Duration::from_secs(10),
+            hello_resend: Duration::from_millis(250),
             backoff_base: Duration::from_millis(250),
             backoff_max: Duration::from_secs(30),
             retry_base: Duration::from_secs(3),
@@ -100,7 +126,7 @@ pub enum PeerState {
     New,
     /// Handshake or ICE under way.
     Connecting,
-    /// The data channel is open and the peer said hello.
+    /// The data channel is open, the peer said hello and it has had ours.
     Connected,
     /// ICE dropped; waiting out the grace period or an ICE restart.
     Reconnecting,
@@ -179,10 +205,10 @@ pub enum Input {
     RemoteApplied(PeerId),
     /// `peer`'s ICE state changed.
     Ice(PeerId, IceState),
-    /// `peer`'s data channel opened (the driver then sends our hello on it).
+    /// `peer`'s data channel opened.
     ChannelOpen(PeerId),
-    /// `peer` said hello on the data channel with its key.
-    Hello(PeerId, PeerKey),
+    /// `peer` said hello on the data channel: its key, and whether it has had our hello.
+    Hello(PeerId, PeerKey, bool),
     /// `peer`'s data channel closed.
     ChannelClosed(PeerId),
     /// The browser rejected something of `peer`'s (bad SDP, a candidate it cannot add).
@@ -205,6 +231,11 @@ pub enum PeerCommand {
     AddCandidate(PeerSignal),
     /// Create an ICE-restart offer.
     RestartIce,
+    /// Send our hello (our key) on the data channel; `seen`: we have had the peer's.
+    SendHello {
+        /// Whether we have had the peer's hello.
+        seen: bool,
+    },
     /// Close and forget the connection.
     Close,
 }

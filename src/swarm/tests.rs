@@ -20,6 +20,11 @@ struct Node {
     restarts: usize,
     /// Drop every signal this node would send (a peer that never answers).
     mute: bool,
+    /// Hellos this node sends that are lost on the way (as when they reach the remote end
+    /// before its channel is ready).
+    lose_hellos: usize,
+    /// Hellos this node sent.
+    hellos_sent: usize,
     /// Reply to offers with a reversed role (breaks the glare rule).
     pending_inputs: Vec<Input>,
 }
@@ -54,6 +59,8 @@ impl World {
                     created_offers: 0,
                     restarts: 0,
                     mute: false,
+                    lose_hellos: 0,
+                    hellos_sent: 0,
                     pending_inputs: Vec::new(),
                 }
             })
@@ -240,13 +247,25 @@ impl World {
                 let Some(back) = self.conn_at(remote, conn) else {
                     return;
                 };
-                let (key_i, key_r) = (self.nodes[i].swarm.key(), self.nodes[remote].swarm.key());
                 self.input(i, Input::Ice(id.clone(), IceState::Connected));
-                self.input(i, Input::ChannelOpen(id.clone()));
-                self.input(i, Input::Hello(id, key_r));
+                self.input(i, Input::ChannelOpen(id));
                 self.input(remote, Input::Ice(back.clone(), IceState::Connected));
-                self.input(remote, Input::ChannelOpen(back.clone()));
-                self.input(remote, Input::Hello(back, key_i));
+                self.input(remote, Input::ChannelOpen(back));
+            }
+            PeerCommand::SendHello { seen } => {
+                let Some(&(remote, conn)) = self.nodes[i].conns.get(&id) else {
+                    return;
+                };
+                let Some(back) = self.conn_at(remote, conn) else {
+                    return;
+                };
+                self.nodes[i].hellos_sent += 1;
+                if self.nodes[i].lose_hellos > 0 {
+                    self.nodes[i].lose_hellos -= 1;
+                    return;
+                }
+                let key = self.nodes[i].swarm.key();
+                self.input(remote, Input::Hello(back, key, seen));
             }
             PeerCommand::ApplyRemote(other) => panic!("apply {other:?}"),
             PeerCommand::AddCandidate(_) => {}
@@ -722,4 +741,88 @@ fn a_failed_peer_is_tried_again_with_backoff() {
     assert_eq!(w.connected(0), vec![b.clone()]);
     assert!(w.nodes[0].events.iter().any(|e| matches!(e,
         SwarmEvent::PeerState(id, PeerState::New, Some(r)) if *id == b && r == "trying again")));
+}
+
+#[test]
+fn hellos_go_both_ways_twice_then_stop() {
+    let mut w = World::new(2, 20);
+    w.join_all();
+    assert_eq!(w.connected(0).len(), 1);
+    assert_eq!(w.connected(1).len(), 1);
+    w.advance(30 * S);
+    // Ours at open, then ours again saying we had theirs; no resends once both had them.
+    assert_eq!((w.nodes[0].hellos_sent, w.nodes[1].hellos_sent), (2, 2));
+    assert_eq!(w.connected(0).len(), 1);
+}
+
+#[test]
+fn lost_hellos_are_made_up_for() {
+    for loser in [0, 1] {
+        // Its first hello is lost (it reached the other end before that end's channel was
+        // ready): its second one, saying it had the other's, carries its key too.
+        let mut w = World::new(2, 20);
+        w.nodes[loser].lose_hellos = 1;
+        w.join_all();
+        assert_eq!(
+            w.connected(0).len(),
+            1,
+            "loser {loser}: {:?}",
+            w.nodes[0].events
+        );
+        assert_eq!(
+            w.connected(1).len(),
+            1,
+            "loser {loser}: {:?}",
+            w.nodes[1].events
+        );
+
+        // Both of its hellos are lost: the other end never had one, so neither side is
+        // connected until the loser sends its hello again (it was never confirmed).
+        let mut w = World::new(2, 20);
+        w.nodes[loser].lose_hellos = 2;
+        w.join_all();
+        assert_eq!(w.connected(0).len() + w.connected(1).len(), 0);
+        w.advance(Duration::from_millis(250));
+        assert_eq!(
+            w.connected(0).len(),
+            1,
+            "loser {loser}: {:?}",
+            w.nodes[0].events
+        );
+        assert_eq!(
+            w.connected(1).len(),
+            1,
+            "loser {loser}: {:?}",
+            w.nodes[1].events
+        );
+        w.advance(30 * S);
+        assert_eq!(w.nodes[loser].hellos_sent, 3, "no resends once confirmed");
+    }
+}
+
+#[test]
+fn hellos_that_never_arrive_are_resent_with_backoff_until_the_deadline() {
+    let mut w = World::new(2, 20);
+    w.nodes[1].lose_hellos = usize::MAX;
+    w.join_all();
+    let one = w.nodes[1].id.clone().unwrap();
+    w.advance(16 * S);
+    assert_eq!(w.nodes[0].swarm.peer_state(&one), Some(PeerState::Failed));
+    // 250 ms, doubling up to 2 s, within the 15 s deadline: about ten, not sixty.
+    let sent = w.nodes[1].hellos_sent;
+    assert!((8..=12).contains(&sent), "{sent} hellos");
+}
+
+#[test]
+fn hello_bodies_round_trip_and_malformed_ones_are_refused() {
+    for (key, seen) in [(0, false), (u64::MAX, true), (0x0102_0304_0506_0708, true)] {
+        assert_eq!(parse_hello(&hello_body(key, seen)), Some((key, seen)));
+    }
+    // The first version: the key alone, from a sender that never waits for the flag.
+    assert_eq!(parse_hello(&7u64.to_be_bytes()), Some((7, true)));
+    let mut two = hello_body(7, true).to_vec();
+    two[8] = 2;
+    for bad in [&[][..], &[1, 2, 3], &two, &[0; 10]] {
+        assert_eq!(parse_hello(bad), None, "{bad:?}");
+    }
 }

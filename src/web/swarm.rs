@@ -8,8 +8,8 @@ use super::peer::{DataChannel, Message, PeerConnection, PeerEvent};
 use super::signal::{SignalClient, SignalEvent};
 use crate::signal::{IceServer, PeerId, PeerSignal, RoomName};
 use crate::swarm::{
-    self as core, Config, IceState, Input, Output, PeerCommand, PeerKey, PeerState, Route,
-    SwarmEvent,
+    self as core, hello_body, parse_hello, Config, IceState, Input, Output, PeerCommand, PeerState,
+    Route, SwarmEvent,
 };
 use futures::channel::{mpsc, oneshot};
 use futures::StreamExt;
@@ -268,12 +268,49 @@ async fn run_signal(shared: Shared) {
     }
 }
 
+thread_local! {
+    /// Test hook: hellos still to be lost on their way out of this page.
+    static LOSE_HELLOS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Test hook: the next `n` hellos sent from this page are lost, as when one reaches the remote
+/// end before its channel is ready.
+#[doc(hidden)]
+pub fn lose_hellos_for_testing(n: u32) {
+    LOSE_HELLOS.with(|l| l.set(n));
+}
+
 fn peer_command(shared: &Shared, id: PeerId, cmd: PeerCommand) {
     match cmd {
         PeerCommand::Create { offerer } => create_peer(shared, id, offerer),
         PeerCommand::Close => {
             let handle = shared.borrow_mut().peers.remove(&id);
             drop(handle);
+        }
+        PeerCommand::SendHello { seen } => {
+            let (channel, key) = {
+                let inner = shared.borrow();
+                let channel = inner.peers.get(&id).and_then(|h| h.channel.clone());
+                (channel, inner.machine.key())
+            };
+            let Some(channel) = channel else { return };
+            if LOSE_HELLOS.with(|l| l.replace(l.get().saturating_sub(1))) > 0 {
+                return;
+            }
+            let mut hello = vec![TAG_HELLO];
+            hello.extend_from_slice(&hello_body(key, seen));
+            let gen = shared.borrow().peers.get(&id).map(|h| h.gen);
+            let shared = Rc::clone(shared);
+            spawn_local(async move {
+                if let (Err(e), Some(gen)) = (channel.send(&hello).await, gen) {
+                    feed_peer(
+                        &shared,
+                        &id,
+                        gen,
+                        Input::PeerError(id.clone(), e.to_string()),
+                    );
+                }
+            });
         }
         other => {
             let Some((pc, gen)) = shared
@@ -447,41 +484,21 @@ async fn run_channel(
     if ch.opened().await.is_err() {
         return feed_peer(&shared, &id, gen, Input::ChannelClosed(id.clone()));
     }
+    // The machine has our hello sent now (and again until the peer says it had it).
     feed_peer(&shared, &id, gen, Input::ChannelOpen(id.clone()));
-    let key = shared.borrow().machine.key();
-    let mut hello = vec![TAG_HELLO];
-    hello.extend_from_slice(&key.to_be_bytes());
-    if let Err(e) = ch.send(&hello).await {
-        return feed_peer(
-            &shared,
-            &id,
-            gen,
-            Input::PeerError(id.clone(), e.to_string()),
-        );
-    }
     drop(ch); // the handle owns the channel; this task must not keep it open
               // The stream ends when the channel closes or its handle drops it.
     while let Some(msg) = incoming.next().await {
         match msg {
-            Message::Binary(b) if b.first() == Some(&TAG_HELLO) => {
-                match <[u8; 8]>::try_from(&b[1..]) {
-                    Ok(k) => feed_peer(
-                        &shared,
-                        &id,
-                        gen,
-                        Input::Hello(id.clone(), PeerKey::from_be_bytes(k)),
-                    ),
-                    Err(_) => {
-                        feed_peer(
-                            &shared,
-                            &id,
-                            gen,
-                            Input::PeerError(id.clone(), "malformed hello".into()),
-                        );
-                        return;
-                    }
+            Message::Binary(b) if b.first() == Some(&TAG_HELLO) => match parse_hello(&b[1..]) {
+                Some((key, seen)) => {
+                    feed_peer(&shared, &id, gen, Input::Hello(id.clone(), key, seen));
                 }
-            }
+                None => {
+                    let malformed = Input::PeerError(id.clone(), "malformed hello".into());
+                    return feed_peer(&shared, &id, gen, malformed);
+                }
+            },
             Message::Binary(mut b) if b.first() == Some(&TAG_FILES) => {
                 let current = shared.borrow().peers.get(&id).map(|h| h.gen) == Some(gen);
                 if current {
