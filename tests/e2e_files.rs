@@ -58,6 +58,10 @@ async fn a_64_mib_file_from_chromium_to_firefox_with_a_reload_in_between() {
         s.client.goto(&link).await.expect("open the page");
         s.wait_state("#signal-state", "open", Duration::from_secs(20))
             .await;
+        // The store's worker starts from the package under the server's CSP (else the page
+        // writes pieces itself, slower).
+        let storage = js(s, "return window.swarmdrop.storage").await;
+        assert_eq!(storage, "worker", "{:?}", s.browser);
     }
     // Share through the file input (made visible for WebDriver).
     js(

@@ -14,9 +14,9 @@
 // instead (the page's fallback layout, see store.rs), under a temporary name then moved, so a
 // piece file that exists was written whole.
 //
-// This one file is both sides: imported by the wasm package on the page it gives the URL to
-// start the worker from (itself); loaded as a worker it answers requests, all with a `seq`
-// echoed in the answer and a `path` (the file's folder from the origin's root):
+// The page starts it as a module worker from its URL in the package (`link_to!` in store.rs:
+// the page never imports it, so it costs page loads nothing). It answers requests, all with a
+// `seq` echoed in the answer and a `path` (the file's folder from the origin's root):
 //   { op: "write", piece, at, data, len }  piece `piece`, the first `len` bytes of `data`
 //        (transferred), at byte `at` of `data`; answers { where: "data" | "piece", data }
 //        (the buffer handed back for the page to fill again)
@@ -30,10 +30,7 @@
 // A failure answers { error } with the browser's reason (and `data`, if one was sent).
 // Its first message, { ready: true }, says it listens.
 
-export function pieceWriterUrl() {
-  return import.meta.url;
-}
-
+// Only a worker runs it (loaded anywhere else, it does nothing).
 const inWorker =
   typeof WorkerGlobalScope !== "undefined" && self instanceof WorkerGlobalScope;
 

@@ -41,13 +41,6 @@ const ASSEMBLE_IN_FLIGHT: u32 = 32;
 /// The worker's first write (the probe) must be done by then, or the page writes pieces itself.
 const WRITER_START_MS: u32 = 5_000;
 
-#[wasm_bindgen(module = "/src/web/piece_writer.js")]
-extern "C" {
-    /// The URL of the piece writer's module (it starts the worker from itself).
-    #[wasm_bindgen(js_name = pieceWriterUrl)]
-    fn piece_writer_url() -> String;
-}
-
 thread_local! {
     /// Test hook: stores opened while set write pieces from the page (the fallback).
     static PAGE_WRITES: Cell<bool> = const { Cell::new(false) };
@@ -111,7 +104,9 @@ impl PieceWriter {
         let opts = web_sys::WorkerOptions::new();
         opts.set_type(web_sys::WorkerType::Module);
         opts.set_name("swarmdrop store");
-        let worker = web_sys::Worker::new_with_options(&piece_writer_url(), &opts)
+        // Its own file in the package (see `split-linked-modules` in Cargo.toml).
+        let url = wasm_bindgen::link_to!(module = "/src/web/piece_writer.js");
+        let worker = web_sys::Worker::new_with_options(&url, &opts)
             .map_err(|e| WebError::browser("starting the store worker", e))?;
         let pending: Pending = Rc::default();
         let broken: Rc<RefCell<Option<String>>> = Rc::default();

@@ -744,6 +744,20 @@ impl Swarm {
         Ok(())
     }
 
+    /// How downloads are stored: `"worker"` (OPFS, written by the store's worker), `"page"`
+    /// (OPFS, a file per piece written by the page, where no worker could start: slower), or
+    /// `"none"` (no storage: downloads cannot be kept).
+    #[wasm_bindgen(getter)]
+    pub fn storage(&self) -> String {
+        let store = self.shared.borrow().files.store.clone();
+        match store.map(|s| s.writes_in_worker()) {
+            Some(Ok(())) => "worker",
+            Some(Err(_)) => "page",
+            None => "none",
+        }
+        .into()
+    }
+
     /// Files stored in this browser: `[{ id, name, size, have, complete }]`.
     #[wasm_bindgen(js_name = storedFiles)]
     pub async fn stored_files(&self) -> Result<js_sys::Array, JsError> {
