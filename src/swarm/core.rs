@@ -301,7 +301,8 @@ impl Swarm {
                 // Connected once hellos went both ways (so a duplicate is caught first).
                 if let Some(p) = self.peers.get_mut(&id) {
                     p.deadline = Some(now + self.config.connect_timeout);
-                    p.hello.resend = Some((now, self.config.hello_resend));
+                    p.hello.resend = (p.state == PeerState::Connecting)
+                        .then_some((now, self.config.hello_resend));
                     self.send_hello(&id, true, now);
                 }
             }
@@ -751,7 +752,11 @@ impl Swarm {
             .map(|(id, _)| id.clone())
             .collect();
         for id in resend {
-            self.send_hello(&id, true, now);
+            // Only while it connects: a failed peer's connection is gone.
+            match self.peers.get_mut(&id) {
+                Some(p) if p.state != PeerState::Connecting => p.hello.resend = None,
+                _ => self.send_hello(&id, true, now),
+            }
         }
         let due: Vec<PeerId> = self
             .peers

@@ -811,6 +811,10 @@ fn hellos_that_never_arrive_are_resent_with_backoff_until_the_deadline() {
     // 250 ms, doubling up to 2 s, within the 15 s deadline: about ten, not sixty.
     let sent = w.nodes[1].hellos_sent;
     assert!((8..=12).contains(&sent), "{sent} hellos");
+    // None once the connection failed (until a retry's new connection).
+    w.nodes[0].mute = true;
+    w.advance(60 * S);
+    assert_eq!(w.nodes[1].hellos_sent, sent);
 }
 
 #[test]
