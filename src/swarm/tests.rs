@@ -253,13 +253,13 @@ impl World {
                 self.input(remote, Input::ChannelOpen(back));
             }
             PeerCommand::SendHello { seen } => {
+                self.nodes[i].hellos_sent += 1;
                 let Some(&(remote, conn)) = self.nodes[i].conns.get(&id) else {
                     return;
                 };
                 let Some(back) = self.conn_at(remote, conn) else {
                     return;
                 };
-                self.nodes[i].hellos_sent += 1;
                 if self.nodes[i].lose_hellos > 0 {
                     self.nodes[i].lose_hellos -= 1;
                     return;
@@ -811,8 +811,22 @@ fn hellos_that_never_arrive_are_resent_with_backoff_until_the_deadline() {
     // 250 ms, doubling up to 2 s, within the 15 s deadline: about ten, not sixty.
     let sent = w.nodes[1].hellos_sent;
     assert!((8..=12).contains(&sent), "{sent} hellos");
-    // None once the connection failed (until a retry's new connection).
+}
+
+#[test]
+fn a_failed_peer_is_sent_no_more_hellos() {
+    let mut w = World::new(2, 20);
+    w.nodes[1].lose_hellos = usize::MAX;
+    w.join_all();
+    let zero = w.nodes[0].id.clone().unwrap();
+    w.advance(Duration::from_millis(300));
+    // Node 1 fails node 0 while its hello is still unconfirmed; node 0 stays silent (no new
+    // connection comes of node 1's retries).
     w.nodes[0].mute = true;
+    w.input(1, Input::PeerError(zero.clone(), "browser refused".into()));
+    w.settle();
+    assert_eq!(w.nodes[1].swarm.peer_state(&zero), Some(PeerState::Failed));
+    let sent = w.nodes[1].hellos_sent;
     w.advance(60 * S);
     assert_eq!(w.nodes[1].hellos_sent, sent);
 }
