@@ -390,6 +390,23 @@ async fn a_stopped_download_lets_another_swarm_on_its_store_write_into_its_file(
     a.leave();
 }
 
+/// Lists `probe`'s store (which removes spare piece files) until file `id` has none left.
+async fn spare_piece_files_removed(probe: &Swarm, id: &FileId) {
+    let start = js_sys::Date::now();
+    loop {
+        probe.stored_files().await.unwrap();
+        let left = probe.stored_piece_files_for_testing(id).await.unwrap();
+        if left == 0 {
+            return;
+        }
+        assert!(
+            js_sys::Date::now() - start < 10_000.0,
+            "{left} spare piece files still there"
+        );
+        sleep(100).await;
+    }
+}
+
 #[wasm_bindgen_test]
 async fn piece_files_that_data_also_holds_go_once_no_tab_has_a_file_of_them() {
     // `b2` writes its pieces as piece files (the page's fallback) and finishes first: its
@@ -431,19 +448,7 @@ async fn piece_files_that_data_also_holds_go_once_no_tab_has_a_file_of_them() {
 
     b2.leave();
     drop(b2);
-    let start = js_sys::Date::now();
-    loop {
-        probe.stored_files().await.unwrap();
-        let left = probe.stored_piece_files_for_testing(&id).await.unwrap();
-        if left == 0 {
-            break;
-        }
-        assert!(
-            js_sys::Date::now() - start < 10_000.0,
-            "{left} spare piece files still there"
-        );
-        sleep(100).await;
-    }
+    spare_piece_files_removed(&probe, &id).await;
     let stored = probe.stored_files().await.unwrap();
     let complete = js_sys::Reflect::get(&stored.get(0), &"complete".into()).unwrap();
     assert_eq!(
@@ -492,12 +497,7 @@ async fn a_tab_serves_pieces_from_data_once_their_piece_files_were_removed() {
     b1.leave();
     drop(b1);
     let probe = join(&tag("elsewhere"), &store).await;
-    let start = js_sys::Date::now();
-    while probe.stored_piece_files_for_testing(&id).await.unwrap() > 0 {
-        assert!(js_sys::Date::now() - start < 10_000.0, "piece files stay");
-        sleep(100).await;
-        probe.stored_files().await.unwrap();
-    }
+    spare_piece_files_removed(&probe, &id).await;
     probe.leave();
     drop(probe);
 

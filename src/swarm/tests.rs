@@ -307,6 +307,18 @@ impl World {
             .collect()
     }
 
+    /// Both nodes of a two-node world are connected to each other.
+    fn assert_pair_connected(&self, what: &str) {
+        for i in 0..2 {
+            assert_eq!(
+                self.connected(i).len(),
+                1,
+                "{what}, node {i}: {:?}",
+                self.nodes[i].events
+            );
+        }
+    }
+
     fn join_all(&mut self) {
         self.settle();
     }
@@ -763,18 +775,7 @@ fn lost_hellos_are_made_up_for() {
         let mut w = World::new(2, 20);
         w.nodes[loser].lose_hellos = 1;
         w.join_all();
-        assert_eq!(
-            w.connected(0).len(),
-            1,
-            "loser {loser}: {:?}",
-            w.nodes[0].events
-        );
-        assert_eq!(
-            w.connected(1).len(),
-            1,
-            "loser {loser}: {:?}",
-            w.nodes[1].events
-        );
+        w.assert_pair_connected(&format!("loser {loser}"));
 
         // Both of its hellos are lost: the other end never had one, so neither side is
         // connected until the loser sends its hello again (it was never confirmed).
@@ -783,18 +784,7 @@ fn lost_hellos_are_made_up_for() {
         w.join_all();
         assert_eq!(w.connected(0).len() + w.connected(1).len(), 0);
         w.advance(Duration::from_millis(250));
-        assert_eq!(
-            w.connected(0).len(),
-            1,
-            "loser {loser}: {:?}",
-            w.nodes[0].events
-        );
-        assert_eq!(
-            w.connected(1).len(),
-            1,
-            "loser {loser}: {:?}",
-            w.nodes[1].events
-        );
+        w.assert_pair_connected(&format!("loser {loser}"));
         w.advance(30 * S);
         assert_eq!(w.nodes[loser].hellos_sent, 3, "no resends once confirmed");
     }

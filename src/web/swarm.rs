@@ -288,21 +288,23 @@ fn peer_command(shared: &Shared, id: PeerId, cmd: PeerCommand) {
             drop(handle);
         }
         PeerCommand::SendHello { seen } => {
-            let (channel, key) = {
+            let (found, key) = {
                 let inner = shared.borrow();
-                let channel = inner.peers.get(&id).and_then(|h| h.channel.clone());
-                (channel, inner.machine.key())
+                let found = inner
+                    .peers
+                    .get(&id)
+                    .and_then(|h| Some((h.channel.clone()?, h.gen)));
+                (found, inner.machine.key())
             };
-            let Some(channel) = channel else { return };
+            let Some((channel, gen)) = found else { return };
             if LOSE_HELLOS.with(|l| l.replace(l.get().saturating_sub(1))) > 0 {
                 return;
             }
             let mut hello = vec![TAG_HELLO];
             hello.extend_from_slice(&hello_body(key, seen));
-            let gen = shared.borrow().peers.get(&id).map(|h| h.gen);
             let shared = Rc::clone(shared);
             spawn_local(async move {
-                if let (Err(e), Some(gen)) = (channel.send(&hello).await, gen) {
+                if let Err(e) = channel.send(&hello).await {
                     feed_peer(
                         &shared,
                         &id,
