@@ -139,7 +139,20 @@ async function main() {
   // A peer may have connected before `join` resolved (while the store opened): its time.
   const early = swarm.peers().map((p) => p.connectedAt).filter((t) => t !== null);
   if (early.length > 0) window.swarmdropTimings.firstConnectedMs = Math.min(...early);
-  swarm.on("error", ({ message }) => console.warn("swarmdrop:", message));
+  // Where downloads go: this browser's storage through the store's worker, the slower
+  // fallback, or nowhere (a private window, say) — then nothing downloaded can be kept.
+  const storage = {
+    worker: ["this browser (OPFS)", "ready"],
+    page: ["this browser (OPFS, slower: no worker)", "warn"],
+    none: ["none: downloads cannot be kept here", "error"],
+  }[swarm.storage] ?? [swarm.storage, "error"];
+  show("storage", ...storage);
+  swarm.on("error", ({ message }) => {
+    console.warn("swarmdrop:", message);
+    const box = $("swarm-error");
+    box.textContent = message;
+    box.hidden = false;
+  });
   swarm.on("message", ({ from, data }) => {
     if (typeof data === "string") addChat(from, data, false);
   });
