@@ -28,7 +28,9 @@ async fn chromium_and_firefox_meet_through_the_page_and_chat() {
         s.wait_state("#signal-state", "open", Duration::from_secs(20))
             .await;
         assert_eq!(s.text("#room").await, "e2e-page");
-        let storage = s.wait_state("#storage", "ready", Duration::from_secs(5)).await;
+        let storage = s
+            .wait_state("#storage", "ready", Duration::from_secs(5))
+            .await;
         assert_eq!(storage, "this browser (OPFS)", "{:?}", s.browser);
         let id = s.text("#peer-id").await;
         assert_eq!(id.len(), 22, "{:?}: server-assigned id {id:?}", s.browser);
