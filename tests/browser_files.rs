@@ -297,12 +297,17 @@ async fn a_download_resumes_from_opfs_after_the_swarm_is_recreated() {
 /// The stored-file summary of `id` in a fresh swarm on `store` (`complete`), then deletes it.
 async fn stored_once_complete_then_delete(store: &str, id: &FileId) {
     let probe = join(&tag("elsewhere"), store).await;
+    listed_once_complete_then_delete(&probe, id).await;
+    probe.leave();
+}
+
+/// `probe`'s store lists one file, `id`, complete; then deletes it.
+async fn listed_once_complete_then_delete(probe: &Swarm, id: &FileId) {
     let stored = probe.stored_files().await.unwrap();
     assert_eq!(stored.length(), 1);
     let complete = js_sys::Reflect::get(&stored.get(0), &"complete".into()).unwrap();
-    assert_eq!(complete.as_bool(), Some(true));
+    assert_eq!(complete.as_bool(), Some(true), "the file is whole");
     probe.delete_stored(hex(id)).await.unwrap();
-    probe.leave();
 }
 
 /// Two swarms `b1`, `b2` on one new store (two tabs of the app) joining `a` in `room`, all
@@ -449,14 +454,7 @@ async fn piece_files_that_data_also_holds_go_once_no_tab_has_a_file_of_them() {
     b2.leave();
     drop(b2);
     spare_piece_files_removed(&probe, &id).await;
-    let stored = probe.stored_files().await.unwrap();
-    let complete = js_sys::Reflect::get(&stored.get(0), &"complete".into()).unwrap();
-    assert_eq!(
-        complete.as_bool(),
-        Some(true),
-        "the file is whole in `data`"
-    );
-    probe.delete_stored(hex(&id)).await.unwrap();
+    listed_once_complete_then_delete(&probe, &id).await;
     for s in [a, b1, probe] {
         s.leave();
     }

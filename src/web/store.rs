@@ -544,6 +544,11 @@ impl PieceStore {
         format!("swarmdrop/{}/{}", self.path[1], id_hex(id))
     }
 
+    /// The pieces of file `id` known to be in its `data`.
+    fn known_in_data(&self, id: &FileId) -> HashSet<u32> {
+        self.in_data.borrow().get(id).cloned().unwrap_or_default()
+    }
+
     /// Is `piece` of file `id` known to be in its `data`?
     fn is_in_data(&self, id: &FileId, piece: u32) -> bool {
         self.in_data
@@ -716,7 +721,7 @@ impl PieceStore {
         let pin = web_lock(&self.lock_name(&id), false, false).await;
         self.release(&id).await?;
         let dir = self.dir(&id, false).await?;
-        let mut in_data = self.in_data.borrow().get(&id).cloned().unwrap_or_default();
+        let mut in_data = self.known_in_data(&id);
         // Pieces this tab knows only as piece files are taken from those, even where another
         // tab has written them into `data` since: that tab may still be writing `data`, and
         // the browser refuses to read a `File` of it that was taken before a write.
@@ -726,7 +731,7 @@ impl PieceStore {
                 // A piece file another tab removed, having found its piece in `data` (see
                 // `list`), before this tab pinned them.
                 self.data_pieces(m, &dir).await;
-                let now = self.in_data.borrow().get(&id).cloned().unwrap_or_default();
+                let now = self.known_in_data(&id);
                 if now == in_data {
                     return Err(e);
                 }
