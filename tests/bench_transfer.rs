@@ -7,7 +7,7 @@
 
 mod harness;
 
-use harness::{bench_page, call, try_call, Browser, Server, Session};
+use harness::{bench_page, call, cdp, try_call, Browser, Server, Session};
 use serde_json::{json, Value};
 
 const MIB: u64 = 1024 * 1024;
@@ -420,36 +420,6 @@ async fn one_to_three(server: &Server, one_to_one: &[Value]) -> Value {
         s.close().await;
     }
     json!({ "one_to_three": true, "raw_mbps": raw, "swarmdrop_mbps": aggregate, "mib": size / MIB })
-}
-
-/// A Chrome DevTools Protocol command, through ChromeDriver's `goog/cdp/execute`.
-#[derive(Debug)]
-struct Cdp(&'static str, Value);
-
-impl fantoccini::wd::WebDriverCompatibleCommand for Cdp {
-    fn endpoint(
-        &self,
-        base: &url::Url,
-        session: Option<&str>,
-    ) -> Result<url::Url, url::ParseError> {
-        base.join(&format!(
-            "session/{}/goog/cdp/execute",
-            session.unwrap_or_default()
-        ))
-    }
-
-    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
-        let body = json!({ "cmd": self.0, "params": self.1 });
-        (http::Method::POST, Some(body.to_string()))
-    }
-}
-
-async fn cdp(s: &Session, cmd: &'static str, params: Value) -> Value {
-    s.client
-        .clone()
-        .issue_cmd(Cdp(cmd, params))
-        .await
-        .unwrap_or_else(|e| panic!("{cmd}: {e}"))
 }
 
 /// Prints the functions that took the most of a page's main thread (self time) in a CPU profile

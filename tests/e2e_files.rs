@@ -190,3 +190,195 @@ async fn a_64_mib_file_from_chromium_to_firefox_with_a_reload_in_between() {
     chromium.close().await;
     firefox.close().await;
 }
+
+/// Runs `body` (a script whose last argument is its callback) in the page; panics if it
+/// answers `{ error }`.
+async fn js_async(s: &Session, body: &str) -> Value {
+    let v = s
+        .client
+        .execute_async(body, vec![])
+        .await
+        .unwrap_or_else(|e| panic!("{:?}: {body}: {e}", s.browser));
+    if let Some(e) = v.get("error") {
+        panic!("{:?}: {e}", s.browser);
+    }
+    v
+}
+
+const MIB: f64 = 1024.0 * 1024.0;
+/// The file of the storage test, and the space its downloader has left at first.
+const QUOTA_FILE: usize = 24 * 1024 * 1024;
+const ROOM_LEFT: f64 = 8.0 * MIB;
+const CHROMIUM_QUOTA: u64 = 64 * 1024 * 1024;
+
+/// A download larger than the browser's storage has left for the site stops at once with a
+/// message that says so (and how much it needs), fetching next to nothing; once room is made,
+/// the page's button downloads it whole. The storage is the browser's own, with a quota made
+/// small: Chromium's through DevTools, Firefox's through its preferences (the origin's group
+/// limit follows the global one). Most of it is then taken by a file the page writes.
+async fn a_download_that_does_not_fit_says_so_then_completes_once_room_is_made(
+    downloader: Browser,
+) {
+    let server = Server::start(&[]);
+    // Firefox: a 256 MiB global limit (in KiB), of which the origin may use a fifth.
+    let limit = [(
+        "dom.quotaManager.temporaryStorage.fixedLimit",
+        serde_json::json!(256 * 1024),
+    )];
+    let (sender, receiver) = tokio::join!(
+        Session::start(Browser::Chromium),
+        Session::start_with_prefs(downloader, &limit)
+    );
+    let link = format!("{}/#room=e2e-quota-{downloader:?}", server.url);
+    for s in [&sender, &receiver] {
+        s.client.goto(&link).await.expect("open the page");
+        s.wait_state("#signal-state", "open", Duration::from_secs(20))
+            .await;
+    }
+    if downloader == Browser::Chromium {
+        harness::cdp(
+            &receiver,
+            "Storage.overrideQuotaForOrigin",
+            serde_json::json!({ "origin": server.url, "quotaSize": CHROMIUM_QUOTA }),
+        )
+        .await;
+    }
+    // Chromium's `estimate()` reports no real quota (usage + 10 GiB, against fingerprinting).
+    let quota = match downloader {
+        Browser::Chromium => CHROMIUM_QUOTA.to_string(),
+        Browser::Firefox => "reported".into(),
+    };
+    // Most of what is left is taken.
+    let space = js_async(
+        &receiver,
+        &format!(
+            "const done = arguments[arguments.length - 1];
+             (async () => {{
+               const {{ quota: reported, usage }} = await navigator.storage.estimate();
+               const quota = {quota};
+               const ballast = Math.floor(quota - usage - {ROOM_LEFT});
+               if (ballast > 1024 * {MIB}) throw new Error(`the quota is not small: ${{quota}}`);
+               if (ballast > 0) {{
+                 // A file of that length (the quota counts lengths; no need to write it).
+                 const root = await navigator.storage.getDirectory();
+                 const w = await (await root.getFileHandle('ballast', {{ create: true }})).createWritable();
+                 await w.truncate(ballast);
+                 await w.close();
+               }}
+               const after = await navigator.storage.estimate();
+               return {{ quota, reported, usage, ballast, left: quota - after.usage }};
+             }})().then(done, e => done({{ error: String(e) }}));"
+        ),
+    )
+    .await;
+    eprintln!("{downloader:?}'s storage: {space}");
+    let left = space["left"].as_f64().unwrap();
+    assert!(
+        left < QUOTA_FILE as f64 / 2.0,
+        "the storage left ({left}) should be well short of the file"
+    );
+
+    // The sender shares a random file; its SHA-256 for later.
+    let shared = js_async(
+        &sender,
+        &format!(
+            "const done = arguments[arguments.length - 1];
+             const bytes = new Uint8Array({QUOTA_FILE});
+             for (let i = 0; i < bytes.length; i += 65536) crypto.getRandomValues(bytes.subarray(i, i + 65536));
+             crypto.subtle.digest('SHA-256', bytes).then(async (h) => {{
+               const {{ id }} = await window.swarmdrop.share(new File([bytes], 'big.bin'));
+               return {{ id, sha: [...new Uint8Array(h)].map(x => x.toString(16).padStart(2, '0')).join('') }};
+             }}).then(done, e => done({{ error: String(e) }}));"
+        ),
+    )
+    .await;
+    let id = shared["id"].as_str().unwrap().to_string();
+    let button = format!("li[data-file='{id}'] button.download");
+    let state = format!("li[data-file='{id}'] .fstate");
+    let click = |label: &'static str| {
+        let (receiver, button) = (&receiver, button.clone());
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(40);
+            loop {
+                // Found and clicked in one step: the list is drawn again on every change.
+                let script = format!(
+                    "const b = document.querySelector(\"{button}\");
+                     if (!b) return null;
+                     b.click();
+                     return b.textContent;"
+                );
+                let clicked = js(receiver, &script).await;
+                if let Some(text) = clicked.as_str() {
+                    assert_eq!(text, label);
+                    return;
+                }
+                assert!(Instant::now() < deadline, "no {label} button");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    click("Download").await;
+    receiver
+        .wait_state(&state, "error", Duration::from_secs(30))
+        .await;
+    let message = receiver
+        .text(&format!("li[data-file='{id}'] .meta.error"))
+        .await;
+    eprintln!("{downloader:?} says: {message}");
+    assert!(
+        message.contains("storage for this site is full") && message.contains("needs 24.0 MiB"),
+        "{message}"
+    );
+    let info = file_info(&receiver, &id).await;
+    assert_eq!(info["downloading"], Value::Bool(false), "{info}");
+    assert!(
+        info["received"].as_f64().unwrap() < QUOTA_FILE as f64 / 2.0,
+        "it stopped early: {info}"
+    );
+
+    // Room is made (the other file deleted); the same button gets it all.
+    js_async(
+        &receiver,
+        "const done = arguments[arguments.length - 1];
+         navigator.storage.getDirectory().then(r => r.removeEntry('ballast')).then(() => done(null), e => done({ error: String(e) }));",
+    )
+    .await;
+    click("Download").await;
+    receiver
+        .wait_state(&state, "complete", Duration::from_secs(120))
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while js(
+        &receiver,
+        &format!("return !!(window.swarmdropDownloads.get('{id}')?.file)"),
+    )
+    .await
+        != Value::Bool(true)
+    {
+        assert!(Instant::now() < deadline, "no File handed over");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let got = js_async(
+        &receiver,
+        &format!(
+            "const done = arguments[arguments.length - 1];
+             window.swarmdropDownloads.get('{id}').file.arrayBuffer()
+               .then(b => crypto.subtle.digest('SHA-256', b))
+               .then(h => done([...new Uint8Array(h)].map(x => x.toString(16).padStart(2, '0')).join('')));"
+        ),
+    )
+    .await;
+    assert_eq!(got, shared["sha"], "SHA-256 of the download");
+    sender.close().await;
+    receiver.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_that_does_not_fit_in_chromium_says_so_then_completes_once_room_is_made() {
+    a_download_that_does_not_fit_says_so_then_completes_once_room_is_made(Browser::Chromium).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_that_does_not_fit_in_firefox_says_so_then_completes_once_room_is_made() {
+    a_download_that_does_not_fit_says_so_then_completes_once_room_is_made(Browser::Firefox).await;
+}

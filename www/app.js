@@ -201,7 +201,8 @@ function wantedFile() {
 }
 
 function startDownload(swarm, id) {
-  if (downloads.has(id)) return;
+  // A download that stopped on an error (storage full, say) starts again: it resumes.
+  if (downloads.has(id) && !downloads.get(id).error) return;
   let dl;
   try {
     dl = swarm.download(id);
@@ -230,9 +231,12 @@ function renderFiles(swarm) {
       top.append(el("span", "name", f.name));
       top.append(el("span", "meta", `${formatBytes(f.size)} · ${f.sources} source${f.sources === 1 ? "" : "s"}`));
       const d = downloads.get(f.id);
+      // Why its download stopped: from the swarm (also a download resumed after a reload),
+      // else from the page's own call.
+      const error = f.downloading ? null : (f.error ?? d?.error);
       let stateText = "available";
       if (f.complete) stateText = "seeding";
-      else if (d?.error) stateText = "error";
+      else if (error) stateText = "error";
       else if (f.downloading) stateText = "downloading";
       const st = el("span", "fstate", stateText);
       st.dataset.state = f.complete ? "complete" : stateText;
@@ -249,10 +253,11 @@ function renderFiles(swarm) {
         li.append(el("span", "meta", `${formatBytes(f.have)} of ${formatBytes(f.size)}` +
           (speed ? ` · ${formatBytes(speed)}/s · ${eta}` : "") + (p ? ` · from ${p.peers} peer${p.peers === 1 ? "" : "s"}` : "")));
       }
-      if (d?.error) li.append(el("span", "meta", `Error: ${d.error}`));
+      if (error) li.append(el("span", "meta error", `Error: ${error}`));
       const actions = el("div", "actions");
       if (!f.complete && !f.downloading) {
-        const b = el("button", "download", "Download");
+        // Pieces already stored are kept: a download started again fetches only the rest.
+        const b = el("button", "download", f.have > 0 ? "Resume" : "Download");
         b.type = "button";
         b.addEventListener("click", () => startDownload(swarm, f.id));
         actions.append(b);

@@ -149,6 +149,8 @@ pub struct FileInfo {
     pub complete: bool,
     /// Bytes received from peers since this engine started (re-fetches included).
     pub received: u64,
+    /// Why its last download stopped, if storing failed (cleared by a new download).
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -357,6 +359,7 @@ impl Engine {
                 downloading: f.local == Local::Downloading,
                 complete: f.have.as_ref().is_some_and(Bitfield::complete),
                 received: f.received.values().sum(),
+                error: f.error.clone(),
             })
             .collect()
     }
@@ -472,6 +475,7 @@ impl Engine {
                     let had = f.has_any();
                     f.local = Local::Known;
                     f.have = None;
+                    f.error = None;
                     f.subscribers.clear();
                     if had {
                         let peers: Vec<PeerId> = self.peers.keys().cloned().collect();
@@ -488,12 +492,19 @@ impl Engine {
             Input::Hashed(id, piece, data, digest) => self.on_hashed(id, piece, data, digest, now),
             Input::Stored(id, piece) => self.on_stored(&id, piece, now),
             Input::StoreFailed(id, piece, error) => {
-                if let Some(f) = self.files.get_mut(&id) {
-                    f.storing.remove(&piece);
-                    f.error = Some(error.clone());
+                let Some(f) = self.files.get_mut(&id) else {
+                    return;
+                };
+                f.storing.remove(&piece);
+                // The other pieces in flight when storage failed fail too: the download stopped
+                // at the first (and said why once); a cancelled one says nothing.
+                if f.local != Local::Downloading {
+                    return;
                 }
+                let message = format!("storing failed: {error}");
+                f.error = Some(message.clone());
                 self.stop_download(&id);
-                self.event(TransferEvent::Error(id, format!("storing failed: {error}")));
+                self.event(TransferEvent::Error(id, message));
             }
             Input::StoreDropped(id, piece) => {
                 if let Some(f) = self.files.get_mut(&id) {

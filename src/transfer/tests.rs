@@ -38,6 +38,11 @@ struct Node {
     served: Vec<u32>,
     /// Flip a byte in every block it serves.
     corrupt: bool,
+    /// Where set, pieces to store wait here (for the test to store or fail them), as
+    /// they do in a browser while its storage works.
+    held: Option<Vec<(FileId, u32, Vec<u8>)>>,
+    /// Pieces it was asked to store, in order (one entry per `Output::Store`).
+    stored: Vec<u32>,
     up: bool,
 }
 
@@ -83,6 +88,8 @@ impl Sim {
                 events: Vec::new(),
                 served: Vec::new(),
                 corrupt: false,
+                held: None,
+                stored: Vec::new(),
                 up: true,
             })
             .collect();
@@ -178,10 +185,14 @@ impl Sim {
                                 .handle(Input::Hashed(id, piece, data, digest), self.now);
                         }
                         Output::Store(id, piece, data) => {
-                            self.nodes[i].store.insert((id, piece), data);
-                            self.nodes[i]
-                                .engine
-                                .handle(Input::Stored(id, piece), self.now);
+                            let node = &mut self.nodes[i];
+                            node.stored.push(piece);
+                            if let Some(held) = &mut node.held {
+                                held.push((id, piece, data));
+                                continue;
+                            }
+                            node.store.insert((id, piece), data);
+                            node.engine.handle(Input::Stored(id, piece), self.now);
                         }
                         Output::Read(peer, id, block) => {
                             self.nodes[i].served.push(block.piece);
@@ -562,6 +573,74 @@ fn resume_fetches_only_missing_pieces() {
     assert_eq!(sim.assembled(1, &m), data);
     let fetched = sim.nodes[1].engine.received_from(&id)[&pid(0)];
     assert_eq!(fetched, (m.pieces() as u64 - 4) * u64::from(m.piece_size));
+}
+
+#[test]
+fn a_store_that_fills_up_stops_the_download_once_and_a_retry_fetches_only_what_is_missing() {
+    let data = content(8 * 1024 * 1024, 16);
+    let m = manifest_of("f", &data);
+    let id = m.id();
+    let mut sim = Sim::new(2);
+    sim.share(0, &data, &m);
+    sim.settle();
+    sim.nodes[1].held = Some(Vec::new());
+    sim.input(1, Input::Download(id));
+    let waiting = |s: &Sim| s.nodes[1].held.as_ref().is_some_and(|h| h.len() >= 6);
+    assert!(sim.run_until(Duration::from_secs(10), waiting));
+    // Three are stored, then the storage is full: every write after fails.
+    let held = sim.nodes[1].held.take().unwrap();
+    for (n, (id, piece, data)) in held.into_iter().enumerate() {
+        if n < 3 {
+            sim.nodes[1].store.insert((id, piece), data);
+            sim.input(1, Input::Stored(id, piece));
+        } else {
+            sim.input(1, Input::StoreFailed(id, piece, "the disk is full".into()));
+        }
+    }
+    sim.drain();
+    assert!(!sim.nodes[1].engine.files()[0].downloading, "stopped");
+    // The user is told once, not once per piece that was on its way to the store.
+    let errors: Vec<&TransferEvent> = sim.nodes[1]
+        .events
+        .iter()
+        .filter(|e| matches!(e, TransferEvent::Error(..)))
+        .collect();
+    assert_eq!(
+        errors,
+        [&TransferEvent::Error(
+            id,
+            "storing failed: the disk is full".into()
+        )]
+    );
+    let info = sim.nodes[1].engine.files()[0].clone();
+    assert_eq!(
+        info.error.as_deref(),
+        Some("storing failed: the disk is full")
+    );
+    assert_eq!(
+        info.have,
+        3 * u64::from(m.piece_size),
+        "the stored pieces stay"
+    );
+    assert!(!info.complete);
+    // Stopped: nothing is asked for any more.
+    let asked = sim.nodes[0].served.len();
+    sim.run_until(Duration::from_secs(5), |_| false);
+    assert_eq!(sim.nodes[0].served.len(), asked);
+
+    // Room is made; downloading again fetches the rest, not a stored piece again.
+    let kept: HashSet<u32> = sim.nodes[1].store.keys().map(|&(_, p)| p).collect();
+    let before = sim.nodes[1].stored.len();
+    sim.input(1, Input::Download(id));
+    assert_eq!(sim.nodes[1].engine.files()[0].error, None, "cleared");
+    assert!(sim.run_until(Duration::from_secs(10), |s| s.complete(1, &id)));
+    assert_eq!(sim.assembled(1, &m), data);
+    let again: Vec<u32> = sim.nodes[1].stored[before..]
+        .iter()
+        .copied()
+        .filter(|p| kept.contains(p))
+        .collect();
+    assert_eq!(again, [] as [u32; 0], "stored pieces fetched again");
 }
 
 #[test]

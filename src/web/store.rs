@@ -286,8 +286,13 @@ async fn wait(what: &'static str, p: js_sys::Promise) -> Result<JsValue, WebErro
 
 /// A storage failure, with the usual one (a full quota) made readable.
 fn storage_error(context: &'static str, message: String) -> WebError {
-    let message = if message.contains("quota") || message.contains("Quota") {
-        format!("the browser's storage for this site is full ({message})")
+    // (Firefox names a full quota NS_ERROR_FILE_NO_DEVICE_SPACE in places.)
+    let full = ["quota", "Quota", "NO_DEVICE_SPACE"];
+    let message = if full.iter().any(|f| message.contains(f)) {
+        format!(
+            "the browser's storage for this site is full ({message}); make room (delete stored \
+             files) and try again"
+        )
     } else {
         message
     };
@@ -462,10 +467,14 @@ impl PieceStore {
         Self::write(&dir, MANIFEST, &m.encode()).await
     }
 
-    /// Stores verified piece `piece`, which starts at byte `at` of its file.
+    /// Stores verified piece `piece` of file `id`, which starts at byte `at`. The first write
+    /// into the file's `data` makes room for all of it (`whole`: its size and number of
+    /// pieces), so that a file that does not fit in the browser's storage fails at once,
+    /// saying how much it needs, rather than when the storage runs out halfway.
     pub async fn write_piece(
         &self,
         id: &FileId,
+        whole: (u64, u32),
         piece: u32,
         at: u64,
         data: &[u8],
@@ -475,6 +484,8 @@ impl PieceStore {
             let fields = [
                 ("piece", JsValue::from_f64(f64::from(piece))),
                 ("at", JsValue::from_f64(at as f64)),
+                ("size", JsValue::from_f64(whole.0 as f64)),
+                ("pieces", JsValue::from_f64(f64::from(whole.1))),
             ];
             let reply = w
                 .send_bytes(

@@ -187,6 +187,11 @@ fn webdriver_json() -> Value {
 impl Session {
     /// Starts the driver on a free port and opens a headless browser with a fresh profile.
     pub async fn start(browser: Browser) -> Session {
+        Session::start_with_prefs(browser, &[]).await
+    }
+
+    /// Like [`Session::start`], with more Firefox preferences (`prefs`; Chromium ignores them).
+    pub async fn start_with_prefs(browser: Browser, extra: &[(&str, Value)]) -> Session {
         let port = free_port();
         let profile = TempDir::new(match browser {
             Browser::Chromium => "chromium",
@@ -219,7 +224,10 @@ impl Session {
                 )
             }
             Browser::Firefox => {
-                let prefs = shared["moz:firefoxOptions"]["prefs"].clone();
+                let mut prefs = shared["moz:firefoxOptions"]["prefs"].clone();
+                for (k, v) in extra {
+                    prefs[*k] = v.clone();
+                }
                 let mut opts = json!({
                     "args": ["-headless", "-profile", profile.path().to_str().expect("utf-8 path")],
                     "prefs": prefs,
@@ -406,4 +414,35 @@ pub async fn bench_page(server: &Server, browser: Browser) -> Session {
         .await
         .expect("bench page");
     s
+}
+
+/// A Chrome DevTools Protocol command, through ChromeDriver's `goog/cdp/execute`.
+#[derive(Debug)]
+struct Cdp(&'static str, Value);
+
+impl fantoccini::wd::WebDriverCompatibleCommand for Cdp {
+    fn endpoint(
+        &self,
+        base: &url::Url,
+        session: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base.join(&format!(
+            "session/{}/goog/cdp/execute",
+            session.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        let body = json!({ "cmd": self.0, "params": self.1 });
+        (http::Method::POST, Some(body.to_string()))
+    }
+}
+
+/// Runs Chrome DevTools Protocol command `cmd` in a Chromium session; its result.
+pub async fn cdp(s: &Session, cmd: &'static str, params: Value) -> Value {
+    s.client
+        .clone()
+        .issue_cmd(Cdp(cmd, params))
+        .await
+        .unwrap_or_else(|e| panic!("{cmd}: {e}"))
 }

@@ -1,7 +1,7 @@
 //! The browser driver of the file engine: frames over the peers' data channels, pieces to and
 //! from OPFS, slices of the user's shared `File`s, and the `Download` JavaScript API.
 
-use super::{emit, obj, publish, Event, Shared, Swarm, TAG_FILES, TAG_FILES_PACKED};
+use super::{emit, obj, opt_str, publish, Event, Shared, Swarm, TAG_FILES, TAG_FILES_PACKED};
 use crate::signal::PeerId;
 use crate::transfer::{
     id_from_hex, id_hex, BlockRef, FileId, Input as TIn, ManifestBuilder, Output as TOut,
@@ -289,7 +289,7 @@ async fn store_piece(
     piece: u32,
     data: &[u8],
 ) -> Result<(), WebError> {
-    let (store, manifest, at) = {
+    let (store, manifest, at, whole) = {
         let inner = shared.borrow();
         let store = inner
             .files
@@ -303,13 +303,13 @@ async fn store_piece(
         } else {
             Some(m.clone())
         };
-        (store, manifest, at)
+        (store, manifest, at, (m.size, m.pieces()))
     };
     if let Some(m) = manifest {
         store.save_manifest(&m).await?;
         shared.borrow_mut().files.manifests_saved.insert(*id);
     }
-    store.write_piece(id, piece, at, data).await
+    store.write_piece(id, whole, piece, at, data).await
 }
 
 /// Has the store let go of a file this swarm no longer downloads, so that another tab of the
@@ -427,12 +427,15 @@ fn on_event(shared: &Shared, e: TransferEvent) {
             &format!("peer {peer} is no longer asked for data: it {reason}"),
         ),
         TransferEvent::Error(id, message) => {
+            // The download stopped (its stored pieces stay, and are served): as after
+            // `cancel`, the file is let go of; `download(id)` again resumes it.
             let reject = shared
                 .borrow_mut()
                 .files
                 .downloads
-                .get_mut(&id)
-                .and_then(|d| d.reject.take());
+                .remove(&id)
+                .and_then(|d| d.reject);
+            let_go(shared, id);
             if let Some(f) = reject {
                 let _ = f.call1(&JsValue::NULL, &js_sys::Error::new(&message));
             }
@@ -560,6 +563,7 @@ fn file_obj(info: &crate::transfer::FileInfo) -> JsValue {
         ("downloading", JsValue::from_bool(info.downloading)),
         ("complete", JsValue::from_bool(info.complete)),
         ("received", JsValue::from_f64(info.received as f64)),
+        ("error", opt_str(info.error.as_deref())),
     ])
 }
 
@@ -679,7 +683,8 @@ impl Swarm {
     }
 
     /// Every file in the swarm: `[{ id, name, size, type, sources, have, downloading, complete,
-    /// received }]` (`received`: bytes fetched from peers in this session).
+    /// received, error }]` (`received`: bytes fetched from peers in this session; `error`: why
+    /// its last download stopped, if storing failed, else `null`).
     pub fn files(&self) -> js_sys::Array {
         let inner = self.shared.borrow();
         inner.engine.files().iter().map(file_obj).collect()
