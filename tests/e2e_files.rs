@@ -98,16 +98,12 @@ async fn a_64_mib_file_from_chromium_to_firefox_with_a_reload_in_between() {
     };
     let name = firefox.text(&format!("li[data-file='{id}'] .name")).await;
     assert_eq!(name, "random-64MiB.bin");
-    firefox
-        .client
-        .find(Locator::Css(&format!(
-            "li[data-file='{id}'] button.download"
-        )))
-        .await
-        .expect("download button")
-        .click()
-        .await
-        .expect("click download");
+    click(
+        &firefox,
+        &format!("li[data-file='{id}'] button.download"),
+        "Download",
+    )
+    .await;
 
     // Reload once a quarter is stored.
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -153,40 +149,15 @@ async fn a_64_mib_file_from_chromium_to_firefox_with_a_reload_in_between() {
         "after the reload {received} bytes were fetched, but {have_before} were already stored"
     );
     // Same bytes on both ends.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while js(
+    let got = downloaded_sha256(&firefox, &id).await;
+    assert_eq!(got, want, "SHA-256 of the download");
+    // (Read in one script: the list may be drawn again between finding and reading.)
+    let save = js(
         &firefox,
-        &format!("return !!(window.swarmdropDownloads.get('{id}')?.file)"),
+        &format!("return document.querySelector(\"li[data-file='{id}'] a.save\")?.getAttribute('download') ?? null"),
     )
-    .await
-        != Value::Bool(true)
-    {
-        assert!(Instant::now() < deadline, "no File handed over");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let got = firefox
-        .client
-        .execute_async(
-            &format!(
-                "const done = arguments[arguments.length - 1];
-                 const f = window.swarmdropDownloads.get('{id}').file;
-                 f.arrayBuffer().then(b => crypto.subtle.digest('SHA-256', b)).then(h =>
-                   done([...new Uint8Array(h)].map(x => x.toString(16).padStart(2, '0')).join('')));"
-            ),
-            vec![],
-        )
-        .await
-        .expect("hash in Firefox");
-    assert_eq!(got.as_str(), Some(want.as_str()), "SHA-256 of the download");
-    let save = firefox
-        .client
-        .find(Locator::Css(&format!("li[data-file='{id}'] a.save")))
-        .await
-        .expect("a Save link");
-    assert_eq!(
-        save.attr("download").await.unwrap().as_deref(),
-        Some("random-64MiB.bin")
-    );
+    .await;
+    assert_eq!(save, "random-64MiB.bin", "the Save link's file name");
     chromium.close().await;
     firefox.close().await;
 }
@@ -203,6 +174,57 @@ async fn js_async(s: &Session, body: &str) -> Value {
         panic!("{:?}: {e}", s.browser);
     }
     v
+}
+
+/// Clicks the button `css` (labelled `label`) once the page shows it: found and clicked in
+/// one script, since the file list is drawn again on every change (an element found first
+/// and clicked next may be gone by then).
+async fn click(s: &Session, css: &str, label: &str) {
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let script = format!(
+        "const b = document.querySelector(\"{css}\");
+         if (!b) return null;
+         b.click();
+         return b.textContent;"
+    );
+    loop {
+        if let Some(text) = js(s, &script).await.as_str() {
+            assert_eq!(text, label, "{:?}: {css}", s.browser);
+            return;
+        }
+        assert!(Instant::now() < deadline, "{:?}: no {css}", s.browser);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The SHA-256 (hex) of the `File` the page was handed for download `id`, once it has it.
+async fn downloaded_sha256(s: &Session, id: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while js(
+        s,
+        &format!("return !!(window.swarmdropDownloads.get('{id}')?.file)"),
+    )
+    .await
+        != Value::Bool(true)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "{:?}: no File handed over",
+            s.browser
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let got = js_async(
+        s,
+        &format!(
+            "const done = arguments[arguments.length - 1];
+             window.swarmdropDownloads.get('{id}').file.arrayBuffer()
+               .then(b => crypto.subtle.digest('SHA-256', b))
+               .then(h => done([...new Uint8Array(h)].map(x => x.toString(16).padStart(2, '0')).join('')));"
+        ),
+    )
+    .await;
+    got.as_str().expect("a hex digest").to_string()
 }
 
 const MIB: f64 = 1024.0 * 1024.0;
@@ -295,29 +317,7 @@ async fn a_download_that_does_not_fit_says_so_then_completes_once_room_is_made(
     let id = shared["id"].as_str().unwrap().to_string();
     let button = format!("li[data-file='{id}'] button.download");
     let state = format!("li[data-file='{id}'] .fstate");
-    let click = |label: &'static str| {
-        let (receiver, button) = (&receiver, button.clone());
-        async move {
-            let deadline = Instant::now() + Duration::from_secs(40);
-            loop {
-                // Found and clicked in one step: the list is drawn again on every change.
-                let script = format!(
-                    "const b = document.querySelector(\"{button}\");
-                     if (!b) return null;
-                     b.click();
-                     return b.textContent;"
-                );
-                let clicked = js(receiver, &script).await;
-                if let Some(text) = clicked.as_str() {
-                    assert_eq!(text, label);
-                    return;
-                }
-                assert!(Instant::now() < deadline, "no {label} button");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    };
-    click("Download").await;
+    click(&receiver, &button, "Download").await;
     receiver
         .wait_state(&state, "error", Duration::from_secs(30))
         .await;
@@ -343,32 +343,12 @@ async fn a_download_that_does_not_fit_says_so_then_completes_once_room_is_made(
          navigator.storage.getDirectory().then(r => r.removeEntry('ballast')).then(() => done(null), e => done({ error: String(e) }));",
     )
     .await;
-    click("Download").await;
+    click(&receiver, &button, "Download").await;
     receiver
         .wait_state(&state, "complete", Duration::from_secs(120))
         .await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while js(
-        &receiver,
-        &format!("return !!(window.swarmdropDownloads.get('{id}')?.file)"),
-    )
-    .await
-        != Value::Bool(true)
-    {
-        assert!(Instant::now() < deadline, "no File handed over");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let got = js_async(
-        &receiver,
-        &format!(
-            "const done = arguments[arguments.length - 1];
-             window.swarmdropDownloads.get('{id}').file.arrayBuffer()
-               .then(b => crypto.subtle.digest('SHA-256', b))
-               .then(h => done([...new Uint8Array(h)].map(x => x.toString(16).padStart(2, '0')).join('')));"
-        ),
-    )
-    .await;
-    assert_eq!(got, shared["sha"], "SHA-256 of the download");
+    let got = downloaded_sha256(&receiver, &id).await;
+    assert_eq!(shared["sha"], got.as_str(), "SHA-256 of the download");
     sender.close().await;
     receiver.close().await;
 }

@@ -350,13 +350,20 @@ impl Session {
 
     /// The text of the element `css`.
     pub async fn text(&self, css: &str) -> String {
-        self.client
-            .find(Locator::Css(css))
+        // Found and read in one script: a page that draws a list again on every change may
+        // replace the element between a WebDriver find and its read.
+        let found = self
+            .client
+            .execute(
+                "return document.querySelector(arguments[0])?.innerText ?? null",
+                vec![json!(css)],
+            )
             .await
-            .unwrap_or_else(|e| panic!("{:?}: {css}: {e}", self.browser))
-            .text()
-            .await
-            .unwrap_or_default()
+            .unwrap_or_else(|e| panic!("{:?}: {css}: {e}", self.browser));
+        match found {
+            Value::String(text) => text,
+            _ => panic!("{:?}: no element {css}", self.browser),
+        }
     }
 
     /// The browser's profile folder (it appears in the browser processes' command lines).
