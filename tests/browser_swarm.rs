@@ -7,7 +7,7 @@ use futures::StreamExt;
 use swarmdrop::signal::PeerId;
 use swarmdrop::swarm::{PeerState, SwarmEvent};
 use swarmdrop::web::{live_objects, Event, Message, Swarm};
-use wasm_bindgen::JsCast;
+use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::*;
 
@@ -151,6 +151,67 @@ async fn bad_options_are_clear_errors() {
         .err()
         .expect("unreachable server");
     assert!(e.to_string().contains("signaling"), "{e}");
+}
+
+/// `Swarm.join`'s options with `socket`.
+fn options_with_socket(room: &str, socket: JsValue) -> JsValue {
+    let opts = js_sys::Object::new();
+    for (k, v) in [
+        ("signal", JsValue::from_str(signal_url())),
+        ("room", JsValue::from_str(room)),
+        ("socket", socket),
+    ] {
+        js_sys::Reflect::set(&opts, &k.into(), &v).unwrap();
+    }
+    opts.into()
+}
+
+/// A WebSocket the page opened early (`socket`) is the one `Swarm.join` uses; one that could
+/// not connect is replaced by a new one; anything else is a clear error.
+#[wasm_bindgen_test]
+async fn a_socket_the_page_opened_early_carries_the_join() {
+    use web_sys::WebSocket;
+    let r = room("early");
+    // Still connecting when handed over.
+    let ws = WebSocket::new(signal_url()).unwrap();
+    let a = Swarm::join(options_with_socket(&r, ws.clone().into()))
+        .await
+        .map_err(JsValue::from)
+        .expect("join on the page's socket");
+    assert_eq!(ws.ready_state(), WebSocket::OPEN);
+    let b = join(&r).await;
+    until("connected", 20.0, || {
+        connected(&a).len() == 1 && connected(&b).len() == 1
+    })
+    .await;
+    // It was the swarm's: leaving closes it.
+    a.leave();
+    until("the page's socket closed", 5.0, || {
+        ws.ready_state() >= WebSocket::CLOSING
+    })
+    .await;
+
+    // One that could not connect: the join opens its own.
+    let dead = WebSocket::new("ws://127.0.0.1:9/ws").unwrap();
+    until("the dead socket failed", 5.0, || {
+        dead.ready_state() == WebSocket::CLOSED
+    })
+    .await;
+    let c = Swarm::join(options_with_socket(&r, dead.into()))
+        .await
+        .map_err(JsValue::from)
+        .expect("join on a new socket");
+    until("connected again", 20.0, || connected(&c).len() == 1).await;
+
+    let e = Swarm::join(options_with_socket(&r, JsValue::from_str("ws://nope")))
+        .await
+        .err()
+        .map(JsValue::from)
+        .expect("not a socket");
+    let message = js_sys::Error::from(e).message();
+    assert!(String::from(&message).contains("socket"), "{message}");
+    b.leave();
+    c.leave();
 }
 
 #[wasm_bindgen_test]

@@ -99,12 +99,18 @@ function addChat(who, text, mine) {
 // Page open → each step of joining, in ms (performance.now), for `cargo xtask bench join`.
 window.swarmdropTimings = { scriptMs: performance.now(), wasmMs: null, joinedMs: null, firstConnectedMs: null };
 
+// The signaling socket is opened now, while the wasm loads, and handed to `Swarm.join`, which
+// finds it open rather than opening one then.
+const signal = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
+const earlySocket = new WebSocket(signal);
+
 async function main() {
   try {
     await init();
     window.swarmdropTimings.wasmMs = performance.now();
   } catch (e) {
     show("version", `failed to load: ${e}`, "error");
+    earlySocket.close();
     return;
   }
   show("version", `swarmdrop ${version()}`, "ready");
@@ -112,10 +118,9 @@ async function main() {
   currentRoom = room;
   show("room", room);
   setupInvite(room);
-  const signal = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
   let swarm;
   try {
-    swarm = await Swarm.join({ signal, room });
+    swarm = await Swarm.join({ signal, room, socket: earlySocket });
     window.swarmdropTimings.joinedMs = performance.now();
   } catch (e) {
     show("signal-state", `failed: ${e.message ?? e}`, "error");

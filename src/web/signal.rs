@@ -37,6 +37,13 @@ impl SignalClient {
     /// Opens a WebSocket to `url` and waits until it is open.
     pub async fn connect(url: &str) -> Result<Self, WebError> {
         let ws = WebSocket::new(url).map_err(|e| WebError::browser("opening WebSocket", e))?;
+        Self::adopt(ws).await
+    }
+
+    /// Takes over `ws`, a WebSocket to the signaling server that the page opened (and sent
+    /// nothing on), and waits until it is open (at once if it is).
+    pub async fn adopt(ws: WebSocket) -> Result<Self, WebError> {
+        let url = ws.url();
         // Unbounded: the server's frames cannot be paused; the server's own rate limits and the
         // consumer bound what queues here.
         let (tx, events) = mpsc::unbounded();
@@ -66,9 +73,15 @@ impl SignalClient {
             events,
             _listeners: [on_message, on_close],
         };
-        match first_of(&client.ws, &["open", "close"]).await {
-            "open" => Ok(client),
-            _ => Err(WebError::Signal(format!("could not connect to {url}"))),
+        let open = match client.ws.ready_state() {
+            WebSocket::OPEN => true,
+            WebSocket::CONNECTING => first_of(&client.ws, &["open", "close"]).await == "open",
+            _ => false,
+        };
+        if open {
+            Ok(client)
+        } else {
+            Err(WebError::Signal(format!("could not connect to {url}")))
         }
     }
 

@@ -61,6 +61,10 @@ struct JoinOptions {
     /// Most bytes a second this peer uploads to all peers together.
     #[serde(default)]
     upload_limit: Option<f64>,
+    /// A WebSocket to `signal` the page opened early (while the wasm loaded), used for the
+    /// first connection (set from the options object, not deserialized).
+    #[serde(skip)]
+    socket: Option<web_sys::WebSocket>,
 }
 
 /// `RTCIceServer` as JavaScript writes it: `urls` a string or a list.
@@ -117,6 +121,9 @@ struct Inner {
     subscribers: Vec<mpsc::UnboundedSender<Event>>,
     epoch: f64,
     url: String,
+    /// A WebSocket to `url` the page opened before joining (`socket`), for the first
+    /// connection.
+    early_socket: Option<web_sys::WebSocket>,
     /// ICE servers from the options; the server's `welcome` list is added to them.
     ice_servers: Vec<IceServer>,
     server_ice: Vec<IceServer>,
@@ -240,8 +247,23 @@ fn act(shared: &Shared, out: Output) {
 
 /// One signaling connection: open, feed its frames, report its end.
 async fn run_signal(shared: Shared) {
-    let url = shared.borrow().url.clone();
-    let mut client = match SignalClient::connect(&url).await {
+    let (url, early) = {
+        let mut inner = shared.borrow_mut();
+        (inner.url.clone(), inner.early_socket.take())
+    };
+    // The page's early socket, if it opened one; if that failed, a new one at once.
+    let adopted = match early {
+        Some(ws) => SignalClient::adopt(ws)
+            .await
+            .map_err(|e| tracing::info!("signaling: the page's socket: {e}"))
+            .ok(),
+        None => None,
+    };
+    let connected = match adopted {
+        Some(c) => Ok(c),
+        None => SignalClient::connect(&url).await,
+    };
+    let mut client = match connected {
         Ok(c) => c,
         Err(e) => {
             tracing::info!("signaling: {e}");
@@ -719,8 +741,17 @@ impl Swarm {
     /// Joins a room: `await Swarm.join({ signal, room, iceServers?, maxPeers? })`. Resolves once
     /// the signaling server welcomed us; peers connect in the background (see `on`).
     pub async fn join(options: JsValue) -> Result<Swarm, JsError> {
-        let opts: JoinOptions = serde_wasm_bindgen::from_value(options)
+        // `socket` (a WebSocket object, not data) is taken before the rest is deserialized.
+        let socket = match js_sys::Reflect::get(&options, &JsValue::from_str("socket")) {
+            Ok(v) if v.is_undefined() || v.is_null() => None,
+            Ok(v) => Some(v.dyn_into::<web_sys::WebSocket>().map_err(|_| {
+                JsError::new("Swarm.join options: socket: use a WebSocket opened to `signal`")
+            })?),
+            Err(_) => None,
+        };
+        let mut opts: JoinOptions = serde_wasm_bindgen::from_value(options)
             .map_err(|e| JsError::new(&format!("Swarm.join options: {e}")))?;
+        opts.socket = socket;
         Ok(Swarm::join_with(opts).await?)
     }
 
@@ -901,6 +932,7 @@ impl Swarm {
             ice_transport_policy: relay_only.then(|| "relay".to_string()),
             storage: None,
             upload_limit: None,
+            socket: None,
         })
         .await
     }
@@ -919,6 +951,7 @@ impl Swarm {
             ice_transport_policy: None,
             storage: Some(storage.into()),
             upload_limit: None,
+            socket: None,
         })
         .await
     }
@@ -981,6 +1014,7 @@ impl Swarm {
             subscribers: Vec::new(),
             epoch: performance_now(),
             url: opts.signal,
+            early_socket: opts.socket,
             ice_servers,
             server_ice: Vec::new(),
             relay_only,
