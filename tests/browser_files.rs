@@ -484,6 +484,11 @@ async fn a_tab_serves_pieces_from_data_once_their_piece_files_were_removed() {
         .await
         .expect("worker-written download");
     assert_eq!(file_bytes(got1).await, data);
+    // Gone before `b2` downloads: `b2` then fetches from `a` alone, at 2 MB/s, and is stopped
+    // halfway (with `b1` serving too, it could finish first, and its finished `File` of piece
+    // files would rightly keep them).
+    b1.leave();
+    drop(b1);
     let mut events = b2.events();
     let d2 = b2.download(hex(&id)).unwrap();
     wait_event(&mut events, 20.0, |e| {
@@ -492,8 +497,11 @@ async fn a_tab_serves_pieces_from_data_once_their_piece_files_were_removed() {
     .await;
     d2.cancel();
     assert!(b2.stored_piece_files_for_testing(&id).await.unwrap() > 0);
-    b1.leave();
-    drop(b1);
+    let complete = |f: &JsValue| js_sys::Reflect::get(f, &"complete".into()).unwrap();
+    assert!(
+        !b2.files().iter().any(|f| complete(&f).is_truthy()),
+        "b2 finished before it was stopped"
+    );
     let probe = join(&tag("elsewhere"), &store).await;
     spare_piece_files_removed(&probe, &id).await;
     probe.leave();
