@@ -17,10 +17,10 @@
 // The page starts it as a module worker from its URL in the package (`link_to!` in store.rs:
 // the page never imports it, so it costs page loads nothing). It answers requests, all with a
 // `seq` echoed in the answer and a `path` (the file's folder from the origin's root):
-//   { op: "write", piece, at, data, len, size, pieces }  piece `piece`, the first `len` bytes
-//        of `data` (transferred), at byte `at` of `data` (first making room for the whole file:
-//        `size` bytes, `pieces` pieces); answers { where: "data" | "piece", data } (the buffer
-//        handed back for the page to fill again)
+//   { op: "write", piece, at, data, len, size }  piece `piece`, the first `len` bytes of `data`
+//        (transferred), at byte `at` of `data` (first checking there is room for the whole file,
+//        `size` bytes); answers { where: "data" | "piece", data } (the buffer handed back for
+//        the page to fill again)
 //   { op: "read", at, len, data }  `len` bytes at `at` of `data` into the buffer `data` (or a
 //        new one if it is too small), through the open handle or else a snapshot of the file
 //        (a read never opens the handles); answers { data }
@@ -190,32 +190,35 @@ if (inWorker) {
 
   const mib = (n) => `${(n / 1048576).toFixed(1)} MiB`;
 
-  // Room for the whole file, taken from the browser's storage quota at the first write into
-  // it (the quota counts a file's length): a file that does not fit fails at once, saying how
-  // much it needs, not when the storage runs out halfway. `data` grows to `size` bytes (a
-  // sparse file: no disk is used before the pieces come), `have` to a mark per piece.
-  const makeRoom = async (h, size, pieces) => {
-    if (h.sized) return;
-    const [dataSize, haveSize] = [h.data.getSize(), h.have.getSize()];
-    const need = Math.max(0, size - dataSize) + Math.max(0, pieces - haveSize);
-    try {
-      if (dataSize < size) h.data.truncate(size);
-      if (haveSize < pieces) h.have.truncate(pieces);
-    } catch (e) {
-      // (Firefox throws its own NS_ERROR_FILE_NO_DEVICE_SPACE here.)
-      if (!full(e)) throw e;
-      // What is left, where the browser tells (Chromium's estimate reports usage + 10 GiB
-      // whatever the quota, so it is said only where it explains the failure).
-      let left = "";
+  // Whether the browser lets this site store the whole file, asked at the first write into
+  // it: `data` is extended to the file's size and back (the quota counts a file's length; the
+  // extension is sparse and undone at once, so the pieces are written as before). A file that
+  // does not fit fails at once, saying how much it needs, not when the storage runs out
+  // halfway (it still can, if other data takes the room meanwhile: that fails the same way).
+  const checkRoom = async (h, size) => {
+    if (h.checked) return;
+    const dataSize = h.data.getSize();
+    const need = size - dataSize;
+    if (need > 0) {
       try {
-        const { quota, usage } = await navigator.storage.estimate();
-        if (quota - usage < need) {
-          left = `, and the browser lets this site store ${mib(Math.max(0, quota - usage))} more`;
-        }
-      } catch {}
-      throw new DOMException(`this file needs ${mib(need)} more${left}`, "QuotaExceededError");
+        h.data.truncate(size);
+      } catch (e) {
+        // (Firefox throws its own NS_ERROR_FILE_NO_DEVICE_SPACE here.)
+        if (!full(e)) throw e;
+        // What is left, where the browser tells (Chromium's estimate reports usage + 10 GiB
+        // whatever the quota, so it is said only where it explains the failure).
+        let left = "";
+        try {
+          const { quota, usage } = await navigator.storage.estimate();
+          if (quota - usage < need) {
+            left = `, and the browser lets this site store ${mib(Math.max(0, quota - usage))} more`;
+          }
+        } catch {}
+        throw new DOMException(`this file needs ${mib(need)} more${left}`, "QuotaExceededError");
+      }
+      h.data.truncate(dataSize);
     }
-    h.sized = true;
+    h.checked = true;
   };
 
   const buffer = (data, len) =>
@@ -228,7 +231,7 @@ if (inWorker) {
         const bytes = new Uint8Array(req.data, 0, req.len);
         const h = await handlesUnlessHeld(req.path);
         if (h) {
-          if (req.size !== undefined) await makeRoom(h, req.size, req.pieces);
+          if (req.size !== undefined) await checkRoom(h, req.size);
           // A piece already there (written by another tab) is left as it is: rewriting the
           // same bytes would still make the browser refuse to read a `File` of `data` handed
           // over before.

@@ -467,14 +467,14 @@ impl PieceStore {
         Self::write(&dir, MANIFEST, &m.encode()).await
     }
 
-    /// Stores verified piece `piece` of file `id`, which starts at byte `at`. The first write
-    /// into the file's `data` makes room for all of it (`whole`: its size and number of
-    /// pieces), so that a file that does not fit in the browser's storage fails at once,
-    /// saying how much it needs, rather than when the storage runs out halfway.
+    /// Stores verified piece `piece` of file `id` (of `size` bytes), which starts at byte `at`.
+    /// The first write into the file's `data` checks that the browser lets the site store all
+    /// of it, so that a file that does not fit fails at once, saying how much it needs, rather
+    /// than when the storage runs out halfway.
     pub async fn write_piece(
         &self,
         id: &FileId,
-        whole: (u64, u32),
+        size: u64,
         piece: u32,
         at: u64,
         data: &[u8],
@@ -484,8 +484,7 @@ impl PieceStore {
             let fields = [
                 ("piece", JsValue::from_f64(f64::from(piece))),
                 ("at", JsValue::from_f64(at as f64)),
-                ("size", JsValue::from_f64(whole.0 as f64)),
-                ("pieces", JsValue::from_f64(f64::from(whole.1))),
+                ("size", JsValue::from_f64(size as f64)),
             ];
             let reply = w
                 .send_bytes(

@@ -738,8 +738,9 @@ pub struct Swarm {
 
 #[wasm_bindgen]
 impl Swarm {
-    /// Joins a room: `await Swarm.join({ signal, room, iceServers?, maxPeers? })`. Resolves once
-    /// the signaling server welcomed us; peers connect in the background (see `on`).
+    /// Joins a room: `await Swarm.join({ signal, room, iceServers?, maxPeers?, uploadLimit?,
+    /// iceTransportPolicy?, storage?, socket? })` (each in the README). Resolves once the
+    /// signaling server welcomed us; peers connect in the background (see `on`).
     pub async fn join(options: JsValue) -> Result<Swarm, JsError> {
         // `socket` (a WebSocket object, not data) is taken before the rest is deserialized.
         let socket = match js_sys::Reflect::get(&options, &JsValue::from_str("socket")) {
