@@ -6,7 +6,7 @@
 mod harness;
 
 use fantoccini::Locator;
-use harness::{Browser, Server, Session, TempDir};
+use harness::{call, Browser, Server, Session, TempDir};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::time::{Duration, Instant};
@@ -162,20 +162,6 @@ async fn a_64_mib_file_from_chromium_to_firefox_with_a_reload_in_between() {
     firefox.close().await;
 }
 
-/// Runs `body` (a script whose last argument is its callback) in the page; panics if it
-/// answers `{ error }`.
-async fn js_async(s: &Session, body: &str) -> Value {
-    let v = s
-        .client
-        .execute_async(body, vec![])
-        .await
-        .unwrap_or_else(|e| panic!("{:?}: {body}: {e}", s.browser));
-    if let Some(e) = v.get("error") {
-        panic!("{:?}: {e}", s.browser);
-    }
-    v
-}
-
 /// Clicks the button `css` (labelled `label`) once the page shows it: found and clicked in
 /// one script, since the file list is drawn again on every change (an element found first
 /// and clicked next may be gone by then).
@@ -214,13 +200,12 @@ async fn downloaded_sha256(s: &Session, id: &str) -> String {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let got = js_async(
+    let got = call(
         s,
-        &format!(
-            "const done = arguments[arguments.length - 1];
-             window.swarmdropDownloads.get('{id}').file.arrayBuffer()
+        format!(
+            "window.swarmdropDownloads.get('{id}').file.arrayBuffer()
                .then(b => crypto.subtle.digest('SHA-256', b))
-               .then(h => done([...new Uint8Array(h)].map(x => x.toString(16).padStart(2, '0')).join('')));"
+               .then(h => [...new Uint8Array(h)].map(x => x.toString(16).padStart(2, '0')).join(''))"
         ),
     )
     .await;
@@ -271,11 +256,10 @@ async fn a_download_that_does_not_fit_says_so_then_completes_once_room_is_made(
         Browser::Firefox => "reported".into(),
     };
     // Most of what is left is taken.
-    let space = js_async(
+    let space = call(
         &receiver,
-        &format!(
-            "const done = arguments[arguments.length - 1];
-             (async () => {{
+        format!(
+            "(async () => {{
                const {{ quota: reported, usage }} = await navigator.storage.estimate();
                const quota = {quota};
                const ballast = Math.floor(quota - usage - {ROOM_LEFT});
@@ -289,7 +273,7 @@ async fn a_download_that_does_not_fit_says_so_then_completes_once_room_is_made(
                }}
                const after = await navigator.storage.estimate();
                return {{ quota, reported, usage, ballast, left: quota - after.usage }};
-             }})().then(done, e => done({{ error: String(e) }}));"
+             }})()"
         ),
     )
     .await;
@@ -301,16 +285,16 @@ async fn a_download_that_does_not_fit_says_so_then_completes_once_room_is_made(
     );
 
     // The sender shares a random file; its SHA-256 for later.
-    let shared = js_async(
+    let shared = call(
         &sender,
-        &format!(
-            "const done = arguments[arguments.length - 1];
-             const bytes = new Uint8Array({QUOTA_FILE});
-             for (let i = 0; i < bytes.length; i += 65536) crypto.getRandomValues(bytes.subarray(i, i + 65536));
-             crypto.subtle.digest('SHA-256', bytes).then(async (h) => {{
+        format!(
+            "(async () => {{
+               const bytes = new Uint8Array({QUOTA_FILE});
+               for (let i = 0; i < bytes.length; i += 65536) crypto.getRandomValues(bytes.subarray(i, i + 65536));
+               const h = await crypto.subtle.digest('SHA-256', bytes);
                const {{ id }} = await window.swarmdrop.share(new File([bytes], 'big.bin'));
                return {{ id, sha: [...new Uint8Array(h)].map(x => x.toString(16).padStart(2, '0')).join('') }};
-             }}).then(done, e => done({{ error: String(e) }}));"
+             }})()"
         ),
     )
     .await;
@@ -337,10 +321,10 @@ async fn a_download_that_does_not_fit_says_so_then_completes_once_room_is_made(
     );
 
     // Room is made (the other file deleted); the same button gets it all.
-    js_async(
+    call(
         &receiver,
-        "const done = arguments[arguments.length - 1];
-         navigator.storage.getDirectory().then(r => r.removeEntry('ballast')).then(() => done(null), e => done({ error: String(e) }));",
+        "navigator.storage.getDirectory().then(r => r.removeEntry('ballast')).then(() => null)"
+            .into(),
     )
     .await;
     click(&receiver, &button, "Download").await;

@@ -377,8 +377,8 @@ impl Session {
     }
 }
 
-/// Runs `expr` (a `bench.*` expression returning a promise) in the benchmark page; its result
-/// as JSON. Panics with the page's error if it rejects.
+/// Runs `expr` (an expression giving a promise, e.g. a `bench.*` call in the benchmark page)
+/// in the page; its result as JSON. Panics with the page's error if it rejects.
 pub async fn call(s: &Session, expr: String) -> Value {
     try_call(s, expr).await.unwrap_or_else(|e| panic!("{e}"))
 }

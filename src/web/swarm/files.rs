@@ -427,18 +427,9 @@ fn on_event(shared: &Shared, e: TransferEvent) {
             &format!("peer {peer} is no longer asked for data: it {reason}"),
         ),
         TransferEvent::Error(id, message) => {
-            // The download stopped (its stored pieces stay, and are served): as after
-            // `cancel`, the file is let go of; `download(id)` again resumes it.
-            let reject = shared
-                .borrow_mut()
-                .files
-                .downloads
-                .remove(&id)
-                .and_then(|d| d.reject);
-            let_go(shared, id);
-            if let Some(f) = reject {
-                let _ = f.call1(&JsValue::NULL, &js_sys::Error::new(&message));
-            }
+            // The download stopped (its stored pieces stay, and are served): it ends as after
+            // `cancel`; `download(id)` again resumes it.
+            end_download(shared, id, &message);
             super::emit_error(shared, &message);
         }
     }
@@ -627,17 +618,24 @@ impl Download {
         let Some(shared) = self.shared.upgrade() else {
             return;
         };
-        let reject = shared
-            .borrow_mut()
-            .files
-            .downloads
-            .remove(&self.id)
-            .and_then(|d| d.reject);
+        end_download(&shared, self.id, "download cancelled");
         feed(&shared, TIn::Cancel(self.id));
-        let_go(&shared, self.id);
-        if let Some(f) = reject {
-            let _ = f.call1(&JsValue::NULL, &js_sys::Error::new("download cancelled"));
-        }
+    }
+}
+
+/// Ends this page's download of `id` (stopped, by `cancel` or a storage failure): its `done`
+/// rejects with `why`, and the store lets go of the file (another tab of the app may then
+/// download it into the same file; its stored pieces are still served).
+fn end_download(shared: &Shared, id: FileId, why: &str) {
+    let reject = shared
+        .borrow_mut()
+        .files
+        .downloads
+        .remove(&id)
+        .and_then(|d| d.reject);
+    let_go(shared, id);
+    if let Some(f) = reject {
+        let _ = f.call1(&JsValue::NULL, &js_sys::Error::new(why));
     }
 }
 
