@@ -242,7 +242,8 @@ async fn a_download_resumes_from_opfs_after_the_swarm_is_recreated() {
     })
     .await;
     let data = random_bytes(24 * MIB);
-    let id = share(&a, &file_of(&data, "resume.bin")).await;
+    let shared = file_of(&data, "resume.bin");
+    let id = share(&a, &shared).await;
     until("announced", 10.0, || knows(&b, &id)).await;
     let mut events = b.events();
     let _dl = b.download(hex(&id)).unwrap();
@@ -289,6 +290,16 @@ async fn a_download_resumes_from_opfs_after_the_swarm_is_recreated() {
         fetched <= data.len() as u64 - have_on_disk as u64,
         "fetched {fetched} again although {have_on_disk} were stored"
     );
+    // Asked for again, a file the swarm has is handed over at once: the finished download,
+    // and on the sharer's side the very `File` it shares.
+    let again = JsFuture::from(b2.download(hex(&id)).unwrap().done())
+        .await
+        .expect("a finished download, asked for again");
+    assert_eq!(file_bytes(again).await, data);
+    let own = JsFuture::from(a.download(hex(&id)).unwrap().done())
+        .await
+        .expect("the sharer's own file");
+    assert!(js_sys::Object::is(&own, &shared), "not the shared File");
     b2.delete_stored(hex(&id)).await.unwrap();
     a.leave();
     b2.leave();

@@ -158,6 +158,31 @@ async fn a_64_mib_file_from_chromium_to_firefox_with_a_reload_in_between() {
     )
     .await;
     assert_eq!(save, "random-64MiB.bin", "the Save link's file name");
+
+    // Reloaded once more, the page offers the stored file for saving again, by itself.
+    firefox.client.refresh().await.expect("reload");
+    firefox
+        .wait_state("#signal-state", "open", Duration::from_secs(20))
+        .await;
+    let got = downloaded_sha256(&firefox, &id).await;
+    assert_eq!(got, want, "SHA-256 of the stored file after a reload");
+    let save_link = format!(
+        "const a = document.querySelector(\"li[data-file='{id}'] a.save\");
+         return a ? [a.getAttribute('download'), a.href.startsWith('blob:')] : null"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let save = loop {
+        let save = js(&firefox, &save_link).await;
+        if !save.is_null() || Instant::now() > deadline {
+            break save;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        save,
+        serde_json::json!(["random-64MiB.bin", true]),
+        "the Save link after a reload"
+    );
     chromium.close().await;
     firefox.close().await;
 }

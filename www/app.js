@@ -199,6 +199,7 @@ function formatEta(seconds) {
 }
 
 const downloads = new Map(); // id → { dl, progress, url, file, error }
+const copiedAt = new Map(); // file id → when its link was copied (performance.now())
 window.swarmdropDownloads = downloads; // for the console and the E2E tests
 
 function wantedFile() {
@@ -285,10 +286,20 @@ function renderFiles(swarm) {
         b.addEventListener("click", () => { swarm.unshare(f.id); renderFiles(swarm); });
         actions.append(b);
       }
-      const link = el("button", "secondary link", "Copy link");
+      const copied = performance.now() - (copiedAt.get(f.id) ?? -Infinity) < 2000;
+      const link = el("button", "secondary link", copied ? "Link copied" : "Copy link");
       link.type = "button";
-      link.addEventListener("click", () => {
-        navigator.clipboard?.writeText(`${location.origin}${location.pathname}#room=${currentRoom}&file=${f.id}`);
+      link.addEventListener("click", async () => {
+        const url = `${location.origin}${location.pathname}#room=${currentRoom}&file=${f.id}`;
+        try {
+          await navigator.clipboard.writeText(url);
+          copiedAt.set(f.id, performance.now());
+          renderFiles(swarm);
+          setTimeout(() => renderFiles(swarm), 2000);
+        } catch {
+          // No clipboard (a page not served over HTTPS or from localhost, say): show it.
+          prompt("Copy this link to the file:", url);
+        }
       });
       actions.append(link);
       li.append(actions);
@@ -353,8 +364,10 @@ function setupFiles(swarm) {
   for (const ev of ["dragleave", "drop"]) drop.addEventListener(ev, () => drop.classList.remove("over"));
   drop.addEventListener("drop", (e) => { e.preventDefault(); shareFiles(swarm, [...e.dataTransfer.files]); });
   for (const ev of ["file-announced", "file-removed", "file-complete"]) swarm.on(ev, () => { renderFiles(swarm); renderStored(swarm); });
-  // Downloads resumed from storage after a reload continue on their own; track them.
-  for (const f of swarm.files()) if (f.downloading && !f.complete) startDownload(swarm, f.id);
+  // Files stored before this page opened (`join` resumed them): unfinished downloads continue
+  // on their own, and finished ones are handed over at once — both tracked, so that every
+  // download, finished or not, has its progress and its Save link after a reload too.
+  for (const f of swarm.files()) if (f.downloading || f.complete) startDownload(swarm, f.id);
   swarm.on("file-announced", () => {
     for (const f of swarm.files()) if (f.downloading && !f.complete) startDownload(swarm, f.id);
   });

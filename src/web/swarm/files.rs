@@ -706,6 +706,20 @@ impl Swarm {
                 "no peer in the swarm announces this file (yet)",
             ));
         }
+        // A file this page already has as a `File` (shared from it, or downloaded and handed
+        // over before) is that `File`, storage or not.
+        let here = if complete {
+            self.shared.borrow().files.local.get(&id).cloned()
+        } else {
+            None
+        };
+        if let Some(file) = here {
+            return Ok(Download {
+                shared: Rc::downgrade(&self.shared),
+                id,
+                done: js_sys::Promise::resolve(&JsValue::from(file)),
+            });
+        }
         if !has_store {
             return Err(JsError::new(
                 "this browser gives no file storage (Origin Private File System) to this page",
