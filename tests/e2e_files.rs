@@ -49,9 +49,18 @@ async fn a_64_mib_file_from_chromium_to_firefox_with_a_reload_in_between() {
     drop(data);
 
     let server = Server::start(&[]);
+    // Firefox answers the page's request to keep its storage (`persist()`) with yes, as a
+    // user would, instead of asking.
+    let allow = [
+        ("dom.storageManager.prompt.testing", serde_json::json!(true)),
+        (
+            "dom.storageManager.prompt.testing.allow",
+            serde_json::json!(true),
+        ),
+    ];
     let (chromium, firefox) = tokio::join!(
         Session::start(Browser::Chromium),
-        Session::start(Browser::Firefox)
+        Session::start_with_prefs(Browser::Firefox, &allow)
     );
     let link = format!("{}/#room=e2e-files", server.url);
     for s in [&chromium, &firefox] {
@@ -98,12 +107,39 @@ async fn a_64_mib_file_from_chromium_to_firefox_with_a_reload_in_between() {
     };
     let name = firefox.text(&format!("li[data-file='{id}'] .name")).await;
     assert_eq!(name, "random-64MiB.bin");
+    // Not kept for sure until the first download asks the browser to.
+    let before = js(&firefox, KEPT).await;
+    assert_eq!(before[0], "false", "{before}");
+    assert!(
+        before[1]
+            .as_str()
+            .unwrap()
+            .contains("may clear it when the disk runs low"),
+        "{before}"
+    );
     click(
         &firefox,
         &format!("li[data-file='{id}'] button.download"),
         "Download",
     )
     .await;
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let after = loop {
+        let after = js(&firefox, KEPT).await;
+        if after[0] == "true" || Instant::now() > deadline {
+            break after;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(after[0], "true", "{after}");
+    assert!(
+        after[1]
+            .as_str()
+            .unwrap()
+            .contains("kept until you delete it"),
+        "{after}"
+    );
 
     // Reload once a quarter is stored.
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -183,9 +219,16 @@ async fn a_64_mib_file_from_chromium_to_firefox_with_a_reload_in_between() {
         serde_json::json!(["random-64MiB.bin", true]),
         "the Save link after a reload"
     );
+    // Still kept: the browser's promise holds for the site, not the page.
+    let kept = js(&firefox, KEPT).await;
+    assert_eq!(kept[0], "true", "after a reload: {kept}");
     chromium.close().await;
     firefox.close().await;
 }
+
+/// Whether the page says the browser keeps its storage: `[data-persisted, text]` of `#storage`.
+const KEPT: &str =
+    "const s = document.getElementById('storage'); return [s.dataset.persisted, s.textContent]";
 
 /// Clicks the button `css` (labelled `label`) once the page shows it: found and clicked in
 /// one script, since the file list is drawn again on every change (an element found first
@@ -330,6 +373,17 @@ async fn a_download_that_does_not_fit_says_so_then_completes_once_room_is_made(
     receiver
         .wait_state(&state, "error", Duration::from_secs(30))
         .await;
+    // The first download asked the browser to keep the site's storage: Chromium (a fresh
+    // profile, a site never used before) said no; Firefox asks its user, who has not answered
+    // (headless: the question stays open) — it is not kept either way, and the page says so.
+    let kept = js(&receiver, KEPT).await;
+    assert_eq!(kept[0], "false", "{kept}");
+    let text = kept[1].as_str().unwrap();
+    assert!(
+        text.contains("the browser did not promise to keep it")
+            || (downloader == Browser::Firefox && text.contains("asked the browser to keep it")),
+        "{kept}"
+    );
     let message = receiver
         .text(&format!("li[data-file='{id}'] .meta.error"))
         .await;

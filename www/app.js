@@ -144,14 +144,7 @@ async function main() {
   // A peer may have connected before `join` resolved (while the store opened): its time.
   const early = swarm.peers().map((p) => p.connectedAt).filter((t) => t !== null);
   if (early.length > 0) window.swarmdropTimings.firstConnectedMs = Math.min(...early);
-  // Where downloads go: this browser's storage through the store's worker, the slower
-  // fallback, or nowhere (a private window, say) — then nothing downloaded can be kept.
-  const storage = {
-    worker: ["this browser (OPFS)", "ready"],
-    page: ["this browser (OPFS, slower: no worker)", "warn"],
-    none: ["none: downloads cannot be kept here", "error"],
-  }[swarm.storage] ?? [swarm.storage, "error"];
-  show("storage", ...storage);
+  renderStorage(swarm);
   swarm.on("error", ({ message }) => {
     console.warn("swarmdrop:", message);
     const box = $("swarm-error");
@@ -265,7 +258,7 @@ function renderFiles(swarm) {
         // Pieces already stored are kept: a download started again fetches only the rest.
         const b = el("button", "download", f.have > 0 ? "Resume" : "Download");
         b.type = "button";
-        b.addEventListener("click", () => startDownload(swarm, f.id));
+        b.addEventListener("click", () => { keepStorage(swarm); startDownload(swarm, f.id); });
         actions.append(b);
       }
       if (f.complete && d?.url) {
@@ -315,9 +308,54 @@ function renderFiles(swarm) {
     box.replaceChildren(el("span", "", "Someone shared a file with you: "), el("strong", "", wanted.name), el("span", "", " "));
     const b = el("button", "", `Download (${formatBytes(wanted.size)})`);
     b.type = "button";
-    b.addEventListener("click", () => startDownload(swarm, wanted.id));
+    b.addEventListener("click", () => { keepStorage(swarm); startDownload(swarm, wanted.id); });
     box.append(b);
   }
+}
+
+// ---- storage ----
+
+// Whether the browser keeps what is stored here when its disk runs low, and how much there is:
+// the status line says so, next to where downloads go. `keep`: whether the page asked the
+// browser to keep it (`persist()`): null (not yet), "asking" (no answer yet), or its answer.
+let keep = null;
+
+async function renderStorage(swarm) {
+  // Where downloads go: this browser's storage through the store's worker, the slower
+  // fallback, or nowhere (a private window, say) — then nothing downloaded can be kept.
+  const [where, state] = {
+    worker: ["this browser (OPFS)", "ready"],
+    page: ["this browser (OPFS, slower: no worker)", "warn"],
+    none: ["none: downloads cannot be kept here", "error"],
+  }[swarm.storage] ?? [swarm.storage, "error"];
+  const parts = [where];
+  let persisted = null;
+  if (swarm.storage !== "none" && navigator.storage) {
+    // What the site stores (its quota is not shown: Chromium reports usage + 10 GiB whatever
+    // the real one).
+    try {
+      const { usage } = await navigator.storage.estimate();
+      parts.push(`${formatBytes(usage)} stored`);
+    } catch { /* no estimate: the line says less */ }
+    try { persisted = await navigator.storage.persisted(); } catch { /* unknown */ }
+    if (persisted === true) parts.push("kept until you delete it");
+    else if (keep === "asking") parts.push("asked the browser to keep it");
+    else if (keep === false) parts.push("the browser did not promise to keep it: it may clear it when the disk runs low");
+    else if (persisted === false) parts.push("the browser may clear it when the disk runs low");
+  }
+  show("storage", parts.join(" · "), state);
+  $("storage").dataset.persisted = String(persisted);
+}
+
+// Asks the browser to keep this site's storage (Firefox asks the user; Chromium decides by
+// itself), once, when the user first downloads: a download kept for resuming should not vanish
+// when the disk runs low. Never waited on: Firefox's question may stay unanswered.
+function keepStorage(swarm) {
+  if (keep !== null || swarm.storage === "none" || !navigator.storage?.persist) return;
+  keep = "asking";
+  const answered = (granted) => { keep = granted; renderStorage(swarm); };
+  navigator.storage.persist().then((granted) => answered(granted === true), () => answered(false));
+  renderStorage(swarm);
 }
 
 async function renderStored(swarm) {
@@ -336,6 +374,7 @@ async function renderStored(swarm) {
         await swarm.deleteStored(f.id);
         downloads.delete(f.id);
         renderStored(swarm);
+        renderStorage(swarm);
         renderFiles(swarm);
       });
       li.append(b);
@@ -364,6 +403,7 @@ function setupFiles(swarm) {
   for (const ev of ["dragleave", "drop"]) drop.addEventListener(ev, () => drop.classList.remove("over"));
   drop.addEventListener("drop", (e) => { e.preventDefault(); shareFiles(swarm, [...e.dataTransfer.files]); });
   for (const ev of ["file-announced", "file-removed", "file-complete"]) swarm.on(ev, () => { renderFiles(swarm); renderStored(swarm); });
+  swarm.on("file-complete", () => renderStorage(swarm));
   // Files stored before this page opened (`join` resumed them): unfinished downloads continue
   // on their own, and finished ones are handed over at once — both tracked, so that every
   // download, finished or not, has its progress and its Save link after a reload too.
@@ -372,6 +412,7 @@ function setupFiles(swarm) {
     for (const f of swarm.files()) if (f.downloading && !f.complete) startDownload(swarm, f.id);
   });
   setInterval(() => renderFiles(swarm), 1000);
+  setInterval(() => renderStorage(swarm), 10000);
   renderFiles(swarm);
   renderStored(swarm);
 }
