@@ -1,6 +1,8 @@
 //! E2E: Chromium shares a 64 MiB random file through the page's file input; Firefox downloads it
 //! through the page, is reloaded mid-transfer, resumes without re-fetching stored pieces, and ends
-//! with the same SHA-256. Built only with `--features e2e`.
+//! with the same SHA-256. Also: a download that does not fit in the browser's storage (each
+//! browser), and the page's file list (picked and dropped files, names as text, a copied file
+//! link, Save, Delete, Stop sharing). Built only with `--features e2e`.
 #![cfg(not(target_arch = "wasm32"))]
 
 mod harness;
@@ -424,4 +426,230 @@ async fn a_download_that_does_not_fit_in_chromium_says_so_then_completes_once_ro
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_download_that_does_not_fit_in_firefox_says_so_then_completes_once_room_is_made() {
     a_download_that_does_not_fit_says_so_then_completes_once_room_is_made(Browser::Firefox).await;
+}
+
+/// The page's file list, end to end: files picked several at once (Chromium's file input) and
+/// dropped (Firefox's drop zone) reach the other page, names shown as text (one is HTML); a
+/// file's copied link, opened in Firefox, offers that file, whose download is verified, saved
+/// under its name, listed as stored and deleted from there; "Stop sharing" removes a file from
+/// the other page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_shares_picked_and_dropped_files_and_a_copied_link_offers_one() {
+    let dir = TempDir::new("picked");
+    let names = [
+        "notes.txt",
+        "<img src=x onerror=window.pwned=1>.txt",
+        "photo & more.bin",
+    ];
+    let mut paths = Vec::new();
+    let mut sums = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let bytes: Vec<u8> = (0..300_000 + i * 1000)
+            .map(|k| (k * 31 + i * 7) as u8)
+            .collect();
+        let path = dir.path().join(name);
+        std::fs::write(&path, &bytes).unwrap();
+        paths.push(path.to_str().unwrap().to_string());
+        sums.push(
+            Sha256::digest(&bytes)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>(),
+        );
+    }
+    let server = Server::start(&[]);
+    let (chromium, firefox) = tokio::join!(
+        Session::start(Browser::Chromium),
+        Session::start(Browser::Firefox)
+    );
+    let room = "e2e-page-files";
+    for s in [&chromium, &firefox] {
+        s.client
+            .goto(&format!("{}/#room={room}", server.url))
+            .await
+            .expect("open the page");
+        s.wait_state("#signal-state", "open", Duration::from_secs(20))
+            .await;
+    }
+    // Chromium picks all three at once.
+    js(
+        &chromium,
+        "document.getElementById('file-input').classList.remove('visually-hidden'); return null",
+    )
+    .await;
+    chromium
+        .client
+        .find(Locator::Css("#file-input"))
+        .await
+        .expect("file input")
+        .send_keys(&paths.join("\n"))
+        .await
+        .expect("choose the files");
+    // Firefox drops one on the drop zone.
+    js(
+        &firefox,
+        "const dt = new DataTransfer();
+         dt.items.add(new File([new Uint8Array(200000).fill(7)], 'dropped.bin'));
+         document.getElementById('drop').dispatchEvent(
+           new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
+         return null",
+    )
+    .await;
+
+    // Both pages list all four, each from one source, names as text.
+    let mut want: Vec<&str> = names.to_vec();
+    want.push("dropped.bin");
+    want.sort_unstable();
+    let listed = "return [...document.querySelectorAll('#files li[data-file]')].map(li =>
+        [li.querySelector('.name').textContent, li.querySelector('.meta').textContent, li.dataset.file])";
+    let mut ids = std::collections::HashMap::new();
+    for s in [&chromium, &firefox] {
+        let deadline = Instant::now() + Duration::from_secs(40);
+        let rows = loop {
+            let rows = js(s, listed).await;
+            if rows.as_array().is_some_and(|r| r.len() == want.len()) {
+                break rows;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{:?} lists {rows}, not the four files",
+                s.browser
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let rows = rows.as_array().unwrap();
+        let mut got: Vec<&str> = rows.iter().map(|r| r[0].as_str().unwrap()).collect();
+        got.sort_unstable();
+        assert_eq!(got, want, "{:?}: the names as shown", s.browser);
+        for r in rows {
+            // Its own files the page has whole, and no one else yet.
+            let own = (s.browser == Browser::Firefox) == (r[0] == "dropped.bin");
+            let sources = if own { "only you have it" } else { "1 source" };
+            assert!(
+                r[1].as_str().unwrap().ends_with(&format!("· {sources}")),
+                "{:?}: {r}",
+                s.browser
+            );
+            ids.insert(
+                r[0].as_str().unwrap().to_string(),
+                r[2].as_str().unwrap().to_string(),
+            );
+        }
+        let html = js(
+            s,
+            "return [document.querySelectorAll('#files img').length, window.pwned ?? null]",
+        )
+        .await;
+        assert_eq!(
+            html,
+            serde_json::json!([0, null]),
+            "{:?}: a name became HTML",
+            s.browser
+        );
+    }
+
+    // Chromium copies the link of notes.txt (a real click: the clipboard wants a user's).
+    let id = ids["notes.txt"].clone();
+    let wanted_link = format!("{}/#room={room}&file={id}", server.url);
+    // (Granted at once: the command denies what it does not name.)
+    harness::cdp(
+        &chromium,
+        "Browser.grantPermissions",
+        serde_json::json!({
+            "origin": server.url,
+            "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"],
+        }),
+    )
+    .await;
+    chromium
+        .client
+        .find(Locator::Css(&format!("li[data-file='{id}'] button.link")))
+        .await
+        .expect("Copy link")
+        .click()
+        .await
+        .expect("click Copy link");
+    chromium
+        .wait_text_containing(
+            &format!("li[data-file='{id}'] button.link"),
+            "Link copied",
+            Duration::from_secs(5),
+        )
+        .await;
+    let copied = call(&chromium, "navigator.clipboard.readText()".into()).await;
+    assert_eq!(copied, wanted_link.as_str(), "the copied link");
+
+    // Opened in Firefox (a new load of the page), the link offers that file.
+    firefox.client.goto("about:blank").await.expect("leave");
+    firefox
+        .client
+        .goto(&wanted_link)
+        .await
+        .expect("open the link");
+    firefox
+        .wait_state("#signal-state", "open", Duration::from_secs(20))
+        .await;
+    firefox
+        .wait_text_containing(
+            "#wanted",
+            "Someone shared a file with you: notes.txt",
+            Duration::from_secs(40),
+        )
+        .await;
+    click(&firefox, "#wanted button", "Download (300.0 KB)").await;
+    firefox
+        .wait_state(
+            &format!("li[data-file='{id}'] .fstate"),
+            "complete",
+            Duration::from_secs(60),
+        )
+        .await;
+    assert_eq!(downloaded_sha256(&firefox, &id).await, sums[0]);
+    let save = js(
+        &firefox,
+        &format!("return document.querySelector(\"li[data-file='{id}'] a.save\")?.getAttribute('download') ?? null"),
+    )
+    .await;
+    assert_eq!(save, "notes.txt", "the Save link's file name");
+    // Stored in Firefox now, and deleted from the stored list.
+    let stored = format!("#stored li[data-stored='{id}'] button.delete");
+    click(&firefox, &stored, "Delete").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = call(
+            &firefox,
+            format!("window.swarmdrop.storedFiles().then(f => f.some(x => x.id === '{id}') || !!document.querySelector(\"{stored}\"))"),
+        )
+        .await;
+        if left == Value::Bool(false) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still stored after Delete");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Chromium stops sharing the photo: gone from Firefox's list (it had no other source).
+    let photo = ids["photo & more.bin"].clone();
+    click(
+        &chromium,
+        &format!("li[data-file='{photo}'] button.unshare"),
+        "Stop sharing",
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while js(
+        &firefox,
+        &format!("return !!document.querySelector(\"li[data-file='{photo}']\")"),
+    )
+    .await
+        == Value::Bool(true)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the unshared file is still listed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    chromium.close().await;
+    firefox.close().await;
 }

@@ -219,6 +219,15 @@ function startDownload(swarm, id) {
   renderFiles(swarm);
 }
 
+// Who has the file: `sources` counts the other peers; a file this page has whole counts too
+// (and if no one else has it, it is gone when this page closes).
+function sourcesText(f) {
+  const n = f.sources;
+  const others = `${n} source${n === 1 ? "" : "s"}`;
+  if (!f.complete) return others;
+  return n === 0 ? "only you have it" : `you and ${n} other source${n === 1 ? "" : "s"}`;
+}
+
 function renderFiles(swarm) {
   const files = swarm.files();
   const list = $("files");
@@ -228,7 +237,7 @@ function renderFiles(swarm) {
       li.dataset.file = f.id;
       const top = el("div", "top");
       top.append(el("span", "name", f.name));
-      top.append(el("span", "meta", `${formatBytes(f.size)} · ${f.sources} source${f.sources === 1 ? "" : "s"}`));
+      top.append(el("span", "meta", `${formatBytes(f.size)} · ${sourcesText(f)}`));
       const d = downloads.get(f.id);
       // Why its download stopped: from the swarm (also a download resumed after a reload),
       // else from the page's own call.
