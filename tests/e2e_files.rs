@@ -293,8 +293,11 @@ const CHROMIUM_QUOTA: u64 = 64 * 1024 * 1024;
 /// the page's button downloads it whole. The storage is the browser's own, with a quota made
 /// small: Chromium's through DevTools, Firefox's through its preferences (the origin's group
 /// limit follows the global one). Most of it is then taken by a file the page writes.
+/// `page_writes`: the downloader's page can start no worker, so it writes pieces itself (the
+/// fallback), and checks for room itself (Chromium only: the page is changed through DevTools).
 async fn a_download_that_does_not_fit_says_so_then_completes_once_room_is_made(
     downloader: Browser,
+    page_writes: bool,
 ) {
     let server = Server::start(&[]);
     // Firefox: a 256 MiB global limit (in KiB), of which the origin may use a fifth.
@@ -306,12 +309,32 @@ async fn a_download_that_does_not_fit_says_so_then_completes_once_room_is_made(
         Session::start(Browser::Chromium),
         Session::start_with_prefs(downloader, &limit)
     );
-    let link = format!("{}/#room=e2e-quota-{downloader:?}", server.url);
+    if page_writes {
+        assert_eq!(downloader, Browser::Chromium, "DevTools changes the page");
+        harness::cdp(
+            &receiver,
+            "Page.addScriptToEvaluateOnNewDocument",
+            serde_json::json!({
+                "source": "window.Worker = function () { throw new Error('no workers here (test)'); };"
+            }),
+        )
+        .await;
+    }
+    let link = format!(
+        "{}/#room=e2e-quota-{downloader:?}-{page_writes}",
+        server.url
+    );
     for s in [&sender, &receiver] {
         s.client.goto(&link).await.expect("open the page");
         s.wait_state("#signal-state", "open", Duration::from_secs(20))
             .await;
     }
+    let storage = js(&receiver, "return window.swarmdrop.storage").await;
+    assert_eq!(
+        storage,
+        if page_writes { "page" } else { "worker" },
+        "how the downloader stores"
+    );
     if downloader == Browser::Chromium {
         harness::cdp(
             &receiver,
@@ -420,12 +443,21 @@ async fn a_download_that_does_not_fit_says_so_then_completes_once_room_is_made(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_download_that_does_not_fit_in_chromium_says_so_then_completes_once_room_is_made() {
-    a_download_that_does_not_fit_says_so_then_completes_once_room_is_made(Browser::Chromium).await;
+    a_download_that_does_not_fit_says_so_then_completes_once_room_is_made(Browser::Chromium, false)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_that_does_not_fit_where_the_page_writes_says_so_then_completes_once_room_is_made(
+) {
+    a_download_that_does_not_fit_says_so_then_completes_once_room_is_made(Browser::Chromium, true)
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_download_that_does_not_fit_in_firefox_says_so_then_completes_once_room_is_made() {
-    a_download_that_does_not_fit_says_so_then_completes_once_room_is_made(Browser::Firefox).await;
+    a_download_that_does_not_fit_says_so_then_completes_once_room_is_made(Browser::Firefox, false)
+        .await;
 }
 
 /// The page's file list, end to end: files picked several at once (Chromium's file input) and

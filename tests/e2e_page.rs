@@ -31,7 +31,16 @@ async fn chromium_and_firefox_meet_through_the_page_and_chat() {
         let storage = s
             .wait_state("#storage", "ready", Duration::from_secs(5))
             .await;
-        assert_eq!(storage, "this browser (OPFS)", "{:?}", s.browser);
+        // Where downloads go, how much is stored, and that nothing promised to keep it yet.
+        let parts: Vec<&str> = storage.split(" · ").collect();
+        assert_eq!(parts.len(), 3, "{:?}: {storage}", s.browser);
+        assert_eq!(parts[0], "this browser (OPFS)", "{:?}", s.browser);
+        assert!(parts[1].ends_with(" stored"), "{:?}: {storage}", s.browser);
+        assert_eq!(
+            parts[2], "the browser may clear it when the disk runs low",
+            "{:?}",
+            s.browser
+        );
         let id = s.text("#peer-id").await;
         assert_eq!(id.len(), 22, "{:?}: server-assigned id {id:?}", s.browser);
         ids.push(id);

@@ -369,6 +369,11 @@ impl Engine {
         self.files.get(id)?.manifest.as_ref()
     }
 
+    /// Bytes of file `id` this peer has (stored and verified); 0 for a file it does not know.
+    pub fn have_bytes(&self, id: &FileId) -> u64 {
+        self.files.get(id).map_or(0, |f| f.have_bytes())
+    }
+
     /// Which pieces of a file we have.
     pub fn have(&self, id: &FileId) -> Option<&Bitfield> {
         self.files.get(id)?.have.as_ref()

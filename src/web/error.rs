@@ -1,7 +1,7 @@
 use wasm_bindgen::{JsCast, JsValue};
 
 /// What went wrong in the browser layer, with a readable message.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum WebError {
     /// A browser API threw.
     #[error("{context}: {message}")]

@@ -16,6 +16,7 @@ use super::error::WebError;
 use super::swarm::obj;
 use crate::transfer::{id_from_hex, id_hex, Bitfield, FileId, Manifest};
 use futures::channel::oneshot;
+use futures::FutureExt;
 use gloo_events::EventListener;
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
@@ -36,6 +37,8 @@ const MANIFEST: &str = "manifest";
 const DATA: &str = "data";
 /// One byte per piece: 1 where the piece is in [`DATA`], whole and verified.
 const HAVE: &str = "have";
+/// Made and dropped by the page's room check (see [`PieceStore::check_room`]); never a piece.
+const ROOM: &str = "room";
 /// Piece files opened at once when a finished file is assembled.
 const ASSEMBLE_IN_FLIGHT: u32 = 32;
 /// The worker's first write (the probe) must be done by then, or the page writes pieces itself.
@@ -65,7 +68,13 @@ pub struct PieceStore {
     /// For each file handed over as a `File` that holds piece files: a shared lock on the
     /// file's name, which keeps other tabs from removing those files (see `list`).
     pinned: RefCell<HashMap<FileId, Held>>,
+    /// Page writes: each file's room check, run once by its first write (shared by the writes
+    /// that start meanwhile); dropped when it fails, so that the next download checks again.
+    room: RefCell<HashMap<FileId, RoomCheck>>,
 }
+
+type RoomCheck =
+    futures::future::Shared<futures::future::LocalBoxFuture<'static, Result<(), WebError>>>;
 
 /// Answers awaited from the worker, by request number: the answer, or the browser's reason.
 type Pending = Rc<RefCell<HashMap<u32, oneshot::Sender<Result<JsValue, String>>>>>;
@@ -284,11 +293,22 @@ async fn wait(what: &'static str, p: js_sys::Promise) -> Result<JsValue, WebErro
         .map_err(|e| storage_error(what, super::error::describe(&e)))
 }
 
+/// Whether a browser's error message says the storage is full.
+fn is_full(message: &str) -> bool {
+    // (Firefox names a full quota NS_ERROR_FILE_NO_DEVICE_SPACE in places.)
+    ["quota", "Quota", "NO_DEVICE_SPACE"]
+        .iter()
+        .any(|f| message.contains(f))
+}
+
+/// Bytes as MiB with one decimal, as the storage messages give them.
+fn mib(bytes: f64) -> String {
+    format!("{:.1} MiB", bytes / 1_048_576.0)
+}
+
 /// A storage failure, with the usual one (a full quota) made readable.
 fn storage_error(context: &'static str, message: String) -> WebError {
-    // (Firefox names a full quota NS_ERROR_FILE_NO_DEVICE_SPACE in places.)
-    let full = ["quota", "Quota", "NO_DEVICE_SPACE"];
-    let message = if full.iter().any(|f| message.contains(f)) {
+    let message = if is_full(&message) {
         format!(
             "the browser's storage for this site is full ({message}); make room (delete stored \
              files) and try again"
@@ -357,6 +377,7 @@ impl PieceStore {
             path,
             writer,
             in_data: RefCell::default(),
+            room: RefCell::default(),
             pinned: RefCell::default(),
         })
     }
@@ -467,14 +488,16 @@ impl PieceStore {
         Self::write(&dir, MANIFEST, &m.encode()).await
     }
 
-    /// Stores verified piece `piece` of file `id` (of `size` bytes), which starts at byte `at`.
-    /// The first write into the file's `data` checks that the browser lets the site store all
+    /// Stores verified piece `piece` of file `id` (of `size` bytes, `stored` of them stored
+    /// already), which starts at byte `at`. The first write into the file's `data` (or, where
+    /// the page writes, its first piece file) checks that the browser lets the site store all
     /// of it, so that a file that does not fit fails at once, saying how much it needs, rather
     /// than when the storage runs out halfway.
     pub async fn write_piece(
         &self,
         id: &FileId,
         size: u64,
+        stored: u64,
         piece: u32,
         at: u64,
         data: &[u8],
@@ -505,7 +528,82 @@ impl PieceStore {
             return Ok(());
         }
         let dir = self.dir(id, true).await?;
+        let check = self.room.borrow().get(id).cloned();
+        let check = check.unwrap_or_else(|| {
+            let need = size.saturating_sub(stored);
+            let check = Self::check_room(dir.clone(), need).boxed_local().shared();
+            self.room.borrow_mut().insert(*id, check.clone());
+            check
+        });
+        if let Err(e) = check.await {
+            self.room.borrow_mut().remove(id);
+            return Err(e);
+        }
         Self::write(&dir, &piece_name(piece), data).await
+    }
+
+    /// Whether the browser lets the site store `need` more bytes, asked before a file's first
+    /// piece file is written (as the worker asks at its first write into `data`): a file is
+    /// made that long and dropped at once (the quota counts lengths; nothing is written), so a
+    /// download that does not fit stops at once, saying how much it needs, instead of when the
+    /// storage runs out halfway.
+    async fn check_room(dir: FileSystemDirectoryHandle, need: u64) -> Result<(), WebError> {
+        if need == 0 {
+            return Ok(());
+        }
+        let opts = FileSystemGetFileOptions::new();
+        opts.set_create(true);
+        let handle: FileSystemFileHandle = wait(
+            "checking for room",
+            dir.get_file_handle_with_options(ROOM, &opts),
+        )
+        .await?
+        .unchecked_into();
+        let stream: FileSystemWritableFileStream =
+            wait("checking for room", handle.create_writable())
+                .await?
+                .unchecked_into();
+        let extended = match stream.truncate_with_f64(need as f64) {
+            Ok(p) => JsFuture::from(p).await,
+            Err(e) => Err(e),
+        };
+        // Nothing is kept: the stream is dropped unwritten and the empty file removed.
+        let _ = JsFuture::from(stream.abort()).await;
+        let _ = JsFuture::from(dir.remove_entry(ROOM)).await;
+        let Err(e) = extended else { return Ok(()) };
+        let message = super::error::describe(&e);
+        if !is_full(&message) {
+            return Err(storage_error("checking for room", message));
+        }
+        // What is left, where the browser tells (Chromium's estimate reports usage + 10 GiB
+        // whatever the quota, so it is said only where it explains the failure).
+        let mut left = String::new();
+        if let Some(storage) = web_sys::window().map(|w| w.navigator().storage()) {
+            if let Ok(est) = storage.estimate() {
+                if let Ok(est) = JsFuture::from(est).await {
+                    let num = |k: &str| {
+                        js_sys::Reflect::get(&est, &k.into())
+                            .ok()
+                            .and_then(|v| v.as_f64())
+                    };
+                    if let (Some(quota), Some(usage)) = (num("quota"), num("usage")) {
+                        if quota - usage < need as f64 {
+                            left = format!(
+                                ", and the browser lets this site store {} more",
+                                mib((quota - usage).max(0.0))
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        Err(storage_error(
+            "writing a piece",
+            format!(
+                "QuotaExceededError: this file needs {} more{left}",
+                mib(need as f64)
+            ),
+        ))
     }
 
     /// Reads `len` bytes of stored piece `piece`, which starts at byte `at` of its file.

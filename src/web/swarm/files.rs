@@ -289,7 +289,7 @@ async fn store_piece(
     piece: u32,
     data: &[u8],
 ) -> Result<(), WebError> {
-    let (store, manifest, at, size) = {
+    let (store, manifest, at, size, stored) = {
         let inner = shared.borrow();
         let store = inner
             .files
@@ -303,13 +303,13 @@ async fn store_piece(
         } else {
             Some(m.clone())
         };
-        (store, manifest, at, m.size)
+        (store, manifest, at, m.size, inner.engine.have_bytes(id))
     };
     if let Some(m) = manifest {
         store.save_manifest(&m).await?;
         shared.borrow_mut().files.manifests_saved.insert(*id);
     }
-    store.write_piece(id, size, piece, at, data).await
+    store.write_piece(id, size, stored, piece, at, data).await
 }
 
 /// Has the store let go of a file this swarm no longer downloads, so that another tab of the
