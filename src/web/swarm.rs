@@ -741,7 +741,9 @@ impl Swarm {
     /// Joins a room: `await Swarm.join({ signal, room, iceServers?, maxPeers?, uploadLimit?,
     /// iceTransportPolicy?, storage?, socket? })` (each in the README). Resolves once the
     /// signaling server welcomed us; peers connect in the background (see `on`).
-    pub async fn join(options: JsValue) -> Result<Swarm, JsError> {
+    pub async fn join(
+        #[wasm_bindgen(unchecked_param_type = "JoinOptions")] options: JsValue,
+    ) -> Result<Swarm, JsError> {
         // `socket` (a WebSocket object, not data) is taken before the rest is deserialized.
         let socket = match js_sys::Reflect::get(&options, &JsValue::from_str("socket")) {
             Ok(v) if v.is_undefined() || v.is_null() => None,
@@ -772,6 +774,7 @@ impl Swarm {
     /// `[{ id, signaling, ice, gathering, connection, localDescription, remoteDescription,
     /// channel }]` (the `RTCPeerConnection` states, whether each description is set, and the
     /// data channel's `readyState` or `null` before it exists).
+    #[wasm_bindgen(unchecked_return_type = "ConnectionInfo[]")]
     pub fn connections(&self) -> js_sys::Array {
         let inner = self.shared.borrow();
         inner
@@ -792,6 +795,7 @@ impl Swarm {
     }
 
     /// Every known peer: `[{ id, state, route, rttMs, safetyNumber, connectedAt }]`.
+    #[wasm_bindgen(unchecked_return_type = "PeerInfo[]")]
     pub fn peers(&self) -> js_sys::Array {
         let inner = self.shared.borrow();
         inner
@@ -825,7 +829,8 @@ impl Swarm {
 
     /// Calls `callback(detail)` on `event` ("peer-joined", "peer-left", "peer-state",
     /// "message", "signal-state", "error", "file-announced", "file-removed", "file-complete");
-    /// returns a function that unsubscribes.
+    /// returns a function that unsubscribes. (Typed in `types.rs`, by event.)
+    #[wasm_bindgen(skip_typescript)]
     pub fn on(
         &self,
         event: String,
@@ -870,13 +875,20 @@ impl Swarm {
     }
 
     /// Sends a `Uint8Array` or a string to one peer, waiting while its channel is full.
-    pub async fn send(&self, peer: String, data: JsValue) -> Result<(), JsError> {
+    pub async fn send(
+        &self,
+        peer: String,
+        #[wasm_bindgen(unchecked_param_type = "string | Uint8Array")] data: JsValue,
+    ) -> Result<(), JsError> {
         let id = PeerId::new(peer).map_err(|e| JsError::new(&e.to_string()))?;
         Ok(send_to(&self.shared, &id, &data).await?)
     }
 
     /// Sends to every connected peer; resolves when all sends are queued.
-    pub async fn broadcast(&self, data: JsValue) -> Result<(), JsError> {
+    pub async fn broadcast(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string | Uint8Array")] data: JsValue,
+    ) -> Result<(), JsError> {
         let ids: Vec<PeerId> = self
             .shared
             .borrow()
@@ -1166,7 +1178,7 @@ impl Drop for Swarm {
 }
 
 /// Live browser objects of this page, for leak checks: `{ peers, channels }`.
-#[wasm_bindgen(js_name = liveObjects)]
+#[wasm_bindgen(js_name = liveObjects, unchecked_return_type = "{ peers: number, channels: number }")]
 pub fn live_objects() -> JsValue {
     let (peers, channels) = super::peer::live_objects();
     obj(&[

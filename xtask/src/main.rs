@@ -18,7 +18,7 @@ usage: cargo xtask <command>
 commands:
   serve [--host H] [--port P]   build the wasm package (release) and run the server (default 127.0.0.1:8080)
   test [--only SUITE]           every check and test suite, both browsers; SUITE is one of
-                                fmt, clippy, native, chrome, firefox, e2e, bench
+                                fmt, clippy, native, chrome, firefox, e2e, types, bench
   bench [NAME] [--quick]        benchmarks; NAME is one of: size, signal, join, transfer
   install                       only install the tools the other commands need
 ";
@@ -29,9 +29,9 @@ fn main() -> ExitCode {
         Some("serve") => serve(&args[1..]),
         Some("test") => test(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
-        Some("install") => {
-            tools::ensure(tools::Need::All).and_then(|_| tools::webtorrent().map(|_| ()))
-        }
+        Some("install") => tools::ensure(tools::Need::All)
+            .and_then(|_| tools::typescript())
+            .and_then(|_| tools::webtorrent().map(|_| ())),
         Some("-h" | "--help" | "help") | None => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -223,7 +223,7 @@ struct Suite {
     command: Command,
 }
 
-fn suites() -> Vec<Suite> {
+fn suites(tsc: Option<&Path>) -> Vec<Suite> {
     let wasm_cache = tools::cache_dir().join("wasm-pack");
     let browser = |name: &'static str, flag: &str| {
         let mut c = cmd("wasm-pack", &["test", "--headless", flag]);
@@ -308,6 +308,17 @@ fn suites() -> Vec<Suite> {
             ),
         },
         Suite {
+            name: "types",
+            what: "tsc: tests/types.ts against pkg/swarmdrop.d.ts",
+            command: {
+                // (Only run where `tsc` was installed: `test` asks for it with this suite.)
+                let mut c = cmd("node", &[]);
+                c.arg(tsc.unwrap_or(Path::new("tsc")))
+                    .args(["--project", "tests/tsconfig.json"]);
+                c
+            },
+        },
+        Suite {
             name: "bench",
             what: "cargo xtask bench --quick (they run; figures not judged)",
             command: {
@@ -325,7 +336,7 @@ fn suites() -> Vec<Suite> {
 fn test(args: &[String]) -> Result<(), String> {
     let only = flag_value(args, "--only")?;
     let names = [
-        "fmt", "clippy", "native", "chrome", "firefox", "e2e", "bench",
+        "fmt", "clippy", "native", "chrome", "firefox", "e2e", "types", "bench",
     ];
     if let Some(o) = &only {
         if !names.contains(&o.as_str()) {
@@ -335,14 +346,19 @@ fn test(args: &[String]) -> Result<(), String> {
     let wanted = |n: &str| only.as_deref().is_none_or(|o| o == n);
     let need = if wanted("chrome") || wanted("firefox") || wanted("e2e") {
         tools::Need::All
-    } else if wanted("bench") {
+    } else if wanted("bench") || wanted("types") {
         tools::Need::Build
     } else {
         tools::Need::Rust
     };
     tools::ensure(need)?;
+    let tsc = if wanted("types") {
+        Some(tools::typescript()?)
+    } else {
+        None
+    };
     let started = Instant::now();
-    if wanted("e2e") {
+    if wanted("e2e") || wanted("types") {
         build_pkg()?;
     }
     let browsers = wanted("chrome") || wanted("firefox") || wanted("e2e");
@@ -377,7 +393,7 @@ fn test(args: &[String]) -> Result<(), String> {
     };
     let mut total = Tally::default();
     let mut report = Vec::new();
-    for mut suite in suites() {
+    for mut suite in suites(tsc.as_deref()) {
         if !wanted(suite.name) {
             continue;
         }

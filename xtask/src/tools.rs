@@ -22,6 +22,8 @@ const GECKODRIVER: &str = "0.37.1";
 /// The WebTorrent release (and its tracker) of the `webtorrent` benchmark.
 const WEBTORRENT: &str = "3.0.21";
 const BITTORRENT_TRACKER: &str = "11.2.3";
+/// The TypeScript release that checks `tests/types.ts` against the package's `swarmdrop.d.ts`.
+const TYPESCRIPT: &str = "5.9.3";
 
 /// Where downloaded tools live between runs and clones: `$SWARMDROP_TOOLS` or
 /// `~/.cache/swarmdrop`.
@@ -219,6 +221,27 @@ pub fn ensure(need: Need) -> Result<(), String> {
         )?;
     }
     Ok(())
+}
+
+/// The TypeScript compiler (npm `typescript`), for the `types` suite: installs it if missing
+/// and returns its `tsc` script (run with node).
+pub fn typescript() -> Result<PathBuf, String> {
+    let dir = cache_dir().join("typescript");
+    let module = dir.join("node_modules").join("typescript");
+    let installed = std::fs::read_to_string(module.join("package.json"))
+        .is_ok_and(|t| t.contains(&format!("\"version\": \"{TYPESCRIPT}\"")));
+    if !installed {
+        step(&format!("typescript@{TYPESCRIPT} (npm)"));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        run(
+            "npm install typescript",
+            Command::new("npm")
+                .args(["install", "--no-audit", "--no-fund", "--prefix"])
+                .arg(&dir)
+                .arg(format!("typescript@{TYPESCRIPT}")),
+        )?;
+    }
+    Ok(module.join("bin").join("tsc"))
 }
 
 /// WebTorrent's browser bundle and bittorrent-tracker, from npm, for the `webtorrent` benchmark

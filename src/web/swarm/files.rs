@@ -575,13 +575,14 @@ impl Download {
     }
 
     /// Resolves with the finished `File` (backed by the browser's storage), or rejects.
-    #[wasm_bindgen(getter)]
+    #[wasm_bindgen(getter, unchecked_return_type = "Promise<File>")]
     pub fn done(&self) -> js_sys::Promise {
         self.done.clone()
     }
 
     /// Calls `callback({ have, total, bytesPerSec, peers })` on "progress"; returns an
-    /// unsubscribe function.
+    /// unsubscribe function. (Typed in `types.rs`.)
+    #[wasm_bindgen(skip_typescript)]
     pub fn on(
         &self,
         event: String,
@@ -643,6 +644,7 @@ fn end_download(shared: &Shared, id: FileId, why: &str) {
 impl Swarm {
     /// Shares a `File`: hashes it (a slice at a time) and announces it to the swarm; resolves
     /// with `{ id, name, size }`. The file is read on demand while shared.
+    #[wasm_bindgen(unchecked_return_type = "SharedFile")]
     pub async fn share(&self, file: web_sys::File) -> Result<JsValue, JsError> {
         let size = file.size();
         let mut b = ManifestBuilder::new(&file.name(), size as u64, &file.type_());
@@ -683,6 +685,7 @@ impl Swarm {
     /// Every file in the swarm: `[{ id, name, size, type, sources, have, downloading, complete,
     /// received, error }]` (`received`: bytes fetched from peers in this session; `error`: why
     /// its last download stopped, if storing failed, else `null`).
+    #[wasm_bindgen(unchecked_return_type = "FileInfo[]")]
     pub fn files(&self) -> js_sys::Array {
         let inner = self.shared.borrow();
         inner.engine.files().iter().map(file_obj).collect()
@@ -776,7 +779,7 @@ impl Swarm {
     }
 
     /// Files stored in this browser: `[{ id, name, size, have, complete }]`.
-    #[wasm_bindgen(js_name = storedFiles)]
+    #[wasm_bindgen(js_name = storedFiles, unchecked_return_type = "StoredFile[]")]
     pub async fn stored_files(&self) -> Result<js_sys::Array, JsError> {
         let store = self.shared.borrow().files.store.clone();
         let Some(store) = store else {
