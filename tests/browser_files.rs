@@ -536,3 +536,138 @@ async fn a_tab_serves_pieces_from_data_once_their_piece_files_were_removed() {
         s.leave();
     }
 }
+
+/// Holds one of the API's objects to its TypeScript type (`swarmdrop.d.ts`): the same fields.
+fn assert_fields(ty: &str, obj: &JsValue) {
+    let mut got: Vec<String> = js_sys::Object::keys(obj.unchecked_ref::<js_sys::Object>())
+        .iter()
+        .filter_map(|k| k.as_string())
+        .collect();
+    let mut want = swarmdrop::web::types::fields_of(ty);
+    assert!(!want.is_empty(), "no TypeScript type {ty}");
+    got.sort();
+    want.sort();
+    assert_eq!(
+        got, want,
+        "{ty}: the object's fields against its TypeScript type"
+    );
+}
+
+#[wasm_bindgen_test]
+async fn the_api_objects_have_the_fields_their_typescript_types_name() {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    use std::rc::Rc;
+    use wasm_bindgen::closure::Closure;
+
+    let room = tag("types");
+    let a = join(&room, &tag("ta")).await;
+    // Every event's first detail, on either swarm.
+    let seen: Rc<RefCell<HashMap<String, JsValue>>> = Rc::default();
+    let mut listeners = Vec::new();
+    let events = [
+        "peer-joined",
+        "peer-left",
+        "peer-state",
+        "message",
+        "signal-state",
+        "error",
+        "file-announced",
+        "file-removed",
+        "file-complete",
+    ];
+    let listen = |s: &Swarm, listeners: &mut Vec<Closure<dyn FnMut(JsValue)>>| {
+        for ev in events {
+            let seen = Rc::clone(&seen);
+            let f = Closure::<dyn FnMut(JsValue)>::new(move |detail: JsValue| {
+                seen.borrow_mut().entry(ev.to_string()).or_insert(detail);
+            });
+            s.on(
+                ev.into(),
+                f.as_ref().unchecked_ref::<js_sys::Function>().clone(),
+            )
+            .map_err(JsValue::from)
+            .unwrap();
+            listeners.push(f);
+        }
+    };
+    listen(&a, &mut listeners);
+    let b = Swarm::join_with_storage(SIGNAL.unwrap(), &room, &tag("tb"))
+        .await
+        .unwrap();
+    listen(&b, &mut listeners);
+    until("connected", 20.0, || {
+        connected(&a) == 1 && connected(&b) == 1
+    })
+    .await;
+    b.send(a.id().unwrap(), JsValue::from_str("hi"))
+        .await
+        .map_err(JsValue::from)
+        .unwrap();
+
+    let data = random_bytes(2 * MIB);
+    let shared = a.share(file_of(&data, "typed.bin")).await.unwrap();
+    assert_fields("SharedFile", &shared);
+    let id = id_from_hex(
+        &js_sys::Reflect::get(&shared, &"id".into())
+            .unwrap()
+            .as_string()
+            .unwrap(),
+    )
+    .unwrap();
+    until("announced", 10.0, || knows(&b, &id)).await;
+    let dl = b.download(hex(&id)).unwrap();
+    let progress: Rc<RefCell<Option<JsValue>>> = Rc::default();
+    let on_progress = {
+        let progress = Rc::clone(&progress);
+        Closure::<dyn FnMut(JsValue)>::new(move |p: JsValue| {
+            progress.borrow_mut().get_or_insert(p);
+        })
+    };
+    dl.on(
+        "progress".into(),
+        on_progress
+            .as_ref()
+            .unchecked_ref::<js_sys::Function>()
+            .clone(),
+    )
+    .map_err(JsValue::from)
+    .unwrap();
+    JsFuture::from(dl.done()).await.expect("the download");
+    assert_fields(
+        "Progress",
+        progress.borrow().as_ref().expect("a progress event"),
+    );
+    assert_fields("FileInfo", &b.files().get(0));
+    let stored = b.stored_files().await.map_err(JsValue::from).unwrap();
+    assert_fields("StoredFile", &stored.get(0));
+    assert_fields("PeerInfo", &b.peers().get(0));
+    assert_fields("ConnectionInfo", &b.connections().get(0));
+
+    // A peer sending corrupt pieces is an "error"; a file no one has any more, "file-removed".
+    a.corrupt_uploads_for_testing(true);
+    let bad = share(&a, &file_of(&random_bytes(MIB), "bad.bin")).await;
+    until("announced", 10.0, || knows(&b, &bad)).await;
+    let _bad = b.download(hex(&bad)).unwrap();
+    until("an error event", 20.0, || {
+        seen.borrow().contains_key("error")
+    })
+    .await;
+    a.unshare(hex(&bad)).unwrap();
+    until("file-removed", 10.0, || {
+        seen.borrow().contains_key("file-removed")
+    })
+    .await;
+    b.delete_stored(hex(&id)).await.unwrap();
+    a.leave();
+    until("peer-left", 10.0, || {
+        seen.borrow().contains_key("peer-left")
+    })
+    .await;
+    for ev in events {
+        let detail = seen.borrow().get(ev).cloned();
+        let detail = detail.unwrap_or_else(|| panic!("no {ev} event"));
+        assert_fields(&format!("SwarmEvents.{ev}"), &detail);
+    }
+    b.leave();
+}

@@ -2,12 +2,15 @@
 //! methods return, each event's detail — added to the generated `swarmdrop.d.ts`, where the
 //! methods name them (`unchecked_return_type` / `unchecked_param_type`: wasm-bindgen writes the
 //! name as given and checks nothing, so these must follow the objects that `swarm.rs` and
-//! `files.rs` build). `tests/types.ts` uses them, and its misuses must fail to compile: `cargo
-//! xtask test` checks it with `tsc`.
+//! `files.rs` build: the browser test `the_api_objects_have_the_fields_their_typescript_types_name`
+//! holds the real objects to [`fields_of`] these). `tests/types.ts` uses them, and its misuses
+//! must fail to compile: `cargo xtask test` checks it with `tsc`.
 
 use wasm_bindgen::prelude::*;
 
 #[wasm_bindgen(typescript_custom_section)]
+const TS: &str = TYPES;
+
 const TYPES: &str = r#"
 /** What `Swarm.join` takes. */
 export interface JoinOptions {
@@ -126,3 +129,42 @@ export interface Download {
   on(event: "progress", callback: (progress: Progress) => void): () => void;
 }
 "#;
+
+/// The field names of interface `name` in the types above (one field per line), or of one of
+/// its properties' object types (`name` = `"SwarmEvents.peer-left"`): the browser tests hold
+/// the API's real objects to them.
+#[doc(hidden)]
+pub fn fields_of(name: &str) -> Vec<String> {
+    let (interface, member) = name.split_once('.').unwrap_or((name, ""));
+    let Some(start) = TYPES.find(&format!("export interface {interface} {{")) else {
+        return Vec::new();
+    };
+    let body = &TYPES[start..];
+    let body = &body[body.find('{').map_or(0, |i| i + 1)..body.find("\n}").unwrap_or(0)];
+    let field = |line: &str| {
+        let name = line.split(':').next()?.trim().trim_end_matches('?');
+        Some(name.trim_matches('"').to_string())
+    };
+    let lines = body
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("/**") && !l.starts_with('*'));
+    if member.is_empty() {
+        return lines.filter_map(field).collect();
+    }
+    // `"member": { a: string; b: number };`
+    lines
+        .filter(|l| field(l).as_deref() == Some(member))
+        .filter_map(|l| {
+            let inner = &l[l.find('{')? + 1..l.rfind('}')?];
+            Some(
+                inner
+                    .split(';')
+                    .filter_map(field)
+                    .filter(|f| !f.is_empty())
+                    .collect(),
+            )
+        })
+        .next()
+        .unwrap_or_default()
+}
