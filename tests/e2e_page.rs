@@ -35,7 +35,7 @@ async fn chromium_and_firefox_meet_through_the_page_and_chat() {
         let parts: Vec<&str> = storage.split(" · ").collect();
         assert_eq!(parts.len(), 3, "{:?}: {storage}", s.browser);
         assert_eq!(parts[0], "this browser (OPFS)", "{:?}", s.browser);
-        assert!(parts[1].ends_with(" stored"), "{:?}: {storage}", s.browser);
+        assert!(parts[1].ends_with(" used"), "{:?}: {storage}", s.browser);
         assert_eq!(
             parts[2], "the browser may clear it when the disk runs low",
             "{:?}",

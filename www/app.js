@@ -340,11 +340,11 @@ async function renderStorage(swarm) {
   const parts = [where];
   let persisted = null;
   if (swarm.storage !== "none" && navigator.storage) {
-    // What the site stores (its quota is not shown: Chromium reports usage + 10 GiB whatever
-    // the real one).
+    // What the site uses, as the browser counts it (a file counts with its length), and not its
+    // quota: Chromium reports usage + 10 GiB whatever the real one.
     try {
       const { usage } = await navigator.storage.estimate();
-      parts.push(`${formatBytes(usage)} stored`);
+      parts.push(`${formatBytes(usage)} used`);
     } catch { /* no estimate: the line says less */ }
     try { persisted = await navigator.storage.persisted(); } catch { /* unknown */ }
     if (persisted === true) parts.push("kept until you delete it");
