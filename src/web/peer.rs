@@ -324,6 +324,24 @@ pub enum Message {
     Text(String),
 }
 
+/// Frees a received message's buffer now that it is copied: detached by
+/// `ArrayBuffer.prototype.transfer(0)` (where the browser has it), its memory goes at once
+/// instead of when the garbage collector next finds the buffer — at the channel's full rate,
+/// some tens of MiB of such buffers had waited for it.
+fn release(buf: &js_sys::ArrayBuffer) {
+    thread_local! {
+        static TRANSFER: Option<js_sys::Function> =
+            js_sys::Reflect::get(&js_sys::ArrayBuffer::new(0), &JsValue::from_str("transfer"))
+                .ok()
+                .and_then(|f| f.dyn_into().ok());
+    }
+    TRANSFER.with(|transfer| {
+        if let Some(f) = transfer {
+            let _ = f.call1(buf, &JsValue::from(0));
+        }
+    });
+}
+
 /// One `RTCDataChannel`: `send` waits for the queue to drain below [`HIGH_WATER`]; received
 /// messages are read with [`DataChannel::recv`]. Closed when dropped.
 #[derive(Debug)]
@@ -349,7 +367,9 @@ impl DataChannel {
             };
             let data = ev.data();
             let msg = if let Some(buf) = data.dyn_ref::<js_sys::ArrayBuffer>() {
-                Message::Binary(js_sys::Uint8Array::new(buf).to_vec())
+                let bytes = js_sys::Uint8Array::new(buf).to_vec();
+                release(buf);
+                Message::Binary(bytes)
             } else if let Some(text) = data.as_string() {
                 Message::Text(text)
             } else {
