@@ -34,11 +34,21 @@ fn make_file(path: &Path, size: u64) {
     f.flush().unwrap();
 }
 
-/// RSS, in bytes, of the renderer process hosting the page in the browser using `profile`: of
-/// its renderers (others are spare or blank), the one that used the most CPU.
-fn renderer_rss(profile: &Path) -> u64 {
+/// The resident memory of a process, in bytes: in all, and its anonymous, file-backed and
+/// shared-memory parts (`/proc/PID/status`).
+#[derive(Clone, Copy, Default)]
+struct Rss {
+    total: u64,
+    anon: u64,
+    file: u64,
+    shmem: u64,
+}
+
+/// RSS of the renderer process hosting the page in the browser using `profile`: of its
+/// renderers (others are spare or blank), the one that used the most CPU.
+fn renderer_rss(profile: &Path) -> Rss {
     let needle = format!("--user-data-dir={}", profile.display());
-    let mut busiest = (0u64, 0u64); // (cpu ticks, rss bytes)
+    let mut busiest = (0u64, Rss::default()); // (cpu ticks, rss)
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let dir = entry.path();
         let Ok(cmd) = std::fs::read(dir.join("cmdline")) else {
@@ -58,14 +68,23 @@ fn renderer_rss(profile: &Path) -> u64 {
             .filter_map(|&i| fields.get(i).and_then(|v| v.parse::<u64>().ok()))
             .sum::<u64>();
         let status = std::fs::read_to_string(dir.join("status")).unwrap_or_default();
-        let kb: u64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
+        let bytes = |key: &str| -> u64 {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+                * 1024
+        };
         if ticks >= busiest.0 {
-            busiest = (ticks, kb * 1024);
+            let rss = Rss {
+                total: bytes("VmRSS:"),
+                anon: bytes("RssAnon:"),
+                file: bytes("RssFile:"),
+                shmem: bytes("RssShmem:"),
+            };
+            busiest = (ticks, rss);
         }
     }
     busiest.1
@@ -110,7 +129,10 @@ async fn memory_of_a_large_download() {
     let deadline = Instant::now() + Duration::from_secs(3600);
     let state = loop {
         tokio::time::sleep(Duration::from_millis(250)).await;
-        peak_rss = peak_rss.max(renderer_rss(b.profile()));
+        let rss = renderer_rss(b.profile());
+        if rss.total > peak_rss.total {
+            peak_rss = rss;
+        }
         let m = call(&b, "bench.memory()".into()).await;
         peak_wasm = peak_wasm.max(m["wasm"].as_f64().unwrap_or(0.0));
         peak_js = peak_js.max(m["jsHeap"].as_f64().unwrap_or(0.0));
@@ -127,9 +149,17 @@ async fn memory_of_a_large_download() {
     let secs = state["ms"].as_f64().unwrap() / 1000.0;
     let mb = |v: f64| v / MIB as f64;
     eprintln!(
-        "{mib} MiB in {secs:.1} s: renderer RSS peak {:.0} MiB (before {:.0}), wasm {:.0} MiB, JS heap {:.0} MiB",
-        mb(peak_rss as f64),
-        mb(base_rss as f64),
+        "{mib} MiB in {secs:.1} s: renderer RSS peak {:.0} MiB (before {:.0}; at the peak: \
+         anonymous {:.0}, file-backed {:.0}, shared memory {:.0}; before: {:.0}, {:.0}, {:.0}), \
+         wasm {:.0} MiB, JS heap {:.0} MiB",
+        mb(peak_rss.total as f64),
+        mb(base_rss.total as f64),
+        mb(peak_rss.anon as f64),
+        mb(peak_rss.file as f64),
+        mb(peak_rss.shmem as f64),
+        mb(base_rss.anon as f64),
+        mb(base_rss.file as f64),
+        mb(base_rss.shmem as f64),
         mb(peak_wasm),
         mb(peak_js)
     );
@@ -138,8 +168,10 @@ async fn memory_of_a_large_download() {
         json!({
             "mib": mib,
             "seconds": secs,
-            "peak_rss_mib": mb(peak_rss as f64),
-            "base_rss_mib": mb(base_rss as f64),
+            "peak_rss_mib": mb(peak_rss.total as f64),
+            "base_rss_mib": mb(base_rss.total as f64),
+            "peak_rss_anon_mib": mb(peak_rss.anon as f64),
+            "peak_rss_shmem_mib": mb(peak_rss.shmem as f64),
             "peak_wasm_mib": mb(peak_wasm),
             "peak_js_mib": mb(peak_js),
         })
