@@ -565,17 +565,13 @@ async fn the_api_objects_have_the_fields_their_typescript_types_name() {
     // Every event's first detail, on either swarm.
     let seen: Rc<RefCell<HashMap<String, JsValue>>> = Rc::default();
     let mut listeners = Vec::new();
-    let events = [
-        "peer-joined",
-        "peer-left",
-        "peer-state",
-        "message",
-        "signal-state",
-        "error",
-        "file-announced",
-        "file-removed",
-        "file-complete",
-    ];
+    // Every event `on` takes, and every one the types name.
+    let events = swarmdrop::web::EVENTS;
+    let mut typed = swarmdrop::web::types::fields_of("SwarmEvents");
+    let mut known: Vec<String> = events.iter().map(|e| e.to_string()).collect();
+    typed.sort();
+    known.sort();
+    assert_eq!(typed, known, "the events against SwarmEvents");
     let listen = |s: &Swarm, listeners: &mut Vec<Closure<dyn FnMut(JsValue)>>| {
         for ev in events {
             let seen = Rc::clone(&seen);

@@ -14,7 +14,7 @@ pub mod types;
 pub use error::WebError;
 pub use peer::{DataChannel, Message, PeerConnection, PeerEvent};
 pub use signal::{SignalClient, SignalEvent};
-pub use swarm::{live_objects, lose_hellos_for_testing, Download, Event, Swarm};
+pub use swarm::{live_objects, lose_hellos_for_testing, Download, Event, Swarm, EVENTS};
 
 /// Re-exported for the page: `PeerState` and friends in words.
 pub use crate::swarm::{PeerState, SignalState};

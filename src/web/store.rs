@@ -443,23 +443,30 @@ impl PieceStore {
         .unchecked_into())
     }
 
+    /// A writable stream on file `name` of `dir` (created if missing); what it writes replaces
+    /// the file only when it is closed.
+    async fn writable(
+        dir: &FileSystemDirectoryHandle,
+        name: &str,
+        context: &'static str,
+    ) -> Result<FileSystemWritableFileStream, WebError> {
+        let opts = FileSystemGetFileOptions::new();
+        opts.set_create(true);
+        let handle: FileSystemFileHandle =
+            wait(context, dir.get_file_handle_with_options(name, &opts))
+                .await?
+                .unchecked_into();
+        Ok(wait(context, handle.create_writable())
+            .await?
+            .unchecked_into())
+    }
+
     async fn write(
         dir: &FileSystemDirectoryHandle,
         name: &str,
         data: &[u8],
     ) -> Result<(), WebError> {
-        let opts = FileSystemGetFileOptions::new();
-        opts.set_create(true);
-        let handle: FileSystemFileHandle = wait(
-            "creating a piece file",
-            dir.get_file_handle_with_options(name, &opts),
-        )
-        .await?
-        .unchecked_into();
-        let stream: FileSystemWritableFileStream =
-            wait("opening a piece file", handle.create_writable())
-                .await?
-                .unchecked_into();
+        let stream = Self::writable(dir, name, "opening a piece file").await?;
         let array = js_sys::Uint8Array::from(data);
         wait(
             "writing a piece",
@@ -551,18 +558,7 @@ impl PieceStore {
         if need == 0 {
             return Ok(());
         }
-        let opts = FileSystemGetFileOptions::new();
-        opts.set_create(true);
-        let handle: FileSystemFileHandle = wait(
-            "checking for room",
-            dir.get_file_handle_with_options(ROOM, &opts),
-        )
-        .await?
-        .unchecked_into();
-        let stream: FileSystemWritableFileStream =
-            wait("checking for room", handle.create_writable())
-                .await?
-                .unchecked_into();
+        let stream = Self::writable(&dir, ROOM, "checking for room").await?;
         let extended = match stream.truncate_with_f64(need as f64) {
             Ok(p) => JsFuture::from(p).await,
             Err(e) => Err(e),

@@ -730,6 +730,19 @@ fn random_seed() -> Result<u64, WebError> {
     Ok(u64::from_le_bytes(bytes))
 }
 
+/// The events of [`Swarm::on`] (typed by `SwarmEvents` in `types.rs`).
+pub const EVENTS: [&str; 9] = [
+    "peer-joined",
+    "peer-left",
+    "peer-state",
+    "message",
+    "signal-state",
+    "error",
+    "file-announced",
+    "file-removed",
+    "file-complete",
+];
+
 /// A live swarm: the peers of one room, connected directly over WebRTC.
 #[wasm_bindgen]
 pub struct Swarm {
@@ -836,17 +849,6 @@ impl Swarm {
         event: String,
         callback: js_sys::Function,
     ) -> Result<js_sys::Function, JsError> {
-        const EVENTS: [&str; 9] = [
-            "peer-joined",
-            "peer-left",
-            "peer-state",
-            "message",
-            "signal-state",
-            "error",
-            "file-announced",
-            "file-removed",
-            "file-complete",
-        ];
         if !EVENTS.contains(&event.as_str()) {
             return Err(JsError::new(&format!(
                 "unknown event `{event}`; one of {}",

@@ -1,7 +1,7 @@
 //! Installs what the commands need, from the package registries only, each step idempotent.
 
 use crate::{root, run};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// What a command needs.
@@ -174,14 +174,10 @@ pub fn ensure(need: Need) -> Result<(), String> {
         BINARYEN.split('.').next().unwrap_or("")
     )) {
         step(&format!("wasm-opt (npm binaryen@{BINARYEN})"));
-        let dir = cache_dir().join("binaryen");
-        std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-        run(
-            "npm install binaryen",
-            Command::new("npm")
-                .args(["install", "--no-audit", "--no-fund", "--prefix"])
-                .arg(&dir)
-                .arg(format!("binaryen@{BINARYEN}")),
+        npm_install(
+            &cache_dir().join("binaryen"),
+            &[&format!("binaryen@{BINARYEN}")],
+            &[],
         )?;
     }
     std::fs::create_dir_all(cache_dir().join("wasm-pack")).map_err(|e| e.to_string())?;
@@ -223,6 +219,20 @@ pub fn ensure(need: Need) -> Result<(), String> {
     Ok(())
 }
 
+/// `npm install` of `packages` (name@version) into `dir`'s `node_modules`, with `flags`.
+fn npm_install(dir: &Path, packages: &[&str], flags: &[&str]) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    run(
+        &format!("npm install {}", packages.join(" ")),
+        Command::new("npm")
+            .arg("install")
+            .args(flags)
+            .args(["--no-audit", "--no-fund", "--prefix"])
+            .arg(dir)
+            .args(packages),
+    )
+}
+
 /// The TypeScript compiler (npm `typescript`), for the `types` suite: installs it if missing
 /// and returns its `tsc` script (run with node).
 pub fn typescript() -> Result<PathBuf, String> {
@@ -232,14 +242,7 @@ pub fn typescript() -> Result<PathBuf, String> {
         .is_ok_and(|t| t.contains(&format!("\"version\": \"{TYPESCRIPT}\"")));
     if !installed {
         step(&format!("typescript@{TYPESCRIPT} (npm)"));
-        std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-        run(
-            "npm install typescript",
-            Command::new("npm")
-                .args(["install", "--no-audit", "--no-fund", "--prefix"])
-                .arg(&dir)
-                .arg(format!("typescript@{TYPESCRIPT}")),
-        )?;
+        npm_install(&dir, &[&format!("typescript@{TYPESCRIPT}")], &[])?;
     }
     Ok(module.join("bin").join("tsc"))
 }
@@ -258,20 +261,13 @@ pub fn webtorrent() -> Result<PathBuf, String> {
         step(&format!(
             "webtorrent@{WEBTORRENT}, bittorrent-tracker@{BITTORRENT_TRACKER} (npm)"
         ));
-        std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-        run(
-            "npm install webtorrent",
-            Command::new("npm")
-                .args([
-                    "install",
-                    "--ignore-scripts",
-                    "--no-audit",
-                    "--no-fund",
-                    "--prefix",
-                ])
-                .arg(&dir)
-                .arg(format!("webtorrent@{WEBTORRENT}"))
-                .arg(format!("bittorrent-tracker@{BITTORRENT_TRACKER}")),
+        npm_install(
+            &dir,
+            &[
+                &format!("webtorrent@{WEBTORRENT}"),
+                &format!("bittorrent-tracker@{BITTORRENT_TRACKER}"),
+            ],
+            &["--ignore-scripts"],
         )?;
     }
     Ok(dir)
