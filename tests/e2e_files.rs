@@ -1,8 +1,9 @@
 //! E2E: Chromium shares a 64 MiB random file through the page's file input; Firefox downloads it
 //! through the page, is reloaded mid-transfer, resumes without re-fetching stored pieces, and ends
 //! with the same SHA-256. Also: a download that does not fit in the browser's storage (each
-//! browser), and the page's file list (picked and dropped files, names as text, a copied file
-//! link, Save, Delete, Stop sharing). Built only with `--features e2e`.
+//! browser), the page's file list (picked and dropped files, names as text, a copied file link,
+//! Save, Delete, Stop sharing), and a shared file changed on disk. Built only with
+//! `--features e2e`.
 #![cfg(not(target_arch = "wasm32"))]
 
 mod harness;
@@ -682,6 +683,94 @@ async fn the_page_shares_picked_and_dropped_files_and_a_copied_link_offers_one()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    chromium.close().await;
+    firefox.close().await;
+}
+
+/// A shared file that changes on disk can no longer be read (browsers refuse to read a picked
+/// file that changed since): the sharing page stops offering it and says why, and the
+/// downloader sees it has no source left, instead of waiting on one that cannot answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_file_changed_on_disk_stops_being_offered_and_the_sharer_is_told() {
+    let dir = TempDir::new("changed");
+    let path = dir.path().join("draft.bin");
+    std::fs::write(&path, vec![7u8; 4 * 1024 * 1024]).unwrap();
+    let server = Server::start(&[]);
+    let (chromium, firefox) = tokio::join!(
+        Session::start(Browser::Chromium),
+        Session::start(Browser::Firefox)
+    );
+    let link = format!("{}/#room=e2e-changed", server.url);
+    for s in [&chromium, &firefox] {
+        s.client.goto(&link).await.expect("open the page");
+        s.wait_state("#signal-state", "open", Duration::from_secs(20))
+            .await;
+    }
+    js(
+        &chromium,
+        "document.getElementById('file-input').classList.remove('visually-hidden'); return null",
+    )
+    .await;
+    chromium
+        .client
+        .find(Locator::Css("#file-input"))
+        .await
+        .expect("file input")
+        .send_keys(path.to_str().unwrap())
+        .await
+        .expect("choose the file");
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let id = loop {
+        let id = js(
+            &firefox,
+            "return window.swarmdrop.files().find(f => f.name === 'draft.bin')?.id ?? null",
+        )
+        .await;
+        if let Some(id) = id.as_str() {
+            break id.to_string();
+        }
+        assert!(Instant::now() < deadline, "the file never reached Firefox");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // The file is edited after it was shared (a later modification time, other bytes).
+    std::thread::sleep(Duration::from_millis(1100));
+    std::fs::write(&path, vec![9u8; 4 * 1024 * 1024]).unwrap();
+    click(
+        &firefox,
+        &format!("li[data-file='{id}'] button.download"),
+        "Download",
+    )
+    .await;
+    chromium
+        .wait_text_containing(
+            "#swarm-error",
+            "\"draft.bin\" can no longer be read",
+            Duration::from_secs(20),
+        )
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let info = file_info(&firefox, &id).await;
+        if info["sources"] == 0 {
+            assert_eq!(
+                info["have"], 0,
+                "nothing of the changed file is taken: {info}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Firefox still counts the sharer as a source: {info}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The sharer no longer lists it (no one has it).
+    let listed = js(
+        &chromium,
+        &format!("return !!document.querySelector(\"li[data-file='{id}']\")"),
+    )
+    .await;
+    assert_eq!(listed, false, "the sharer still lists the file");
     chromium.close().await;
     firefox.close().await;
 }

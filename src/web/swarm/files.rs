@@ -237,7 +237,7 @@ pub(super) fn act(shared: &Shared, out: TOut) {
         TOut::Read(peer, id, block) => {
             let shared = Rc::clone(shared);
             spawn_local(async move {
-                match read_block(&shared, &id, block).await {
+                match serve_block(&shared, &id, block).await {
                     Ok(mut data) => {
                         if shared.borrow().files.corrupt_uploads {
                             if let Some(b) = data.first_mut() {
@@ -323,6 +323,47 @@ fn let_go(shared: &Shared, id: FileId) {
             }
         });
     }
+}
+
+/// Reads a block to serve. A shared `File` that can no longer be read (changed, moved or
+/// deleted on disk: browsers refuse to read a picked file that changed since) is dropped:
+/// the block is read from the store if it holds the file, else the file is no longer shared,
+/// and the user is told why — its peers must not keep asking a source that cannot answer.
+async fn serve_block(shared: &Shared, id: &FileId, block: BlockRef) -> Result<Vec<u8>, WebError> {
+    let e = match read_block(shared, id, block).await {
+        Ok(data) => return Ok(data),
+        Err(e) => e,
+    };
+    let lost = {
+        let mut inner = shared.borrow_mut();
+        let lost = inner.files.local.remove(id).is_some();
+        if lost {
+            inner.files.reads.remove(|k| k.0 == *id);
+        }
+        lost
+    };
+    if !lost {
+        return Err(e);
+    }
+    tracing::warn!("a shared file can no longer be read ({e}); trying the store");
+    let again = read_block(shared, id, block).await;
+    if again.is_err() {
+        let name = shared
+            .borrow()
+            .engine
+            .manifest(id)
+            .map(|m| m.name.clone())
+            .unwrap_or_default();
+        feed(shared, TIn::Unshare(*id));
+        super::emit_error(
+            shared,
+            &format!(
+                "\"{name}\" can no longer be read ({e}): was it changed, moved or deleted? It is \
+                 no longer shared; share it again to offer it"
+            ),
+        );
+    }
+    again
 }
 
 async fn read_block(shared: &Shared, id: &FileId, block: BlockRef) -> Result<Vec<u8>, WebError> {
