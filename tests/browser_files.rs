@@ -537,13 +537,53 @@ async fn a_tab_serves_pieces_from_data_once_their_piece_files_were_removed() {
     }
 }
 
+/// The TypeScript types of the API's objects, as `swarmdrop.d.ts` gets them.
+const TYPES: &str = include_str!("../src/web/types.d.ts");
+
+/// The field names of interface `name` in [`TYPES`] (one field per line), or of one of its
+/// properties' object types (`name` = `"SwarmEvents.peer-left"`).
+fn fields_of(name: &str) -> Vec<String> {
+    let (interface, member) = name.split_once('.').unwrap_or((name, ""));
+    let Some(start) = TYPES.find(&format!("export interface {interface} {{")) else {
+        return Vec::new();
+    };
+    let body = &TYPES[start..];
+    let body = &body[body.find('{').map_or(0, |i| i + 1)..body.find("\n}").unwrap_or(0)];
+    let field = |line: &str| {
+        let name = line.split(':').next()?.trim().trim_end_matches('?');
+        Some(name.trim_matches('"').to_string())
+    };
+    let lines = body
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("/**") && !l.starts_with('*'));
+    if member.is_empty() {
+        return lines.filter_map(field).collect();
+    }
+    // `"member": { a: string; b: number };`
+    lines
+        .filter(|l| field(l).as_deref() == Some(member))
+        .filter_map(|l| {
+            let inner = &l[l.find('{')? + 1..l.rfind('}')?];
+            Some(
+                inner
+                    .split(';')
+                    .filter_map(field)
+                    .filter(|f| !f.is_empty())
+                    .collect(),
+            )
+        })
+        .next()
+        .unwrap_or_default()
+}
+
 /// Holds one of the API's objects to its TypeScript type (`swarmdrop.d.ts`): the same fields.
 fn assert_fields(ty: &str, obj: &JsValue) {
     let mut got: Vec<String> = js_sys::Object::keys(obj.unchecked_ref::<js_sys::Object>())
         .iter()
         .filter_map(|k| k.as_string())
         .collect();
-    let mut want = swarmdrop::web::types::fields_of(ty);
+    let mut want = fields_of(ty);
     assert!(!want.is_empty(), "no TypeScript type {ty}");
     got.sort();
     want.sort();
@@ -567,7 +607,7 @@ async fn the_api_objects_have_the_fields_their_typescript_types_name() {
     let mut listeners = Vec::new();
     // Every event `on` takes, and every one the types name.
     let events = swarmdrop::web::EVENTS;
-    let mut typed = swarmdrop::web::types::fields_of("SwarmEvents");
+    let mut typed = fields_of("SwarmEvents");
     let mut known: Vec<String> = events.iter().map(|e| e.to_string()).collect();
     typed.sort();
     known.sort();

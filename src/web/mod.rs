@@ -9,7 +9,7 @@ pub mod peer;
 pub mod signal;
 pub mod store;
 mod swarm;
-pub mod types;
+mod types;
 
 pub use error::WebError;
 pub use peer::{DataChannel, Message, PeerConnection, PeerEvent};
