@@ -32,6 +32,29 @@ async fn file_info(s: &Session, id: &str) -> Value {
     .await
 }
 
+/// Opens the page at `url` and waits until it has joined its room.
+async fn open(s: &Session, url: &str) {
+    s.client.goto(url).await.expect("open the page");
+    s.wait_state("#signal-state", "open", Duration::from_secs(20))
+        .await;
+}
+
+/// Shares `paths` (files on disk) through the page's file input, made visible for WebDriver.
+async fn pick(s: &Session, paths: &[&str]) {
+    js(
+        s,
+        "document.getElementById('file-input').classList.remove('visually-hidden'); return null",
+    )
+    .await;
+    s.client
+        .find(Locator::Css("#file-input"))
+        .await
+        .expect("file input")
+        .send_keys(&paths.join("\n"))
+        .await
+        .expect("choose the files");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_64_mib_file_from_chromium_to_firefox_with_a_reload_in_between() {
     let dir = TempDir::new("upload");
@@ -67,29 +90,13 @@ async fn a_64_mib_file_from_chromium_to_firefox_with_a_reload_in_between() {
     );
     let link = format!("{}/#room=e2e-files", server.url);
     for s in [&chromium, &firefox] {
-        s.client.goto(&link).await.expect("open the page");
-        s.wait_state("#signal-state", "open", Duration::from_secs(20))
-            .await;
+        open(s, &link).await;
         // The store's worker starts from the package under the server's CSP (else the page
         // writes pieces itself, slower).
         let storage = js(s, "return window.swarmdrop.storage").await;
         assert_eq!(storage, "worker", "{:?}", s.browser);
     }
-    // Share through the file input (made visible for WebDriver).
-    js(
-        &chromium,
-        "document.getElementById('file-input').classList.remove('visually-hidden'); return null",
-    )
-    .await;
-    let input = chromium
-        .client
-        .find(Locator::Css("#file-input"))
-        .await
-        .expect("file input");
-    input
-        .send_keys(path.to_str().unwrap())
-        .await
-        .expect("choose the file");
+    pick(&chromium, &[path.to_str().unwrap()]).await;
 
     // Firefox sees it and downloads it through the page.
     let row = "#files li[data-file]";
@@ -326,9 +333,7 @@ async fn a_download_that_does_not_fit_says_so_then_completes_once_room_is_made(
         server.url
     );
     for s in [&sender, &receiver] {
-        s.client.goto(&link).await.expect("open the page");
-        s.wait_state("#signal-state", "open", Duration::from_secs(20))
-            .await;
+        open(s, &link).await;
     }
     let storage = js(&receiver, "return window.swarmdrop.storage").await;
     assert_eq!(
@@ -497,27 +502,14 @@ async fn the_page_shares_picked_and_dropped_files_and_a_copied_link_offers_one()
     );
     let room = "e2e-page-files";
     for s in [&chromium, &firefox] {
-        s.client
-            .goto(&format!("{}/#room={room}", server.url))
-            .await
-            .expect("open the page");
-        s.wait_state("#signal-state", "open", Duration::from_secs(20))
-            .await;
+        open(s, &format!("{}/#room={room}", server.url)).await;
     }
     // Chromium picks all three at once.
-    js(
+    pick(
         &chromium,
-        "document.getElementById('file-input').classList.remove('visually-hidden'); return null",
+        &paths.iter().map(String::as_str).collect::<Vec<_>>(),
     )
     .await;
-    chromium
-        .client
-        .find(Locator::Css("#file-input"))
-        .await
-        .expect("file input")
-        .send_keys(&paths.join("\n"))
-        .await
-        .expect("choose the files");
     // Firefox drops one on the drop zone.
     js(
         &firefox,
@@ -614,14 +606,7 @@ async fn the_page_shares_picked_and_dropped_files_and_a_copied_link_offers_one()
 
     // Opened in Firefox (a new load of the page), the link offers that file.
     firefox.client.goto("about:blank").await.expect("leave");
-    firefox
-        .client
-        .goto(&wanted_link)
-        .await
-        .expect("open the link");
-    firefox
-        .wait_state("#signal-state", "open", Duration::from_secs(20))
-        .await;
+    open(&firefox, &wanted_link).await;
     firefox
         .wait_text_containing(
             "#wanted",
@@ -702,23 +687,9 @@ async fn a_shared_file_changed_on_disk_stops_being_offered_and_the_sharer_is_tol
     );
     let link = format!("{}/#room=e2e-changed", server.url);
     for s in [&chromium, &firefox] {
-        s.client.goto(&link).await.expect("open the page");
-        s.wait_state("#signal-state", "open", Duration::from_secs(20))
-            .await;
+        open(s, &link).await;
     }
-    js(
-        &chromium,
-        "document.getElementById('file-input').classList.remove('visually-hidden'); return null",
-    )
-    .await;
-    chromium
-        .client
-        .find(Locator::Css("#file-input"))
-        .await
-        .expect("file input")
-        .send_keys(path.to_str().unwrap())
-        .await
-        .expect("choose the file");
+    pick(&chromium, &[path.to_str().unwrap()]).await;
     let deadline = Instant::now() + Duration::from_secs(40);
     let id = loop {
         let id = js(

@@ -495,6 +495,12 @@ impl PieceStore {
         Self::write(&dir, MANIFEST, &m.encode()).await
     }
 
+    /// Whether [`write_piece`](Self::write_piece) will use its `stored` for file `id`: where
+    /// the page writes pieces and the file's room check has not started (else 0 will do).
+    pub fn wants_stored(&self, id: &FileId) -> bool {
+        self.worker().is_none() && !self.room.borrow().contains_key(id)
+    }
+
     /// Stores verified piece `piece` of file `id` (of `size` bytes, `stored` of them stored
     /// already), which starts at byte `at`. The first write into the file's `data` (or, where
     /// the page writes, its first piece file) checks that the browser lets the site store all

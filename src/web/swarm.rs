@@ -842,7 +842,7 @@ impl Swarm {
 
     /// Calls `callback(detail)` on `event` ("peer-joined", "peer-left", "peer-state",
     /// "message", "signal-state", "error", "file-announced", "file-removed", "file-complete");
-    /// returns a function that unsubscribes. (Typed in `types.rs`, by event.)
+    /// returns a function that unsubscribes. (Typed in `types.d.ts`, by event.)
     #[wasm_bindgen(skip_typescript)]
     pub fn on(
         &self,

@@ -303,7 +303,13 @@ async fn store_piece(
         } else {
             Some(m.clone())
         };
-        (store, manifest, at, m.size, inner.engine.have_bytes(id))
+        // (Counted only where the store will use it: it walks the file's pieces.)
+        let stored = if store.wants_stored(id) {
+            inner.engine.have_bytes(id)
+        } else {
+            0
+        };
+        (store, manifest, at, m.size, stored)
     };
     if let Some(m) = manifest {
         store.save_manifest(&m).await?;
@@ -622,7 +628,7 @@ impl Download {
     }
 
     /// Calls `callback({ have, total, bytesPerSec, peers })` on "progress"; returns an
-    /// unsubscribe function. (Typed in `types.rs`.)
+    /// unsubscribe function. (Typed in `types.d.ts`.)
     #[wasm_bindgen(skip_typescript)]
     pub fn on(
         &self,
