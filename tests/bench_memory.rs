@@ -1,6 +1,7 @@
 //! `cargo xtask bench memory`: a large file shared from disk by one Chromium and downloaded by
 //! another into OPFS, while the receiving tab's memory is sampled: the RSS of its renderer
-//! processes (from /proc), and the page's wasm memory and JS heap. Prints figures; asserts only
+//! processes (from /proc), and the page's wasm memory and JS heap; and the sharing tab's
+//! renderer RSS. Prints figures; asserts only
 //! that the download completes with the right size.
 #![cfg(not(target_arch = "wasm32"))]
 
@@ -124,6 +125,8 @@ async fn memory_of_a_large_download() {
     );
 
     let base_rss = renderer_rss(b.profile());
+    let sender_base = renderer_rss(a.profile());
+    let mut sender_peak = sender_base;
     call(&b, format!("bench.startDownload({id}, 1)")).await;
     let (mut peak_rss, mut peak_wasm, mut peak_js) = (base_rss, 0.0f64, 0.0f64);
     let deadline = Instant::now() + Duration::from_secs(3600);
@@ -132,6 +135,10 @@ async fn memory_of_a_large_download() {
         let rss = renderer_rss(b.profile());
         if rss.total > peak_rss.total {
             peak_rss = rss;
+        }
+        let rss = renderer_rss(a.profile());
+        if rss.total > sender_peak.total {
+            sender_peak = rss;
         }
         let m = call(&b, "bench.memory()".into()).await;
         peak_wasm = peak_wasm.max(m["wasm"].as_f64().unwrap_or(0.0));
@@ -151,7 +158,8 @@ async fn memory_of_a_large_download() {
     eprintln!(
         "{mib} MiB in {secs:.1} s: renderer RSS peak {:.0} MiB (before {:.0}; at the peak: \
          anonymous {:.0}, file-backed {:.0}, shared memory {:.0}; before: {:.0}, {:.0}, {:.0}), \
-         wasm {:.0} MiB, JS heap {:.0} MiB",
+         wasm {:.0} MiB, JS heap {:.0} MiB; the sharing tab's renderer RSS peak {:.0} MiB \
+         (before {:.0}; anonymous at the peak {:.0})",
         mb(peak_rss.total as f64),
         mb(base_rss.total as f64),
         mb(peak_rss.anon as f64),
@@ -161,7 +169,10 @@ async fn memory_of_a_large_download() {
         mb(base_rss.file as f64),
         mb(base_rss.shmem as f64),
         mb(peak_wasm),
-        mb(peak_js)
+        mb(peak_js),
+        mb(sender_peak.total as f64),
+        mb(sender_base.total as f64),
+        mb(sender_peak.anon as f64),
     );
     println!(
         "BENCH-JSON {}",
@@ -174,6 +185,8 @@ async fn memory_of_a_large_download() {
             "peak_rss_shmem_mib": mb(peak_rss.shmem as f64),
             "peak_wasm_mib": mb(peak_wasm),
             "peak_js_mib": mb(peak_js),
+            "sender_peak_rss_mib": mb(sender_peak.total as f64),
+            "sender_base_rss_mib": mb(sender_base.total as f64),
         })
     );
     a.close().await;

@@ -138,6 +138,55 @@ async fn wait_event(
     }
 }
 
+/// Ranges of a file as sharing reads them: across the reader's 1 MiB buffers, unaligned, empty,
+/// whole, and more at once than buffers are kept; each exactly the file's bytes. The browser
+/// must give blobs a byte stream (the reads are BYOB, into reused buffers; without it each
+/// read allocates a buffer the garbage collector frees late).
+#[wasm_bindgen_test]
+async fn ranges_of_a_file_read_back_exactly_through_a_byob_reader() {
+    let bytes = random_bytes(3 * 1024 * 1024 + 12345);
+    let file = file_of(&bytes, "ranges.bin");
+    let options = web_sys::ReadableStreamGetReaderOptions::new();
+    options.set_mode(web_sys::ReadableStreamReaderMode::Byob);
+    let reader = file.stream().get_reader_with_options(&options);
+    assert!(
+        reader.is_instance_of::<web_sys::ReadableStreamByobReader>(),
+        "a blob's stream has no BYOB reader here"
+    );
+    let n = bytes.len();
+    let ranges = [
+        (0, n),
+        (0, 0),
+        (5, 5),
+        (1, 1 << 20),
+        ((1 << 20) - 7, (1 << 20) + 9),
+        (12345, 2 * (1 << 20) + 3),
+        (n - 1, n),
+        (n - 100_000, n),
+    ];
+    let file = &file;
+    let reads = ranges.iter().map(|&(start, end)| async move {
+        let got = swarmdrop::web::store::read_blob(file, start as f64, end as f64)
+            .await
+            .unwrap_or_else(|e| panic!("reading {start}..{end}: {e}"));
+        (start, end, got)
+    });
+    // All at once: more reads than buffers kept, each with a buffer of its own.
+    for (start, end, got) in futures::future::join_all(reads).await {
+        assert!(got == bytes[start..end], "bytes {start}..{end} differ");
+    }
+    // Again one at a time, on the kept buffers.
+    for &(start, end) in &ranges {
+        let got = swarmdrop::web::store::read_blob(file, start as f64, end as f64)
+            .await
+            .unwrap();
+        assert!(
+            got == bytes[start..end],
+            "bytes {start}..{end} differ (again)"
+        );
+    }
+}
+
 #[wasm_bindgen_test]
 async fn eight_mib_from_a_to_b_and_c_with_c_also_fetching_from_b() {
     let room = tag("files");

@@ -790,5 +790,15 @@ fn memory(quick: bool) -> Result<Vec<Row>, String> {
             unit: "MiB",
             goal: "".into(),
         },
+        Row {
+            figure: format!(
+                "sharing tab's renderer RSS, peak while it serves that download ({:.0} MiB before it)",
+                num("sender_base_rss_mib"),
+            ),
+            ours: num("sender_peak_rss_mib"),
+            baseline: 256.0,
+            unit: "MiB",
+            goal: "< 256 MiB".into(),
+        },
     ])
 }
