@@ -1,13 +1,14 @@
 //! `cargo xtask bench memory`: a large file shared from disk by one Chromium and downloaded by
 //! another into OPFS, while the receiving tab's memory is sampled: the RSS of its renderer
 //! processes (from /proc), and the page's wasm memory and JS heap; and the sharing tab's
-//! renderer RSS. Prints figures; asserts only
-//! that the download completes with the right size.
+//! renderer RSS. The baseline, first, in two fresh browsers: the same bytes over a raw data
+//! channel to a receiver that writes each message to OPFS. Prints figures; asserts only that
+//! the transfers complete with the right size.
 #![cfg(not(target_arch = "wasm32"))]
 
 mod harness;
 
-use harness::{bench_page, call, Browser, Server, TempDir};
+use harness::{bench_page, call, try_call, Browser, Server, TempDir};
 use serde_json::json;
 use std::io::Write;
 use std::path::Path;
@@ -91,6 +92,45 @@ fn renderer_rss(profile: &Path) -> Rss {
     busiest.1
 }
 
+/// The baseline: `size` bytes over a raw `RTCDataChannel` between two fresh Chromiums, the
+/// receiver writing each message to OPFS as it arrives (the bench page's raw, stored receiver:
+/// a worker, a sync access handle). Its renderer's RSS before and at the peak, and the seconds.
+async fn raw_stored_peak(server: &Server, size: u64) -> (Rss, Rss, f64) {
+    let (a, b) = tokio::join!(
+        bench_page(server, Browser::Chromium),
+        bench_page(server, Browser::Chromium)
+    );
+    let base = renderer_rss(b.profile());
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let sample = async {
+        let mut peak = base;
+        while !done.load(std::sync::atomic::Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let rss = renderer_rss(b.profile());
+            if rss.total > peak.total {
+                peak = rss;
+            }
+        }
+        peak
+    };
+    let room = "memory-raw";
+    let transfer = async {
+        let r = tokio::join!(
+            try_call(&a, format!("bench.rawSend('{room}', {size})")),
+            try_call(&b, format!("bench.rawReceive('{room}', {size}, true)")),
+        );
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        r
+    };
+    let (peak, (sent, got)) = tokio::join!(sample, transfer);
+    sent.expect("raw send");
+    let got = got.expect("raw receive");
+    assert!(got["bytes"].as_u64() >= Some(size), "raw: {got}");
+    a.close().await;
+    b.close().await;
+    (base, peak, got["ms"].as_f64().unwrap_or(f64::NAN) / 1000.0)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_of_a_large_download() {
     let mib: u64 = std::env::var("SWARMDROP_BENCH_MEMORY_MIB")
@@ -102,6 +142,15 @@ async fn memory_of_a_large_download() {
     let path = dir.path().join("large.bin");
     make_file(&path, size);
     let server = Server::start(&[]);
+    let (raw_base, raw_peak, raw_secs) = raw_stored_peak(&server, size).await;
+    eprintln!(
+        "raw, stored: {mib} MiB in {raw_secs:.1} s: renderer RSS peak {:.0} MiB (before {:.0}; \
+         anonymous at the peak {:.0}, file-backed {:.0})",
+        raw_peak.total as f64 / MIB as f64,
+        raw_base.total as f64 / MIB as f64,
+        raw_peak.anon as f64 / MIB as f64,
+        raw_peak.file as f64 / MIB as f64,
+    );
     let (a, b) = tokio::join!(
         bench_page(&server, Browser::Chromium),
         bench_page(&server, Browser::Chromium)
@@ -187,6 +236,9 @@ async fn memory_of_a_large_download() {
             "peak_js_mib": mb(peak_js),
             "sender_peak_rss_mib": mb(sender_peak.total as f64),
             "sender_base_rss_mib": mb(sender_base.total as f64),
+            "raw_peak_rss_mib": mb(raw_peak.total as f64),
+            "raw_base_rss_mib": mb(raw_base.total as f64),
+            "raw_seconds": raw_secs,
         })
     );
     a.close().await;

@@ -777,6 +777,18 @@ fn memory(quick: bool) -> Result<Vec<Row>, String> {
             goal: "< 256 MiB".into(),
         },
         Row {
+            figure: format!(
+                "the same, against a raw RTCDataChannel receiver writing each message to OPFS \
+                 (fresh browsers, same bytes; {:.0} MiB before it; {:.1} MB/s)",
+                num("raw_base_rss_mib"),
+                mib as f64 * 1.048_576 / num("raw_seconds")
+            ),
+            ours: num("peak_rss_mib"),
+            baseline: num("raw_peak_rss_mib"),
+            unit: "MiB",
+            goal: "(for reference)".into(),
+        },
+        Row {
             figure: "its wasm memory, peak".into(),
             ours: num("peak_wasm_mib"),
             baseline: 256.0,
