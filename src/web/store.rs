@@ -738,59 +738,71 @@ impl PieceStore {
         pieces
     }
 
-    /// Every stored file: its manifest and which pieces are on disk.
+    /// Every stored file: its manifest and which pieces are on disk. A folder that cannot be
+    /// read is left out (one being deleted meanwhile, by this tab or another, is gone before
+    /// it can be opened: the listing of the others must not fail with it).
     pub async fn list(&self) -> Result<Vec<(Manifest, Bitfield)>, WebError> {
         let mut out = Vec::new();
         for name in keys(&self.root).await? {
             let Some(id) = id_from_hex(&name) else {
                 continue;
             };
-            let dir = self.dir(&id, false).await?;
-            let Ok(file) = Self::file(&dir, MANIFEST).await else {
-                continue; // a folder without a manifest holds nothing usable
-            };
-            let bytes = read_blob(&file, 0.0, file.size()).await?;
-            let Ok(m) = Manifest::decode(&bytes, &id) else {
-                continue;
-            };
-            let mut have = Bitfield::new(m.pieces());
-            let in_data: HashSet<u32> = self.data_pieces(&m, &dir).await.into_iter().collect();
-            for &p in &in_data {
-                have.set(p);
+            match self.listed(&id).await {
+                Ok(Some(file)) => out.push(file),
+                Ok(None) => {}
+                Err(e) => tracing::debug!("stored file {name} left out of the list: {e}"),
             }
-            let mut spare = Vec::new();
-            for entry in keys(&dir).await? {
-                if let Some(p) = piece_number(&entry) {
-                    if in_data.contains(&p) {
-                        spare.push(entry);
-                        continue;
-                    }
-                    // Only pieces of the right length count (a piece is written whole or not).
-                    if p < m.pieces() && !have.get(p) {
-                        if let Ok(f) = Self::file(&dir, &entry).await {
-                            if f.size() as u32 == m.piece_len(p) {
-                                have.set(p);
-                            }
-                        }
-                    }
-                }
-            }
-            // Piece files of pieces `data` has now too (written by a tab while another one
-            // held `data`) only take room: they go, unless a tab has handed over a `File` that
-            // holds them (a tab still serving from one finds the piece in `data`, see `read`).
-            if !spare.is_empty() {
-                if let Some(_nobody_else) = web_lock(&self.lock_name(&id), true, true).await {
-                    for entry in spare {
-                        let removed = wait("removing a piece file", dir.remove_entry(&entry));
-                        if let Err(e) = removed.await {
-                            tracing::debug!("keeping {entry} of {}: {e}", m.name);
-                        }
-                    }
-                }
-            }
-            out.push((m, have));
         }
         Ok(out)
+    }
+
+    /// One stored file's manifest and pieces on disk (see [`list`](Self::list)); `None` for a
+    /// folder that holds nothing usable.
+    async fn listed(&self, id: &FileId) -> Result<Option<(Manifest, Bitfield)>, WebError> {
+        let dir = self.dir(id, false).await?;
+        let Ok(file) = Self::file(&dir, MANIFEST).await else {
+            return Ok(None); // a folder without a manifest holds nothing usable
+        };
+        let bytes = read_blob(&file, 0.0, file.size()).await?;
+        let Ok(m) = Manifest::decode(&bytes, id) else {
+            return Ok(None);
+        };
+        let mut have = Bitfield::new(m.pieces());
+        let in_data: HashSet<u32> = self.data_pieces(&m, &dir).await.into_iter().collect();
+        for &p in &in_data {
+            have.set(p);
+        }
+        let mut spare = Vec::new();
+        for entry in keys(&dir).await? {
+            if let Some(p) = piece_number(&entry) {
+                if in_data.contains(&p) {
+                    spare.push(entry);
+                    continue;
+                }
+                // Only pieces of the right length count (a piece is written whole or not).
+                if p < m.pieces() && !have.get(p) {
+                    if let Ok(f) = Self::file(&dir, &entry).await {
+                        if f.size() as u32 == m.piece_len(p) {
+                            have.set(p);
+                        }
+                    }
+                }
+            }
+        }
+        // Piece files of pieces `data` has now too (written by a tab while another one
+        // held `data`) only take room: they go, unless a tab has handed over a `File` that
+        // holds them (a tab still serving from one finds the piece in `data`, see `read`).
+        if !spare.is_empty() {
+            if let Some(_nobody_else) = web_lock(&self.lock_name(id), true, true).await {
+                for entry in spare {
+                    let removed = wait("removing a piece file", dir.remove_entry(&entry));
+                    if let Err(e) = removed.await {
+                        tracing::debug!("keeping {entry} of {}: {e}", m.name);
+                    }
+                }
+            }
+        }
+        Ok(Some((m, have)))
     }
 
     /// How many of a file's pieces are stored as piece files (rather than in its `data`).
