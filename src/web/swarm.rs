@@ -730,7 +730,7 @@ fn random_seed() -> Result<u64, WebError> {
     Ok(u64::from_le_bytes(bytes))
 }
 
-/// The events of [`Swarm::on`] (typed by `SwarmEvents` in `types.rs`).
+/// The events of [`Swarm::on`] (typed by `SwarmEvents` in `types.d.ts`).
 pub const EVENTS: [&str; 9] = [
     "peer-joined",
     "peer-left",
