@@ -25,11 +25,28 @@ fn pairs() -> Vec<(Browser, Browser)> {
     use Browser::*;
     match std::env::var("SWARMDROP_BENCH_PAIRS").as_deref() {
         Ok("quick") => vec![(Chromium, Chromium)],
+        // A list of pairs, e.g. `cf,fc` (c: Chromium, f: Firefox; sender first).
+        Ok(list) if !list.is_empty() && list.split(',').all(|p| pair(p).is_some()) => {
+            list.split(',').filter_map(pair).collect()
+        }
         _ => vec![
             (Chromium, Chromium),
             (Chromium, Firefox),
             (Firefox, Chromium),
         ],
+    }
+}
+
+fn pair(code: &str) -> Option<(Browser, Browser)> {
+    let browser = |c| match c {
+        'c' => Some(Browser::Chromium),
+        'f' => Some(Browser::Firefox),
+        _ => None,
+    };
+    let mut chars = code.trim().chars();
+    match (chars.next(), chars.next(), chars.next()) {
+        (Some(a), Some(b), None) => Some((browser(a)?, browser(b)?)),
+        _ => None,
     }
 }
 
