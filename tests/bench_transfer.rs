@@ -237,6 +237,15 @@ async fn raw_round(a: &Session, b: &Session, room: &str, size: u64, store: bool)
     }
 }
 
+/// A wait for the next bytes this long or longer is a pause: on loopback here the SCTP
+/// retransmission timer after a lost packet, 0.4–0.9 s, in raw and swarmdrop transfers alike;
+/// a transfer's longest wait is otherwise under 0.25 s (swarmdrop's first piece included).
+const PAUSE_MS: f64 = 300.0;
+
+fn pause_ms(v: &Value) -> f64 {
+    v["pauseMs"].as_f64().unwrap_or(0.0)
+}
+
 fn mb_per_s(v: &Value, size: u64) -> f64 {
     let bytes = v["bytes"].as_f64().unwrap();
     assert!(bytes >= size as f64, "only {bytes} of {size} bytes arrived");
@@ -262,15 +271,20 @@ async fn transfer_throughput() {
             // The raw channel with the receiver storing to OPFS as it receives (not in the
             // WebTorrent run, to keep it short).
             let (mut stored, mut stored_cpu) = (Vec::new(), Vec::new());
+            // Each transfer's longest wait for its next bytes (`pauses` in bench.js), per round:
+            // raw, raw stored (where it runs), swarmdrop.
+            let mut waits: Vec<Vec<f64>> = Vec::new();
             for round in 0..rounds() {
                 let (cpu, recv) = raw_round(&a, &b, &format!("raw-{n}-{round}"), size, false).await;
                 raw_cpu.push(cpu);
                 raws.push(mb_per_s(&recv, size));
+                let mut wait = vec![pause_ms(&recv)];
                 if tracker.is_none() {
                     let (cpu, recv) =
                         raw_round(&a, &b, &format!("rawst-{n}-{round}"), size, true).await;
                     stored_cpu.push(cpu);
                     stored.push(mb_per_s(&recv, size));
+                    wait.push(pause_ms(&recv));
                 }
                 let room = format!("sd-{n}-{round}");
                 let (id, _) = tokio::join!(
@@ -300,6 +314,8 @@ async fn transfer_throughput() {
                     print_profile(&cdp(s, "Profiler.stop", json!({})).await, who);
                 }
                 ours.push(mb_per_s(&got, size));
+                wait.push(pause_ms(&got));
+                waits.push(wait);
                 // Leave the swarm before WebTorrent runs.
                 for s in [&a, &b] {
                     let _ = s.client.execute("if (window.swarm) { window.swarm.leave(); window.swarm = null; } return null", vec![]).await;
@@ -308,7 +324,7 @@ async fn transfer_throughput() {
                     wts.push(webtorrent(&a, &b, size, t).await);
                 }
                 eprintln!(
-                    "{from:?}→{to:?} {} MiB, round {}: raw {:.1} MB/s ({:.0} CPU ms/MB){}, swarmdrop {:.1} MB/s ({:.0} CPU ms/MB) (first piece stored {:.0} ms after download(), the last {:.0} ms, done {:.0} ms){}",
+                    "{from:?}→{to:?} {} MiB, round {}: raw {:.1} MB/s ({:.0} CPU ms/MB){}, swarmdrop {:.1} MB/s ({:.0} CPU ms/MB) (first piece stored {:.0} ms after download(), the last {:.0} ms, done {:.0} ms){}; longest waits {} ms",
                     size / MIB,
                     round + 1,
                     raws[round],
@@ -324,11 +340,31 @@ async fn transfer_throughput() {
                     got["ms"].as_f64().unwrap_or(f64::NAN),
                     wts.get(round)
                         .map(|w| format!(", webtorrent {w:.1} MB/s"))
-                        .unwrap_or_default()
+                        .unwrap_or_default(),
+                    waits[round]
+                        .iter()
+                        .map(|w| format!("{w:.0}"))
+                        .collect::<Vec<_>>()
+                        .join(" / ")
                 );
             }
+            // The rates of the transfers (the `k`th of each round) that did not pause: their
+            // median and how many.
+            let unpaused = |v: &[f64], k: usize| {
+                let kept: Vec<f64> = v
+                    .iter()
+                    .zip(&waits)
+                    .filter(|(_, w)| w.get(k).is_some_and(|&w| w < PAUSE_MS))
+                    .map(|(&x, _)| x)
+                    .collect();
+                json!({ "n": kept.len(), "mbps": (!kept.is_empty()).then(|| median(&kept)) })
+            };
+            let last = if stored.is_empty() { 1 } else { 2 };
             results.push(json!({
                 "from": format!("{from:?}"), "to": format!("{to:?}"),
+                "unpaused_raw": unpaused(&raws, 0),
+                "unpaused_raw_stored": unpaused(&stored, 1),
+                "unpaused_swarmdrop": unpaused(&ours, last),
                 "mib": size / MIB, "rounds": raws.len(),
                 "raw_mbps": median(&raws), "swarmdrop_mbps": median(&ours),
                 "webtorrent_mbps": (!wts.is_empty()).then(|| median(&wts)),
