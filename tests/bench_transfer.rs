@@ -238,8 +238,8 @@ async fn raw_round(a: &Session, b: &Session, room: &str, size: u64, store: bool)
 }
 
 /// A wait for the next bytes this long or longer is a pause: on loopback here the SCTP
-/// retransmission timer after a lost packet, 0.4–0.9 s, in raw and swarmdrop transfers alike;
-/// a transfer's longest wait is otherwise under 0.25 s (swarmdrop's first piece included).
+/// retransmission timer after a lost packet, 0.4–1.2 s, in raw and swarmdrop transfers alike;
+/// a transfer's longest wait is otherwise at most ~0.25 s (swarmdrop's first piece included).
 const PAUSE_MS: f64 = 300.0;
 
 fn pause_ms(v: &Value) -> f64 {

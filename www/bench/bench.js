@@ -177,9 +177,9 @@ async function rawWriter() {
 }
 
 // The longest time a transfer waited for its next bytes (a message for raw, a stored piece for
-// swarmdrop), from the request on. On loopback here, about one transfer in five, raw or
-// swarmdrop, waits 0.4–0.9 s once: a lost packet waiting for the SCTP retransmission timer
-// (README, benchmarks); the harness reports the medians of the rounds without one too.
+// swarmdrop), from the request on. On loopback here, one transfer in three to five, raw or
+// swarmdrop, waits 0.4–1.2 s once: a lost packet waiting for the SCTP retransmission timer
+// (README, benchmarks); the harness also reports the medians of the transfers without one.
 function pauses() {
   let last = null;
   return {
