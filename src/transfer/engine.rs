@@ -22,8 +22,10 @@ pub struct Config {
     pub request_batch: usize,
     /// A request unanswered this long is given to another peer.
     pub request_timeout: Duration,
-    /// Pieces being assembled at once (bounds the memory of a download).
-    pub max_partial: usize,
+    /// Bytes of a download's pieces held at once — being assembled, hashed or waiting for the
+    /// storage — which bounds its memory: where the storage is slower than the network, no new
+    /// piece is started until stored ones make room (one piece is always allowed).
+    pub max_held: u64,
     /// The first pieces are picked at random (so new peers have something to trade), then
     /// rarest first.
     pub random_first: u32,
@@ -40,7 +42,7 @@ impl Default for Config {
             pipeline: 32,
             request_batch: 8,
             request_timeout: Duration::from_secs(10),
-            max_partial: 32,
+            max_held: 32 * 1024 * 1024,
             random_first: 4,
             seed: 1,
             upload_limit: None,
@@ -1181,7 +1183,8 @@ impl Engine {
         }
         // 2. A new piece, within the memory bound.
         let have = f.have.as_ref()?;
-        if f.partial.len() < self.config.max_partial {
+        let held = (f.partial.len() + f.storing.len()) as u64 * u64::from(m.piece_size);
+        if held == 0 || held + u64::from(m.piece_size) <= self.config.max_held {
             let candidates: Vec<u32> = (0..m.pieces())
                 .filter(|&i| {
                     their.get(i)

@@ -576,6 +576,45 @@ fn resume_fetches_only_missing_pieces() {
 }
 
 #[test]
+fn storage_slower_than_the_network_holds_requests_back_not_memory() {
+    let data = content(48 * 1024 * 1024, 17);
+    let m = manifest_of("f", &data);
+    let id = m.id();
+    let mut sim = Sim::new(2);
+    sim.share(0, &data, &m);
+    sim.settle();
+    // Node 1's storage takes nothing (yet): verified pieces wait for it in memory.
+    sim.nodes[1].held = Some(Vec::new());
+    sim.input(1, Input::Download(id));
+    sim.run_until(Duration::from_secs(30), |_| false);
+    let bound = Config::default().max_held;
+    let fetched = sim.nodes[1].engine.received_from(&id)[&pid(0)];
+    let waiting = sim.nodes[1].held.as_ref().unwrap().len() as u64;
+    assert_eq!(
+        fetched, bound,
+        "fetched up to the bound and no further while the storage lags"
+    );
+    assert_eq!(waiting * u64::from(m.piece_size), bound, "all verified");
+    assert!(!sim.nodes[1].engine.files()[0].complete);
+    // The storage catches up, piece by piece: the download goes on and completes.
+    let mut rounds = 0;
+    while !sim.complete(1, &id) {
+        rounds += 1;
+        assert!(rounds < 100, "the download did not go on");
+        let held = std::mem::take(sim.nodes[1].held.as_mut().unwrap());
+        for (id, piece, bytes) in held {
+            sim.nodes[1].store.insert((id, piece), bytes);
+            sim.input(1, Input::Stored(id, piece));
+        }
+        sim.run_until(Duration::from_millis(500), |_| false);
+        let received = sim.nodes[1].engine.received_from(&id)[&pid(0)];
+        let stored = sim.nodes[1].store.len() as u64 * u64::from(m.piece_size);
+        assert!(received <= stored + bound, "held more than the bound");
+    }
+    assert_eq!(sim.assembled(1, &m), data);
+}
+
+#[test]
 fn a_store_that_fills_up_stops_the_download_once_and_a_retry_fetches_only_what_is_missing() {
     let data = content(8 * 1024 * 1024, 16);
     let m = manifest_of("f", &data);

@@ -87,6 +87,9 @@ type Pool = Rc<RefCell<Vec<js_sys::ArrayBuffer>>>;
 /// Buffers kept in the pool (pieces in flight to and from the worker rarely exceed a few).
 const POOL_MAX: usize = 8;
 
+/// A buffer from the pool with its first `.1` bytes filled, ready to hand to the worker.
+struct Filled(js_sys::ArrayBuffer, u32);
+
 /// The store's dedicated worker (see the module docs); terminated when dropped.
 struct PieceWriter {
     worker: web_sys::Worker,
@@ -224,18 +227,23 @@ impl PieceWriter {
         }
     }
 
-    /// Hands `data` over in a buffer for request `op` (its answer hands the buffer back).
+    /// A buffer holding a copy of `data`, to hand over with [`send_bytes`](Self::send_bytes).
+    fn filled(&self, data: &[u8]) -> Filled {
+        let len = data.len() as u32;
+        let buf = self.buffer(len);
+        js_sys::Uint8Array::new_with_byte_offset_and_length(&buf, 0, len).copy_from(data);
+        Filled(buf, len)
+    }
+
+    /// Hands bytes over in their buffer for request `op` (its answer hands the buffer back).
     async fn send_bytes(
         &self,
         context: &'static str,
         op: &str,
         path: &[&str],
         fields: &[(&str, JsValue)],
-        data: &[u8],
+        Filled(buf, len): Filled,
     ) -> Result<JsValue, WebError> {
-        let len = data.len() as u32;
-        let buf = self.buffer(len);
-        js_sys::Uint8Array::new_with_byte_offset_and_length(&buf, 0, len).copy_from(data);
         let mut fields = fields.to_vec();
         fields.push(("len", JsValue::from_f64(f64::from(len))));
         let reply = self.request(context, op, path, &fields, Some(&buf)).await?;
@@ -367,7 +375,7 @@ impl PieceStore {
             Ok(w) => Ok(w),
             Err(e) => {
                 tracing::warn!("pieces are written by the page: {e}");
-                Self::write(&root, PROBE, b"swarmdrop").await?;
+                Self::write(&root, PROBE, &js_sys::Uint8Array::from(&b"swarmdrop"[..])).await?;
                 Err(e.to_string())
             }
         };
@@ -395,7 +403,7 @@ impl PieceStore {
                     "put",
                     &folder,
                     &[name],
-                    b"swarmdrop",
+                    w.filled(b"swarmdrop"),
                 )
                 .await
             };
@@ -464,14 +472,13 @@ impl PieceStore {
     async fn write(
         dir: &FileSystemDirectoryHandle,
         name: &str,
-        data: &[u8],
+        data: &js_sys::Uint8Array,
     ) -> Result<(), WebError> {
         let stream = Self::writable(dir, name, "opening a piece file").await?;
-        let array = js_sys::Uint8Array::from(data);
         wait(
             "writing a piece",
             stream
-                .write_with_buffer_source(&array)
+                .write_with_buffer_source(data)
                 .map_err(|e| WebError::browser("writing a piece", e))?,
         )
         .await?;
@@ -492,7 +499,7 @@ impl PieceStore {
     /// Records a file's manifest (before its first piece).
     pub async fn save_manifest(&self, m: &Manifest) -> Result<(), WebError> {
         let dir = self.dir(&m.id(), true).await?;
-        Self::write(&dir, MANIFEST, &m.encode()).await
+        Self::write(&dir, MANIFEST, &js_sys::Uint8Array::from(&m.encode()[..])).await
     }
 
     /// Whether [`write_piece`](Self::write_piece) will use its `stored` for file `id`: where
@@ -506,6 +513,9 @@ impl PieceStore {
     /// the page writes, its first piece file) checks that the browser lets the site store all
     /// of it, so that a file that does not fit fails at once, saying how much it needs, rather
     /// than when the storage runs out halfway.
+    ///
+    /// `data` is copied out of wasm memory at once and let go before anything is awaited, so
+    /// that pieces waiting on the storage do not hold wasm memory (which never shrinks).
     pub async fn write_piece(
         &self,
         id: &FileId,
@@ -513,9 +523,11 @@ impl PieceStore {
         stored: u64,
         piece: u32,
         at: u64,
-        data: &[u8],
+        data: Vec<u8>,
     ) -> Result<(), WebError> {
         if let Some(w) = self.worker() {
+            let filled = w.filled(&data);
+            drop(data);
             let hex = id_hex(id);
             let fields = [
                 ("piece", JsValue::from_f64(f64::from(piece))),
@@ -528,7 +540,7 @@ impl PieceStore {
                     "write",
                     &self.folder(&hex),
                     &fields,
-                    data,
+                    filled,
                 )
                 .await?;
             if get(&reply, "where").and_then(|v| v.as_string()).as_deref() == Some("data") {
@@ -540,6 +552,8 @@ impl PieceStore {
             }
             return Ok(());
         }
+        let array = js_sys::Uint8Array::from(&data[..]);
+        drop(data);
         let dir = self.dir(id, true).await?;
         let check = self.room.borrow().get(id).cloned();
         let check = check.unwrap_or_else(|| {
@@ -552,7 +566,7 @@ impl PieceStore {
             self.room.borrow_mut().remove(id);
             return Err(e);
         }
-        Self::write(&dir, &piece_name(piece), data).await
+        Self::write(&dir, &piece_name(piece), &array).await
     }
 
     /// Whether the browser lets the site store `need` more bytes, asked before a file's first

@@ -216,7 +216,7 @@ pub(super) fn act(shared: &Shared, out: TOut) {
             spawn_local(async move {
                 // A write the browser never finishes (its storage busy or locked) must not stall
                 // the download: after a while the piece is given up and fetched again.
-                let write = store_piece(&shared, &id, piece, &data);
+                let write = store_piece(&shared, &id, piece, data);
                 match crate::web::within(STORE_TIMEOUT_MS, write).await {
                     Some(Ok(())) => {
                         feed(&shared, TIn::Stored(id, piece));
@@ -287,7 +287,7 @@ async fn store_piece(
     shared: &Shared,
     id: &FileId,
     piece: u32,
-    data: &[u8],
+    data: Vec<u8>,
 ) -> Result<(), WebError> {
     let (store, manifest, at, size, stored) = {
         let inner = shared.borrow();
