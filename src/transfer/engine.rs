@@ -33,6 +33,14 @@ pub struct Config {
     pub seed: u64,
     /// Most bytes a second served to all peers together; `None`: no limit.
     pub upload_limit: Option<u64>,
+    /// Requests a peer may have waiting with us (accepted, not yet read); more are answered
+    /// [`RejectReason::Busy`]. Ours keep `pipeline` in flight.
+    pub max_asked: usize,
+    /// Bytes served to one peer that may be on their way out at once: being read, or handed
+    /// to the driver and not yet reported sent ([`Input::Sent`]). Reads for a peer whose
+    /// channel does not keep up wait, so a peer that asks faster than its channel takes
+    /// costs no memory.
+    pub send_window: u64,
 }
 
 impl Default for Config {
@@ -46,6 +54,8 @@ impl Default for Config {
             random_first: 4,
             seed: 1,
             upload_limit: None,
+            max_asked: 256,
+            send_window: 8 * 1024 * 1024,
         }
     }
 }
@@ -86,6 +96,9 @@ pub enum Input {
     BlockRead(PeerId, FileId, BlockRef, Vec<u8>),
     /// Reading a block failed.
     ReadFailed(PeerId, FileId, BlockRef),
+    /// Frames of [`Output::Send`] to `peer` totalling this many bytes left the driver's queue
+    /// for the channel (see [`Config::send_window`]).
+    Sent(PeerId, usize),
 }
 
 /// Something the engine asks of the driver.
@@ -246,6 +259,12 @@ struct PeerState {
     banned: bool,
     /// Failed pieces it contributed to (two strikes: banned).
     strikes: u32,
+    /// Its requests we accepted and have not read yet (see [`Config::max_asked`]).
+    asked: usize,
+    /// Bytes being read to serve it.
+    reading: u64,
+    /// Bytes of frames handed out for it and not yet reported sent.
+    unsent: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -265,9 +284,11 @@ pub struct Engine {
     peers: BTreeMap<PeerId, PeerState>,
     /// Requests in flight: (file, block) → who was asked, when.
     requests: BTreeMap<(FileId, BlockRef), BTreeMap<PeerId, Sent>>,
-    /// Blocks we are reading for peers; a cancel removes the entry so the read is dropped.
+    /// Requests we accepted, until their block is read; a cancel removes the entry so the
+    /// read is dropped.
     serving: BTreeSet<(PeerId, FileId, BlockRef)>,
-    /// Requests waiting for upload budget (with a limit set), oldest first.
+    /// Accepted requests not read yet (waiting for upload budget or for room in their peer's
+    /// send window), oldest first.
     upload_queue: VecDeque<(PeerId, FileId, BlockRef)>,
     /// Upload budget in bytes (negative: in debt for a block larger than the budget).
     upload_tokens: f64,
@@ -300,28 +321,63 @@ impl Engine {
 
     /// Hands queued requests to the driver as the upload budget allows.
     fn pump_uploads(&mut self, now: Time) {
-        let Some(rate) = self.config.upload_limit.filter(|r| *r > 0) else {
-            while let Some((peer, id, block)) = self.upload_queue.pop_front() {
-                if self.serving.contains(&(peer.clone(), id, block)) {
-                    self.out.push_back(Output::Read(peer, id, block));
-                }
-            }
-            return;
-        };
-        let rate = rate as f64;
-        // A tenth of a second of budget may be saved up: smooth, but no long bursts.
-        let burst = rate / 10.0;
-        let dt = now.saturating_sub(self.upload_at).as_secs_f64();
-        self.upload_at = now;
-        self.upload_tokens = (self.upload_tokens + dt * rate).min(burst);
-        while self.upload_tokens > 0.0 {
-            let Some((peer, id, block)) = self.upload_queue.pop_front() else {
+        let rate = self
+            .config
+            .upload_limit
+            .filter(|r| *r > 0)
+            .map(|r| r as f64);
+        if let Some(rate) = rate {
+            // A tenth of a second of budget may be saved up: smooth, but no long bursts.
+            let burst = rate / 10.0;
+            let dt = now.saturating_sub(self.upload_at).as_secs_f64();
+            self.upload_at = now;
+            self.upload_tokens = (self.upload_tokens + dt * rate).min(burst);
+        }
+        let window = self.config.send_window;
+        let mut i = 0;
+        while i < self.upload_queue.len() {
+            if rate.is_some() && self.upload_tokens <= 0.0 {
                 break;
-            };
-            if self.serving.contains(&(peer.clone(), id, block)) {
-                self.upload_tokens -= f64::from(block.len);
-                self.out.push_back(Output::Read(peer, id, block));
             }
+            let (peer, id, block) = &self.upload_queue[i];
+            let Some(ps) = self.peers.get_mut(peer) else {
+                self.upload_queue.remove(i);
+                continue;
+            };
+            if !self.serving.contains(&(peer.clone(), *id, *block)) {
+                self.upload_queue.remove(i);
+                continue;
+            }
+            // This peer's channel has not taken what it was given yet: its requests wait
+            // (others' go ahead of them).
+            if ps.reading + ps.unsent >= window {
+                i += 1;
+                continue;
+            }
+            ps.reading += u64::from(block.len);
+            if rate.is_some() {
+                self.upload_tokens -= f64::from(block.len);
+            }
+            let (peer, id, block) = self.upload_queue.remove(i).expect("in range");
+            self.out.push_back(Output::Read(peer, id, block));
+        }
+    }
+
+    /// Drops an accepted request of `peer` (answered, failed or cancelled); whether it was one.
+    fn unserve(&mut self, peer: &PeerId, id: FileId, block: BlockRef) -> bool {
+        let was = self.serving.remove(&(peer.clone(), id, block));
+        if was {
+            if let Some(ps) = self.peers.get_mut(peer) {
+                ps.asked = ps.asked.saturating_sub(1);
+            }
+        }
+        was
+    }
+
+    /// A read for `peer` finished (or failed).
+    fn read_done(&mut self, peer: &PeerId, block: BlockRef) {
+        if let Some(ps) = self.peers.get_mut(peer) {
+            ps.reading = ps.reading.saturating_sub(u64::from(block.len));
         }
     }
 
@@ -332,8 +388,9 @@ impl Engine {
 
     /// When [`Engine::handle_timeout`] must run next.
     pub fn poll_timeout(&self) -> Option<Time> {
+        // (With budget left, what waits in the queue waits for send windows: no timer.)
         let upload = match (self.config.upload_limit, self.upload_queue.is_empty()) {
-            (Some(rate), false) if rate > 0 => {
+            (Some(rate), false) if rate > 0 && self.upload_tokens <= 0.0 => {
                 let wait = (-self.upload_tokens).max(0.0) / rate as f64;
                 Some(self.upload_at + Duration::from_secs_f64(wait.max(0.001)))
             }
@@ -390,8 +447,11 @@ impl Engine {
     }
 
     fn send(&mut self, peer: &PeerId, frame: Frame) {
-        self.out
-            .push_back(Output::Send(peer.clone(), frame.encode()));
+        let bytes = frame.encode();
+        if let Some(ps) = self.peers.get_mut(peer) {
+            ps.unsent += bytes.len() as u64;
+        }
+        self.out.push_back(Output::Send(peer.clone(), bytes));
     }
 
     fn event(&mut self, e: TransferEvent) {
@@ -426,6 +486,9 @@ impl Engine {
                     inflight: 0,
                     banned: false,
                     strikes: 0,
+                    asked: 0,
+                    reading: 0,
+                    unsent: 0,
                 });
                 ps.max_frame = max_frame;
                 let frames: Vec<Frame> = self
@@ -520,10 +583,11 @@ impl Engine {
                 self.schedule(now);
             }
             Input::BlockRead(peer, id, block, data) => {
+                self.read_done(&peer, block);
                 let Some(max_frame) = self.peers.get(&peer).map(|p| p.max_frame) else {
                     return;
                 };
-                if self.serving.remove(&(peer.clone(), id, block)) {
+                if self.unserve(&peer, id, block) {
                     // In frames that fit the peer's channel (one, in every current browser).
                     let room = max_frame
                         .saturating_sub(super::wire::BLOCK_OVERHEAD)
@@ -550,10 +614,14 @@ impl Engine {
                             },
                         );
                     }
+                } else {
+                    // Cancelled while it was read: its room in the window is free again.
+                    self.pump_uploads(now);
                 }
             }
             Input::ReadFailed(peer, id, block) => {
-                if self.serving.remove(&(peer.clone(), id, block)) {
+                self.read_done(&peer, block);
+                if self.unserve(&peer, id, block) {
                     self.send(
                         &peer,
                         Frame::Reject {
@@ -563,6 +631,13 @@ impl Engine {
                         },
                     );
                 }
+                self.pump_uploads(now);
+            }
+            Input::Sent(peer, bytes) => {
+                if let Some(ps) = self.peers.get_mut(&peer) {
+                    ps.unsent = ps.unsent.saturating_sub(bytes as u64);
+                }
+                self.pump_uploads(now);
             }
         }
     }
@@ -818,7 +893,7 @@ impl Engine {
                 data,
             } => self.on_block(peer, id, piece, offset, data, now),
             Frame::Cancel { id, block } => {
-                self.serving.remove(&(peer.clone(), id, block));
+                self.unserve(peer, id, block);
                 self.upload_queue
                     .retain(|(p, f, b)| !(p == peer && *f == id && *b == block));
             }
@@ -916,9 +991,20 @@ impl Engine {
                 }
             }
         };
+        let Some(ps) = self.peers.get_mut(peer) else {
+            return;
+        };
+        let reason = match reason {
+            // Asked again while we have it: the one answer will do.
+            None if self.serving.contains(&(peer.clone(), id, block)) => return,
+            // More than it can have in flight: it is flooding us, not keeping a channel full.
+            None if ps.asked >= self.config.max_asked => Some(RejectReason::Busy),
+            r => r,
+        };
         match reason {
             Some(reason) => self.send(peer, Frame::Reject { id, block, reason }),
             None => {
+                ps.asked += 1;
                 self.serving.insert((peer.clone(), id, block));
                 self.upload_queue.push_back((peer.clone(), id, block));
                 self.pump_uploads(now);

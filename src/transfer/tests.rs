@@ -43,6 +43,9 @@ struct Node {
     held: Option<Vec<(FileId, u32, Vec<u8>)>>,
     /// Pieces it was asked to store, in order (one entry per `Output::Store`).
     stored: Vec<u32>,
+    /// Where set, its sends are not reported (`Input::Sent`) but wait here, as they do in a
+    /// browser while a channel is full.
+    unsent: Option<Vec<(PeerId, usize)>>,
     up: bool,
 }
 
@@ -90,6 +93,7 @@ impl Sim {
                 corrupt: false,
                 held: None,
                 stored: Vec::new(),
+                unsent: None,
                 up: true,
             })
             .collect();
@@ -153,8 +157,16 @@ impl Sim {
                 while let Some(out) = self.nodes[i].engine.poll_output() {
                     moved = true;
                     match out {
-                        Output::Send(to, bytes) => {
-                            let to: usize = to.as_str()[4..].parse().unwrap();
+                        Output::Send(to_id, bytes) => {
+                            // Handed to the channel at once (the links model its rate).
+                            let report = (to_id.clone(), bytes.len());
+                            match &mut self.nodes[i].unsent {
+                                Some(unsent) => unsent.push(report),
+                                None => self.nodes[i]
+                                    .engine
+                                    .handle(Input::Sent(report.0, report.1), self.now),
+                            }
+                            let to: usize = to_id.as_str()[4..].parse().unwrap();
                             assert!(
                                 bytes.len() <= self.accepts[to],
                                 "node {i} sent a {}-byte frame to node {to}, which takes {}",
@@ -612,6 +624,64 @@ fn storage_slower_than_the_network_holds_requests_back_not_memory() {
         assert!(received <= stored + bound, "held more than the bound");
     }
     assert_eq!(sim.assembled(1, &m), data);
+}
+
+#[test]
+fn a_peer_that_asks_for_everything_at_once_costs_its_source_bounded_memory() {
+    let data = content(48 * 1024 * 1024, 18);
+    let m = manifest_of("f", &data);
+    let id = m.id();
+    let mut sim = Sim::new(2);
+    sim.share(0, &data, &m);
+    sim.settle();
+    // Node 0's channel to node 1 takes nothing for now; node 1 asks for every block at once.
+    sim.nodes[0].unsent = Some(Vec::new());
+    let config = Config::default();
+    let blocks: Vec<BlockRef> = (0..m.pieces())
+        .flat_map(|piece| {
+            let len = m.piece_len(piece);
+            (0..len.div_ceil(config.block)).map(move |b| BlockRef {
+                piece,
+                offset: b * config.block,
+                len: config.block.min(len - b * config.block),
+            })
+        })
+        .collect();
+    assert!(blocks.len() > config.max_asked);
+    let ask = |sim: &mut Sim, blocks: &[BlockRef]| {
+        for &block in blocks {
+            let request = Frame::Request { id, block }.encode();
+            sim.input(0, Input::Frame(pid(1), request));
+        }
+        sim.drain();
+    };
+    ask(&mut sim, &blocks);
+    // Read: as much as the send window holds; the rest of what it accepted waits.
+    let window_blocks = (config.send_window / u64::from(config.block)) as usize;
+    assert_eq!(sim.nodes[0].served.len(), window_blocks);
+    // Beyond what a peer may have waiting with us: turned away (`Busy`, a small frame each).
+    let small = |sim: &Sim| {
+        let unsent = sim.nodes[0].unsent.as_ref().unwrap();
+        unsent.iter().filter(|(_, len)| *len < 1024).count()
+    };
+    assert_eq!(small(&sim), blocks.len() - config.max_asked);
+    // Asked again for blocks it has waiting: the one answer will do.
+    let sends = sim.nodes[0].unsent.as_ref().unwrap().len();
+    ask(&mut sim, &blocks[window_blocks..config.max_asked]);
+    assert_eq!(sim.nodes[0].unsent.as_ref().unwrap().len(), sends);
+    assert_eq!(sim.nodes[0].served.len(), window_blocks);
+    // The channel takes what it was given: the accepted requests are all answered, once each.
+    for (peer, len) in sim.nodes[0].unsent.take().unwrap() {
+        sim.input(0, Input::Sent(peer, len));
+    }
+    sim.drain();
+    let served = &sim.nodes[0].served;
+    assert_eq!(served.len(), config.max_asked);
+    let per_piece = (m.piece_size / config.block) as usize;
+    for piece in 0..(config.max_asked / per_piece) as u32 {
+        let reads = served.iter().filter(|&&p| p == piece).count();
+        assert_eq!(reads, per_piece, "piece {piece} read {reads} times");
+    }
 }
 
 #[test]

@@ -81,6 +81,10 @@ impl PieceCache {
     }
 }
 
+/// A message for a peer's channel, with the bytes of engine frames it carries (for
+/// `Input::Sent`).
+type Outgoing = (Vec<u8>, usize);
+
 /// File-sharing state of a swarm.
 #[derive(Default)]
 pub(super) struct Files {
@@ -89,10 +93,11 @@ pub(super) struct Files {
     /// Files the user shares, read in slices on demand.
     local: HashMap<FileId, web_sys::File>,
     /// Per-peer ordered send queues (a task per peer drains each into its channel, waiting on
-    /// backpressure), with the largest frame the peer's channel carries. Unbounded because the
-    /// engine bounds what it sends: requests by its pipeline, blocks by the requests peers may
-    /// have in flight.
-    senders: HashMap<PeerId, (mpsc::UnboundedSender<Vec<u8>>, usize)>,
+    /// backpressure, and tells the engine what left), with the largest frame the peer's channel
+    /// carries. Unbounded because
+    /// the engine bounds what it sends: requests by its pipeline, blocks by its send window per
+    /// peer (`Config::send_window`, counted down by `Input::Sent` from this queue's task).
+    senders: HashMap<PeerId, (mpsc::UnboundedSender<Outgoing>, usize)>,
     /// Frames the engine gave out in this pump, per peer, sent (small ones packed together) at
     /// its end by [`flush`].
     outbox: HashMap<PeerId, Vec<Vec<u8>>>,
@@ -133,7 +138,7 @@ pub(super) fn feed(shared: &Shared, input: TIn) {
 /// Opens a send queue to a newly connected peer whose channel carries messages of up to
 /// `max_message` bytes, and tells the engine.
 pub(super) fn peer_up(shared: &Shared, id: &PeerId, channel: Rc<DataChannel>, max_message: usize) {
-    let (tx, mut rx) = mpsc::unbounded::<Vec<u8>>();
+    let (tx, mut rx) = mpsc::unbounded::<Outgoing>();
     // Less the tag byte in front of every file frame.
     let max_frame = max_message.saturating_sub(1);
     shared
@@ -143,12 +148,17 @@ pub(super) fn peer_up(shared: &Shared, id: &PeerId, channel: Rc<DataChannel>, ma
         .insert(id.clone(), (tx, max_frame));
     let weak_ch = Rc::downgrade(&channel);
     drop(channel);
+    let weak = Rc::downgrade(shared);
+    let peer = id.clone();
     spawn_local(async move {
-        while let Some(frame) = rx.next().await {
+        while let Some((frame, carried)) = rx.next().await {
             let Some(ch) = weak_ch.upgrade() else { break };
             if ch.send(&frame).await.is_err() {
                 break;
             }
+            drop(ch);
+            let Some(shared) = weak.upgrade() else { break };
+            feed(&shared, TIn::Sent(peer.clone(), carried));
         }
     });
     feed(shared, TIn::PeerUp(id.clone(), max_frame));
@@ -180,10 +190,16 @@ pub(super) fn flush(shared: &Shared) {
             continue;
         };
         for (packed, bytes) in crate::transfer::wire::pack(frames, *max_frame) {
+            // The engine counts its frames' bytes, without the packing's lengths.
+            let carried = if packed {
+                crate::transfer::wire::unpack(&bytes).map_or(0, |f| f.iter().map(|f| f.len()).sum())
+            } else {
+                bytes.len()
+            };
             let mut frame = Vec::with_capacity(bytes.len() + 1);
             frame.push(if packed { TAG_FILES_PACKED } else { TAG_FILES });
             frame.extend_from_slice(&bytes);
-            let _ = tx.unbounded_send(frame);
+            let _ = tx.unbounded_send((frame, carried));
         }
     }
 }
