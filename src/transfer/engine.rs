@@ -344,14 +344,14 @@ impl Engine {
                 self.upload_queue.remove(i);
                 continue;
             };
-            if !self.serving.contains(&(peer.clone(), *id, *block)) {
-                self.upload_queue.remove(i);
-                continue;
-            }
             // This peer's channel has not taken what it was given yet: its requests wait
             // (others' go ahead of them).
             if ps.reading + ps.unsent >= window {
                 i += 1;
+                continue;
+            }
+            if !self.serving.contains(&(peer.clone(), *id, *block)) {
+                self.upload_queue.remove(i);
                 continue;
             }
             ps.reading += u64::from(block.len);

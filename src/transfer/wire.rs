@@ -38,7 +38,7 @@ pub enum WireError {
 pub enum RejectReason {
     /// We do not have that piece (or file).
     NotHere,
-    /// We are over our upload budget; ask someone else.
+    /// We hold as many of the asker's requests as we take at once; ask someone else.
     Busy,
     /// The request was malformed (range outside the piece).
     Invalid,
