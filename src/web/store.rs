@@ -87,7 +87,7 @@ type Pool = Rc<RefCell<Vec<js_sys::ArrayBuffer>>>;
 /// Buffers kept in the pool (pieces in flight to and from the worker rarely exceed a few).
 const POOL_MAX: usize = 8;
 
-/// A buffer from the pool with its first `.1` bytes filled, ready to hand to the worker.
+/// A buffer (from the pool) and how many of its first bytes hold the data to hand to the worker.
 struct Filled(js_sys::ArrayBuffer, u32);
 
 /// The store's dedicated worker (see the module docs); terminated when dropped.

@@ -94,9 +94,9 @@ pub(super) struct Files {
     local: HashMap<FileId, web_sys::File>,
     /// Per-peer ordered send queues (a task per peer drains each into its channel, waiting on
     /// backpressure, and tells the engine what left), with the largest frame the peer's channel
-    /// carries. Unbounded because
-    /// the engine bounds what it sends: requests by its pipeline, blocks by its send window per
-    /// peer (`Config::send_window`, counted down by `Input::Sent` from this queue's task).
+    /// carries. Unbounded because the engine bounds what it sends: requests by its pipeline,
+    /// blocks by its send window per peer (`Config::send_window`, counted down by
+    /// `Input::Sent` from this queue's task).
     senders: HashMap<PeerId, (mpsc::UnboundedSender<Outgoing>, usize)>,
     /// Frames the engine gave out in this pump, per peer, sent (small ones packed together) at
     /// its end by [`flush`].
