@@ -938,7 +938,9 @@ proptest! {
     ) {
         let encoded: Vec<Vec<u8>> = fs.iter().map(Frame::encode).collect();
         let mut back = Vec::new();
+        let mut carried = 0;
         for (packed, m) in wire::pack(encoded.clone(), max) {
+            carried += wire::carried(packed, &m);
             if packed {
                 prop_assert!(m.len() <= max);
                 let frames = wire::unpack(&m).unwrap();
@@ -948,6 +950,8 @@ proptest! {
                 back.push(m);
             }
         }
+        // What the driver reports sent is what the engine counted out.
+        prop_assert_eq!(carried, encoded.iter().map(Vec::len).sum::<usize>());
         prop_assert_eq!(back, encoded);
     }
 

@@ -433,6 +433,16 @@ pub fn pack(frames: Vec<Vec<u8>>, max: usize) -> Vec<(bool, Vec<u8>)> {
     out
 }
 
+/// The bytes of frames a message from [`pack`] carries, without the packing's lengths: what the
+/// engine counts as sent to the peer ([`super::Input::Sent`]).
+pub fn carried(packed: bool, msg: &[u8]) -> usize {
+    if packed {
+        unpack(msg).map_or(0, |frames| frames.iter().map(|f| f.len()).sum())
+    } else {
+        msg.len()
+    }
+}
+
 /// The frames of a packed message (see [`pack`]); a length running past the end is an error.
 pub fn unpack(mut msg: &[u8]) -> Result<Vec<&[u8]>, WireError> {
     let mut frames = Vec::new();

@@ -190,12 +190,7 @@ pub(super) fn flush(shared: &Shared) {
             continue;
         };
         for (packed, bytes) in crate::transfer::wire::pack(frames, *max_frame) {
-            // The engine counts its frames' bytes, without the packing's lengths.
-            let carried = if packed {
-                crate::transfer::wire::unpack(&bytes).map_or(0, |f| f.iter().map(|f| f.len()).sum())
-            } else {
-                bytes.len()
-            };
+            let carried = crate::transfer::wire::carried(packed, &bytes);
             let mut frame = Vec::with_capacity(bytes.len() + 1);
             frame.push(if packed { TAG_FILES_PACKED } else { TAG_FILES });
             frame.extend_from_slice(&bytes);
