@@ -353,6 +353,16 @@ fn runs(order: &[u32]) -> usize {
 }
 
 /// `seeders` peers share `data`, one more downloads it whole: the finished simulation.
+/// Two nodes, node 0 sharing `len` bytes of content `seed` (announced to node 1).
+fn shared_by_node_0(len: usize, seed: u64) -> (Vec<u8>, Manifest, Sim) {
+    let data = content(len, seed);
+    let m = manifest_of("f", &data);
+    let mut sim = Sim::new(2);
+    sim.share(0, &data, &m);
+    sim.settle();
+    (data, m, sim)
+}
+
 fn seeded_download(seeders: usize, data: &[u8], m: &Manifest) -> Sim {
     let id = m.id();
     let mut sim = Sim::new(seeders + 1);
@@ -589,12 +599,8 @@ fn resume_fetches_only_missing_pieces() {
 
 #[test]
 fn storage_slower_than_the_network_holds_requests_back_not_memory() {
-    let data = content(48 * 1024 * 1024, 17);
-    let m = manifest_of("f", &data);
+    let (data, m, mut sim) = shared_by_node_0(48 * 1024 * 1024, 17);
     let id = m.id();
-    let mut sim = Sim::new(2);
-    sim.share(0, &data, &m);
-    sim.settle();
     // Node 1's storage takes nothing (yet): verified pieces wait for it in memory.
     sim.nodes[1].held = Some(Vec::new());
     sim.input(1, Input::Download(id));
@@ -628,12 +634,8 @@ fn storage_slower_than_the_network_holds_requests_back_not_memory() {
 
 #[test]
 fn a_peer_that_asks_for_everything_at_once_costs_its_source_bounded_memory() {
-    let data = content(48 * 1024 * 1024, 18);
-    let m = manifest_of("f", &data);
+    let (_, m, mut sim) = shared_by_node_0(48 * 1024 * 1024, 18);
     let id = m.id();
-    let mut sim = Sim::new(2);
-    sim.share(0, &data, &m);
-    sim.settle();
     // Node 0's channel to node 1 takes nothing for now; node 1 asks for every block at once.
     sim.nodes[0].unsent = Some(Vec::new());
     let config = Config::default();
@@ -686,12 +688,8 @@ fn a_peer_that_asks_for_everything_at_once_costs_its_source_bounded_memory() {
 
 #[test]
 fn a_store_that_fills_up_stops_the_download_once_and_a_retry_fetches_only_what_is_missing() {
-    let data = content(8 * 1024 * 1024, 16);
-    let m = manifest_of("f", &data);
+    let (data, m, mut sim) = shared_by_node_0(8 * 1024 * 1024, 16);
     let id = m.id();
-    let mut sim = Sim::new(2);
-    sim.share(0, &data, &m);
-    sim.settle();
     sim.nodes[1].held = Some(Vec::new());
     sim.input(1, Input::Download(id));
     let waiting = |s: &Sim| s.nodes[1].held.as_ref().is_some_and(|h| h.len() >= 6);
