@@ -1377,7 +1377,7 @@ fn start_of_longest_run(sorted: &[u32], ongoing: impl Fn(u32) -> bool) -> u32 {
 }
 
 /// Block `b` of `piece`.
-fn block_ref(m: &Manifest, piece: u32, b: u32, block: u32) -> BlockRef {
+pub(super) fn block_ref(m: &Manifest, piece: u32, b: u32, block: u32) -> BlockRef {
     let len = m.piece_len(piece);
     let offset = b * block;
     BlockRef {

@@ -641,12 +641,8 @@ fn a_peer_that_asks_for_everything_at_once_costs_its_source_bounded_memory() {
     let config = Config::default();
     let blocks: Vec<BlockRef> = (0..m.pieces())
         .flat_map(|piece| {
-            let len = m.piece_len(piece);
-            (0..len.div_ceil(config.block)).map(move |b| BlockRef {
-                piece,
-                offset: b * config.block,
-                len: config.block.min(len - b * config.block),
-            })
+            let (m, blocks) = (&m, m.piece_len(piece).div_ceil(config.block));
+            (0..blocks).map(move |b| super::engine::block_ref(m, piece, b, config.block))
         })
         .collect();
     assert!(blocks.len() > config.max_asked);
