@@ -36,6 +36,9 @@ pub struct Config {
     /// Requests a peer may have waiting with us (accepted, not yet read); more are answered
     /// [`RejectReason::Busy`]. Ours keep `pipeline` in flight.
     pub max_asked: usize,
+    /// A peer that answered [`RejectReason::Busy`] is asked for nothing new this long (what it
+    /// already took is still awaited); the rejected block goes to someone else meanwhile.
+    pub busy_backoff: Duration,
     /// Bytes served to one peer that may be on their way out at once: being read, or handed
     /// to the driver and not yet reported sent ([`Input::Sent`]). Reads for a peer whose
     /// channel does not keep up wait, so a peer that asks faster than its channel takes
@@ -55,6 +58,7 @@ impl Default for Config {
             seed: 1,
             upload_limit: None,
             max_asked: 256,
+            busy_backoff: Duration::from_millis(500),
             send_window: 8 * 1024 * 1024,
         }
     }
@@ -265,6 +269,8 @@ struct PeerState {
     reading: u64,
     /// Bytes of frames handed out for it and not yet reported sent.
     unsent: u64,
+    /// It answered [`RejectReason::Busy`]: asked for nothing new until then.
+    busy_until: Option<Time>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -396,11 +402,13 @@ impl Engine {
             }
             _ => None,
         };
+        let busy = self.peers.values().filter_map(|p| p.busy_until);
         self.requests
             .values()
             .flat_map(|m| m.values())
             .map(|s| s.at + self.config.request_timeout)
             .chain(upload)
+            .chain(busy)
             .min()
     }
 
@@ -489,6 +497,7 @@ impl Engine {
                     asked: 0,
                     reading: 0,
                     unsent: 0,
+                    busy_until: None,
                 });
                 ps.max_frame = max_frame;
                 let frames: Vec<Frame> = self
@@ -908,6 +917,13 @@ impl Engine {
                         self.requests.remove(&(id, block));
                     }
                 }
+                if reason == RejectReason::Busy {
+                    // It holds as many of our requests as it takes: let it work through them
+                    // instead of asking again at once (a reject per round trip, for nothing).
+                    if let Some(ps) = self.peers.get_mut(peer) {
+                        ps.busy_until = Some(now + self.config.busy_backoff);
+                    }
+                }
                 if reason == RejectReason::NotHere {
                     // Its bitfield was wrong or it dropped the file: stop asking it for that piece.
                     if let Some(b) = self
@@ -1165,6 +1181,11 @@ impl Engine {
     /// Acts on requests that timed out at `now`, and on upload budget that came back.
     pub fn handle_timeout(&mut self, now: Time) {
         self.pump_uploads(now);
+        for ps in self.peers.values_mut() {
+            if ps.busy_until.is_some_and(|t| t <= now) {
+                ps.busy_until = None;
+            }
+        }
         let timeout = self.config.request_timeout;
         let mut expired = Vec::new();
         for (key, asked) in self.requests.iter_mut() {
@@ -1217,9 +1238,11 @@ impl Engine {
                 .peer_have
                 .keys()
                 .filter(|p| {
-                    self.peers
-                        .get(*p)
-                        .is_some_and(|s| !s.banned && s.inflight < refill_below)
+                    self.peers.get(*p).is_some_and(|s| {
+                        !s.banned
+                            && s.busy_until.is_none_or(|t| t <= now)
+                            && s.inflight < refill_below
+                    })
                 })
                 .cloned()
                 .collect();

@@ -46,6 +46,8 @@ struct Node {
     /// Where set, its sends are not reported (`Input::Sent`) but wait here, as they do in a
     /// browser while a channel is full.
     unsent: Option<Vec<(PeerId, usize)>>,
+    /// `Reject Busy` frames it sent.
+    busy_sent: usize,
     up: bool,
 }
 
@@ -94,6 +96,7 @@ impl Sim {
                 held: None,
                 stored: Vec::new(),
                 unsent: None,
+                busy_sent: 0,
                 up: true,
             })
             .collect();
@@ -158,6 +161,17 @@ impl Sim {
                     moved = true;
                     match out {
                         Output::Send(to_id, bytes) => {
+                            if bytes.len() <= wire::PACK_SMALL
+                                && matches!(
+                                    Frame::decode(&bytes),
+                                    Ok(Frame::Reject {
+                                        reason: RejectReason::Busy,
+                                        ..
+                                    })
+                                )
+                            {
+                                self.nodes[i].busy_sent += 1;
+                            }
                             // Handed to the channel at once (the links model its rate).
                             let report = (to_id.clone(), bytes.len());
                             match &mut self.nodes[i].unsent {
@@ -680,6 +694,52 @@ fn a_peer_that_asks_for_everything_at_once_costs_its_source_bounded_memory() {
         let reads = served.iter().filter(|&&p| p == piece).count();
         assert_eq!(reads, per_piece, "piece {piece} read {reads} times");
     }
+}
+
+#[test]
+fn a_peer_that_answers_busy_is_left_alone_for_a_while_and_the_download_completes() {
+    let data = content(8 * 1024 * 1024, 21);
+    let m = manifest_of("busy", &data);
+    let id = m.id();
+    let mut sim = Sim::new(3);
+    // Node 0 takes 4 waiting requests at most and serves 1 MB/s: the downloader's 32-deep
+    // pipeline is more than it takes, so it answers `Busy`. Node 2 seeds without limits.
+    let config = Config {
+        max_asked: 4,
+        seed: 7,
+        ..Config::default()
+    };
+    let backoff = config.busy_backoff;
+    sim.nodes[0].engine = Engine::new(config);
+    for b in 1..3 {
+        sim.input(0, Input::PeerUp(pid(b), CHROMIUM_FRAME));
+    }
+    sim.nodes[0]
+        .engine
+        .set_upload_limit(Some(1_000_000), Duration::ZERO);
+    sim.share(0, &data, &m);
+    sim.share(2, &data, &m);
+    sim.slow_link(2, 1, 5 * MS, 4e6);
+    sim.settle();
+    let start = sim.now;
+    sim.input(1, Input::Download(id));
+    assert!(sim.run_until(Duration::from_secs(30), |s| s.complete(1, &id)));
+    assert_eq!(sim.assembled(1, &m), data);
+    let secs = (sim.now - start).as_secs_f64();
+    let busy = sim.nodes[0].busy_sent;
+    assert!(
+        busy > 0,
+        "node 0 never answered Busy: the test does not test it"
+    );
+    // One pipeline's worth of rejects per back-off at most, not one per round trip.
+    let bound = (Config::default().pipeline as f64 * (secs / backoff.as_secs_f64() + 1.0)) as usize;
+    assert!(
+        busy <= bound,
+        "node 0 answered Busy {busy} times in {secs:.2} s (at most {bound} expected)"
+    );
+    // Node 0 still served its share.
+    let from = sim.nodes[1].engine.received_from(&id);
+    assert!(from.get(&pid(0)).copied().unwrap_or(0) > 0);
 }
 
 #[test]
