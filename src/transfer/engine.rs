@@ -22,9 +22,10 @@ pub struct Config {
     pub request_batch: usize,
     /// A request unanswered this long is given to another peer.
     pub request_timeout: Duration,
-    /// Bytes of a download's pieces held at once — being assembled, hashed or waiting for the
-    /// storage — which bounds its memory: where the storage is slower than the network, no new
-    /// piece is started until stored ones make room (one piece is always allowed).
+    /// Bytes of pieces held at once by all downloads together — being assembled, hashed or
+    /// waiting for the storage — which bounds their memory: where the storage is slower than
+    /// the network, no new piece is started until stored ones make room (each download may
+    /// always hold one piece, so the bound is exceeded by at most one piece per download).
     pub max_held: u64,
     /// The first pieces are picked at random (so new peers have something to trade), then
     /// rarest first.
@@ -44,6 +45,9 @@ pub struct Config {
     /// channel does not keep up wait, so a peer that asks faster than its channel takes
     /// costs no memory.
     pub send_window: u64,
+    /// The same for all peers together: what a source holds to serve however many peers ask
+    /// (the oldest waiting request is read first once there is room).
+    pub send_budget: u64,
 }
 
 impl Default for Config {
@@ -60,6 +64,7 @@ impl Default for Config {
             max_asked: 256,
             busy_backoff: Duration::from_millis(500),
             send_window: 8 * 1024 * 1024,
+            send_budget: 32 * 1024 * 1024,
         }
     }
 }
@@ -249,6 +254,15 @@ impl File {
         }
     }
 
+    /// Bytes of its pieces held in memory: being assembled, hashed or stored.
+    fn held(&self) -> u64 {
+        let piece = self
+            .manifest
+            .as_ref()
+            .map_or(0, |m| u64::from(m.piece_size));
+        (self.partial.len() + self.storing.len()) as u64 * piece
+    }
+
     fn has_any(&self) -> bool {
         self.have.as_ref().is_some_and(|h| h.count() > 0)
     }
@@ -340,9 +354,15 @@ impl Engine {
             self.upload_tokens = (self.upload_tokens + dt * rate).min(burst);
         }
         let window = self.config.send_window;
+        let mut out_now: u64 = self.peers.values().map(|p| p.reading + p.unsent).sum();
         let mut i = 0;
         while i < self.upload_queue.len() {
             if rate.is_some() && self.upload_tokens <= 0.0 {
+                break;
+            }
+            if out_now > 0
+                && out_now + u64::from(self.upload_queue[i].2.len) > self.config.send_budget
+            {
                 break;
             }
             let (peer, id, block) = &self.upload_queue[i];
@@ -361,6 +381,7 @@ impl Engine {
                 continue;
             }
             ps.reading += u64::from(block.len);
+            out_now += u64::from(block.len);
             if rate.is_some() {
                 self.upload_tokens -= f64::from(block.len);
             }
@@ -1290,10 +1311,11 @@ impl Engine {
                 }
             }
         }
-        // 2. A new piece, within the memory bound.
+        // 2. A new piece, within the memory bound (all downloads together; each may always
+        // have one piece, so that none waits on the others' storage for ever).
         let have = f.have.as_ref()?;
-        let held = (f.partial.len() + f.storing.len()) as u64 * u64::from(m.piece_size);
-        if held == 0 || held + u64::from(m.piece_size) <= self.config.max_held {
+        let all_held: u64 = self.files.values().map(File::held).sum();
+        if f.held() == 0 || all_held + u64::from(m.piece_size) <= self.config.max_held {
             let candidates: Vec<u32> = (0..m.pieces())
                 .filter(|&i| {
                     their.get(i)

@@ -647,6 +647,60 @@ fn storage_slower_than_the_network_holds_requests_back_not_memory() {
 }
 
 #[test]
+fn downloads_at_once_share_one_memory_bound() {
+    // Three files downloaded at once while node 1's storage takes nothing: together they hold
+    // the bound (each at least one piece), not the bound each.
+    let mut sim = Sim::new(2);
+    let files: Vec<(Vec<u8>, Manifest)> = (0..3)
+        .map(|i| {
+            let data = content(24 * 1024 * 1024, 30 + i);
+            let m = manifest_of(&format!("f{i}"), &data);
+            sim.share(0, &data, &m);
+            (data, m)
+        })
+        .collect();
+    sim.settle();
+    sim.nodes[1].held = Some(Vec::new());
+    for (_, m) in &files {
+        sim.input(1, Input::Download(m.id()));
+    }
+    sim.run_until(Duration::from_secs(30), |_| false);
+    let bound = Config::default().max_held;
+    let piece = u64::from(files[0].1.piece_size);
+    let fetched: Vec<u64> = files
+        .iter()
+        .map(|(_, m)| {
+            let from = sim.nodes[1].engine.received_from(&m.id());
+            from.get(&pid(0)).copied().unwrap_or(0)
+        })
+        .collect();
+    let total: u64 = fetched.iter().sum();
+    assert!(
+        total <= bound + 2 * piece,
+        "fetched {fetched:?} ({total} bytes) while the storage took nothing: more than the bound ({bound})"
+    );
+    assert!(
+        fetched.iter().all(|&f| f >= piece),
+        "each download got a piece: {fetched:?}"
+    );
+    // The storage catches up: all three complete.
+    let mut rounds = 0;
+    while !files.iter().all(|(_, m)| sim.complete(1, &m.id())) {
+        rounds += 1;
+        assert!(rounds < 200, "the downloads did not go on");
+        let held = std::mem::take(sim.nodes[1].held.as_mut().unwrap());
+        for (id, piece, bytes) in held {
+            sim.nodes[1].store.insert((id, piece), bytes);
+            sim.input(1, Input::Stored(id, piece));
+        }
+        sim.run_until(Duration::from_millis(500), |_| false);
+    }
+    for (data, m) in &files {
+        assert_eq!(&sim.assembled(1, m), data);
+    }
+}
+
+#[test]
 fn a_peer_that_asks_for_everything_at_once_costs_its_source_bounded_memory() {
     let (_, m, mut sim) = shared_by_node_0(48 * 1024 * 1024, 18);
     let id = m.id();
@@ -740,6 +794,50 @@ fn a_peer_that_answers_busy_is_left_alone_for_a_while_and_the_download_completes
     // Node 0 still served its share.
     let from = sim.nodes[1].engine.received_from(&id);
     assert!(from.get(&pid(0)).copied().unwrap_or(0) > 0);
+}
+
+#[test]
+fn many_peers_asking_at_once_cost_their_source_one_budget() {
+    // Six peers each ask node 0 for a send window's worth of blocks while its channels take
+    // nothing: it reads the budget for all of them together, not a window each.
+    let data = content(64 * 1024 * 1024, 19);
+    let m = manifest_of("many", &data);
+    let id = m.id();
+    let mut sim = Sim::new(7);
+    sim.share(0, &data, &m);
+    sim.settle();
+    sim.nodes[0].unsent = Some(Vec::new());
+    let config = Config::default();
+    let per_peer = (config.send_window / u64::from(config.block)) as u32;
+    let blocks_per_piece = m.piece_size / config.block;
+    for peer in 1..7u32 {
+        for k in 0..per_peer {
+            // Each peer asks for other pieces than the others.
+            let n = (peer - 1) * per_peer + k;
+            let block = super::engine::block_ref(
+                &m,
+                n / blocks_per_piece,
+                n % blocks_per_piece,
+                config.block,
+            );
+            let request = Frame::Request { id, block }.encode();
+            sim.input(0, Input::Frame(pid(peer as usize), request));
+        }
+    }
+    sim.drain();
+    let budget_blocks = (config.send_budget / u64::from(config.block)) as usize;
+    assert_eq!(sim.nodes[0].served.len(), budget_blocks);
+    // The channels take what they were given: every request is answered, once.
+    for _ in 0..10 {
+        let Some(unsent) = sim.nodes[0].unsent.replace(Vec::new()) else {
+            break;
+        };
+        for (peer, len) in unsent {
+            sim.input(0, Input::Sent(peer, len));
+        }
+        sim.drain();
+    }
+    assert_eq!(sim.nodes[0].served.len(), 6 * per_peer as usize);
 }
 
 #[test]
