@@ -382,10 +382,8 @@ async fn garbage_sdp_fails_that_peer_with_a_reason_and_others_carry_on() {
         .expect("raw join");
     let a_id = id(&a);
     let garbage = |kind: &str| {
-        serde_json::value::RawValue::from_string(format!(
-            r#"{{"kind":"{kind}","sdp":"this is not SDP"}}"#
-        ))
-        .unwrap()
+        swarmdrop::signal::raw_json(format!(r#"{{"kind":"{kind}","sdp":"this is not SDP"}}"#))
+            .unwrap()
     };
     if a_id < raw_id {
         // `a` offers to us: wait for its offer, answer with garbage.

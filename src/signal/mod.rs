@@ -2,14 +2,19 @@
 //!
 //! Every frame is one JSON text message with a `type` tag. The bytes on the wire are the
 //! contract: the tests compare against literal JSON fixtures. `data` in a `signal` frame is
-//! opaque to the server and relayed verbatim, so it is kept as raw JSON text.
+//! opaque to the server and relayed verbatim, so it is kept as raw JSON text ([`RawJson`]).
+//!
+//! Natively (the server, the tests) JSON is read and written with `serde_json`. In the browser
+//! the JavaScript engine's own `JSON` does it (see `json.rs`), so that the wasm bundle carries
+//! no JSON parser of its own; the browser tests check the same fixtures there.
 
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::fmt;
 
+mod json;
 mod peer;
+pub use json::{raw_json, RawJson};
 pub use peer::PeerSignal;
 
 /// The protocol version a client sends in `join` and the server speaks.
@@ -166,8 +171,7 @@ pub enum ErrorCode {
 }
 
 /// A frame from a client to the server.
-#[derive(Debug, Clone, Serialize)]
-#[serde(tag = "type", rename_all = "kebab-case")]
+#[derive(Debug, Clone)]
 pub enum ClientMessage {
     /// Enter a room; the first and only `join` of a connection.
     Join {
@@ -181,15 +185,19 @@ pub enum ClientMessage {
         /// The receiving peer.
         to: PeerId,
         /// Opaque JSON, relayed verbatim.
-        data: Box<RawValue>,
+        data: RawJson,
     },
     /// Leave the room; the server closes the connection.
     Leave,
 }
 
 /// A frame from the server to a client.
-#[derive(Debug, Clone, Serialize)]
-#[serde(tag = "type", rename_all = "kebab-case")]
+#[derive(Debug, Clone)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(Serialize))]
+#[cfg_attr(
+    not(target_arch = "wasm32"),
+    serde(tag = "type", rename_all = "kebab-case")
+)]
 pub enum ServerMessage {
     /// The answer to `join`: the client's id, who is already in the room, and ICE servers.
     Welcome {
@@ -198,7 +206,7 @@ pub enum ServerMessage {
         /// The other peers in the room, oldest first.
         peers: Vec<PeerId>,
         /// STUN/TURN servers to use.
-        #[serde(rename = "iceServers")]
+        #[cfg_attr(not(target_arch = "wasm32"), serde(rename = "iceServers"))]
         ice_servers: Vec<IceServer>,
     },
     /// Someone entered the room.
@@ -216,7 +224,7 @@ pub enum ServerMessage {
         /// The sending peer, as the server knows it.
         from: PeerId,
         /// Opaque JSON, as the sender sent it.
-        data: Box<RawValue>,
+        data: RawJson,
     },
     /// The server refused a frame or is closing the connection.
     Error {
@@ -230,32 +238,28 @@ pub enum ServerMessage {
 /// Every field any message may carry; parsing goes through this so that `data` can stay raw
 /// (serde's internally tagged enums cannot hold a `RawValue`) and names are checked with a
 /// precise error.
-#[derive(Deserialize)]
-struct Flat<'a> {
-    #[serde(rename = "type", borrow)]
-    ty: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    room: Option<Cow<'a, str>>,
+#[derive(Deserialize, Default)]
+struct Flat {
+    #[serde(rename = "type")]
+    ty: Option<String>,
+    room: Option<String>,
     v: Option<u32>,
-    #[serde(borrow)]
-    to: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    from: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    id: Option<Cow<'a, str>>,
+    to: Option<String>,
+    from: Option<String>,
+    id: Option<String>,
     peers: Option<Vec<PeerId>>,
     #[serde(rename = "iceServers")]
     ice_servers: Option<Vec<IceServer>>,
     code: Option<ErrorCode>,
     message: Option<String>,
-    #[serde(borrow)]
-    data: Option<&'a RawValue>,
+    /// (In the browser, taken from the parsed object by `json::flat`.)
+    #[cfg_attr(target_arch = "wasm32", serde(skip))]
+    data: Option<RawJson>,
 }
 
-fn flat(text: &str) -> Result<(String, Flat<'_>), ProtocolError> {
-    let f: Flat<'_> =
-        serde_json::from_str(text).map_err(|e| ProtocolError::Malformed(e.to_string()))?;
-    let ty = need(f.ty.clone(), "message", "type")?.into_owned();
+fn flat(text: &str) -> Result<(String, Flat), ProtocolError> {
+    let mut f = json::flat(text)?;
+    let ty = need(f.ty.take(), "message", "type")?;
     Ok((ty, f))
 }
 
@@ -263,16 +267,16 @@ fn need<T>(v: Option<T>, ty: &'static str, field: &'static str) -> Result<T, Pro
     v.ok_or(ProtocolError::MissingField { ty, field })
 }
 
-fn need_room(v: Option<Cow<'_, str>>, ty: &'static str) -> Result<RoomName, ProtocolError> {
-    RoomName::new(need(v, ty, "room")?.into_owned())
+fn need_room(v: Option<String>, ty: &'static str) -> Result<RoomName, ProtocolError> {
+    RoomName::new(need(v, ty, "room")?)
 }
 
 fn need_peer(
-    v: Option<Cow<'_, str>>,
+    v: Option<String>,
     ty: &'static str,
     field: &'static str,
 ) -> Result<PeerId, ProtocolError> {
-    PeerId::new(need(v, ty, field)?.into_owned())
+    PeerId::new(need(v, ty, field)?)
 }
 
 /// Equal when their JSON is (raw `data` has no structural equality).
@@ -293,16 +297,23 @@ impl ClientMessage {
             }),
             "signal" => Ok(Self::Signal {
                 to: need_peer(f.to, "signal", "to")?,
-                data: need(f.data, "signal", "data")?.to_owned(),
+                data: need(f.data, "signal", "data")?,
             }),
             "leave" => Ok(Self::Leave),
             _ => Err(ProtocolError::UnknownType(ty.chars().take(40).collect())),
         }
     }
 
-    /// The JSON text of this frame.
+    /// The JSON text of this frame. (Written out here: room names and peer ids need no
+    /// escaping, and `data` is JSON already.)
     pub fn to_json(&self) -> String {
-        serde_json::to_string(self).expect("client messages always serialize")
+        match self {
+            Self::Join { room, v } => format!(r#"{{"type":"join","room":"{room}","v":{v}}}"#),
+            Self::Signal { to, data } => {
+                format!(r#"{{"type":"signal","to":"{to}","data":{}}}"#, data.get())
+            }
+            Self::Leave => r#"{"type":"leave"}"#.into(),
+        }
     }
 }
 
@@ -324,7 +335,7 @@ impl ServerMessage {
             }),
             "signal" => Ok(Self::Signal {
                 from: need_peer(f.from, "signal", "from")?,
-                data: need(f.data, "signal", "data")?.to_owned(),
+                data: need(f.data, "signal", "data")?,
             }),
             "error" => Ok(Self::Error {
                 code: need(f.code, "error", "code")?,
@@ -335,6 +346,7 @@ impl ServerMessage {
     }
 
     /// The JSON text of this frame.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("server messages always serialize")
     }
@@ -359,5 +371,6 @@ impl From<&ProtocolError> for ErrorCode {
     }
 }
 
+// Natively, and in the browser (`wasm-pack test`), where JSON goes through the browser's own.
 #[cfg(test)]
 mod tests;

@@ -44,11 +44,16 @@ pub enum PeerSignal {
 impl PeerSignal {
     /// Parses the `data` of a relayed `signal` frame.
     pub fn parse(json: &str) -> Result<Self, super::ProtocolError> {
-        serde_json::from_str(json).map_err(|e| super::ProtocolError::Malformed(e.to_string()))
+        super::json::parse(json)
     }
 
     /// The JSON text to put in `data`.
     pub fn to_json(&self) -> String {
-        serde_json::to_string(self).expect("peer signals always serialize")
+        super::json::to_string(self)
+    }
+
+    /// This signal as the `data` of a `signal` frame.
+    pub fn to_raw(&self) -> super::RawJson {
+        super::json::trusted(self.to_json())
     }
 }

@@ -6,7 +6,6 @@ use super::{
     SwarmEvent, Time,
 };
 use crate::signal::{ClientMessage, PeerId, PeerSignal, ServerMessage, PROTOCOL_VERSION};
-use serde_json::value::RawValue;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
@@ -109,11 +108,6 @@ pub struct Swarm {
     left: bool,
 }
 
-/// Signaling data is always our own JSON; serialization cannot fail.
-fn raw(signal: &PeerSignal) -> Box<RawValue> {
-    RawValue::from_string(signal.to_json()).expect("a peer signal is valid JSON")
-}
-
 impl Swarm {
     /// A swarm that will join `config.room`; its first output asks to open signaling.
     pub fn new(config: Config) -> Self {
@@ -191,7 +185,7 @@ impl Swarm {
         };
         self.send(ClientMessage::Signal {
             to,
-            data: raw(signal),
+            data: signal.to_raw(),
         });
     }
 

@@ -2,7 +2,6 @@
 
 use super::*;
 use crate::signal::{RoomName, ServerMessage};
-use serde_json::value::RawValue;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -332,8 +331,8 @@ fn candidate() -> PeerSignal {
     }
 }
 
-fn raw(s: &str) -> Box<RawValue> {
-    RawValue::from_string(s.to_string()).unwrap()
+fn raw(s: &str) -> crate::signal::RawJson {
+    crate::signal::raw_json(s.to_string()).unwrap()
 }
 
 #[test]
