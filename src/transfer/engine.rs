@@ -220,6 +220,10 @@ struct File {
     /// Bytes received per peer (for the application and the tests).
     received: HashMap<PeerId, u64>,
     error: Option<String>,
+    /// While it downloads: when its download started, as a count of downloads started. Pieces
+    /// are asked for in that order, so downloads finish in the order they were asked for
+    /// rather than all late together.
+    order: Option<u64>,
 }
 
 impl File {
@@ -241,6 +245,7 @@ impl File {
             hashing: HashMap::new(),
             received: HashMap::new(),
             error: None,
+            order: None,
         }
     }
 
@@ -314,6 +319,8 @@ pub struct Engine {
     upload_tokens: f64,
     upload_at: Time,
     out: VecDeque<Output>,
+    /// Downloads started so far (see `File::order`).
+    started: u64,
 }
 
 impl Engine {
@@ -330,6 +337,7 @@ impl Engine {
             upload_tokens: 0.0,
             upload_at: Duration::ZERO,
             out: VecDeque::new(),
+            started: 0,
         }
     }
 
@@ -685,9 +693,15 @@ impl Engine {
     }
 
     fn start_download(&mut self, id: &FileId, now: Time) {
-        let Some(f) = self.files.get(id) else { return };
+        let Some(f) = self.files.get_mut(id) else {
+            return;
+        };
         if f.local != Local::Downloading {
             return;
+        }
+        if f.order.is_none() {
+            f.order = Some(self.started);
+            self.started += 1;
         }
         let sources: Vec<PeerId> = f.sources.iter().cloned().collect();
         for p in &sources {
@@ -727,6 +741,7 @@ impl Engine {
         }
         f.partial.clear();
         f.manifest_fetch = None;
+        f.order = None;
         let cancels: Vec<((FileId, BlockRef), BTreeMap<PeerId, Sent>)> = self
             .requests
             .iter()
@@ -1185,6 +1200,7 @@ impl Engine {
         let (have_bytes, size) = (f.have_bytes(), f.size);
         if complete {
             f.local = Local::Serving;
+            f.order = None;
         }
         for p in subscribers {
             self.send(&p, Frame::HaveOne { id: *id, piece });
@@ -1234,13 +1250,14 @@ impl Engine {
     /// first few, then rarest first), then — when nothing is left unrequested — endgame
     /// duplicates.
     fn schedule(&mut self, now: Time) {
-        let ids: Vec<FileId> = self
+        let mut ids: Vec<(Option<u64>, FileId)> = self
             .files
             .iter()
             .filter(|(_, f)| f.local == Local::Downloading && f.manifest.is_some())
-            .map(|(id, _)| *id)
+            .map(|(id, f)| (f.order, *id))
             .collect();
-        for id in ids {
+        ids.sort_unstable();
+        for (_, id) in ids {
             self.schedule_file(&id, now);
         }
     }
