@@ -45,8 +45,14 @@ pub struct Config {
     /// channel does not keep up wait, so a peer that asks faster than its channel takes
     /// costs no memory.
     pub send_window: u64,
-    /// The same for all peers together: what a source holds to serve however many peers ask
-    /// (the oldest waiting request is read first once there is room).
+    /// The same for all peers together: what a source holds to serve however many peers ask.
+    /// It is shared by the `n` peers being served: each may have `send_budget / n` out (and
+    /// at most its `send_window`). So peers that ask much and do not read (slow links, or on
+    /// purpose) cannot hold it all while others wait: a peer that comes later gets its share
+    /// at once, and what the others hold beyond their new shares drains as their channels
+    /// take it. (The total is the budget plus a block per peer once shares settle; peers
+    /// arriving one by one while all the others' channels stay full add a share each: with
+    /// 20 peers, about 83 MiB at most, against 160 MiB of windows without the budget.)
     pub send_budget: u64,
 }
 
@@ -361,16 +367,27 @@ impl Engine {
             self.upload_at = now;
             self.upload_tokens = (self.upload_tokens + dt * rate).min(burst);
         }
-        let window = self.config.send_window;
-        let mut out_now: u64 = self.peers.values().map(|p| p.reading + p.unsent).sum();
+        // The send budget is shared by the peers being served (something of theirs being read,
+        // on its way out or waiting): each may have its share of it out at once, and at most
+        // its send window, so peers whose channels are slow cannot hold all of it while others
+        // wait.
+        let served = {
+            let mut served: BTreeSet<&PeerId> = self
+                .peers
+                .iter()
+                .filter(|(_, p)| p.reading + p.unsent > 0)
+                .map(|(id, _)| id)
+                .collect();
+            served.extend(self.upload_queue.iter().map(|(p, _, _)| p));
+            served.len().max(1) as u64
+        };
+        let limit = self
+            .config
+            .send_window
+            .min(self.config.send_budget / served);
         let mut i = 0;
         while i < self.upload_queue.len() {
             if rate.is_some() && self.upload_tokens <= 0.0 {
-                break;
-            }
-            if out_now > 0
-                && out_now + u64::from(self.upload_queue[i].2.len) > self.config.send_budget
-            {
                 break;
             }
             let (peer, id, block) = &self.upload_queue[i];
@@ -378,9 +395,9 @@ impl Engine {
                 self.upload_queue.remove(i);
                 continue;
             };
-            // This peer's channel has not taken what it was given yet: its requests wait
-            // (others' go ahead of them).
-            if ps.reading + ps.unsent >= window {
+            // This peer has its share out and its channel has not taken it yet: its requests
+            // wait (others' go ahead of them).
+            if ps.reading + ps.unsent >= limit {
                 i += 1;
                 continue;
             }
@@ -389,7 +406,6 @@ impl Engine {
                 continue;
             }
             ps.reading += u64::from(block.len);
-            out_now += u64::from(block.len);
             if rate.is_some() {
                 self.upload_tokens -= f64::from(block.len);
             }
