@@ -226,10 +226,6 @@ struct File {
     /// Bytes received per peer (for the application and the tests).
     received: HashMap<PeerId, u64>,
     error: Option<String>,
-    /// While it downloads: when its download started, as a count of downloads started. Pieces
-    /// are asked for in that order, so downloads finish in the order they were asked for
-    /// rather than all late together.
-    order: Option<u64>,
 }
 
 impl File {
@@ -251,7 +247,6 @@ impl File {
             hashing: HashMap::new(),
             received: HashMap::new(),
             error: None,
-            order: None,
         }
     }
 
@@ -325,8 +320,9 @@ pub struct Engine {
     upload_tokens: f64,
     upload_at: Time,
     out: VecDeque<Output>,
-    /// Downloads started so far (see `File::order`).
-    started: u64,
+    /// Files being downloaded, in the order their downloads started: pieces are asked for in
+    /// that order, so downloads finish one after another rather than all late together.
+    queue: Vec<FileId>,
 }
 
 impl Engine {
@@ -343,7 +339,7 @@ impl Engine {
             upload_tokens: 0.0,
             upload_at: Duration::ZERO,
             out: VecDeque::new(),
-            started: 0,
+            queue: Vec::new(),
         }
     }
 
@@ -371,16 +367,12 @@ impl Engine {
         // on its way out or waiting): each may have its share of it out at once, and at most
         // its send window, so peers whose channels are slow cannot hold all of it while others
         // wait.
-        let served = {
-            let mut served: BTreeSet<&PeerId> = self
-                .peers
-                .iter()
-                .filter(|(_, p)| p.reading + p.unsent > 0)
-                .map(|(id, _)| id)
-                .collect();
-            served.extend(self.upload_queue.iter().map(|(p, _, _)| p));
-            served.len().max(1) as u64
-        };
+        let served = self
+            .peers
+            .values()
+            .filter(|p| p.asked > 0 || p.reading + p.unsent > 0)
+            .count()
+            .max(1) as u64;
         let limit = self
             .config
             .send_window
@@ -715,9 +707,8 @@ impl Engine {
         if f.local != Local::Downloading {
             return;
         }
-        if f.order.is_none() {
-            f.order = Some(self.started);
-            self.started += 1;
+        if !self.queue.contains(id) {
+            self.queue.push(*id);
         }
         let sources: Vec<PeerId> = f.sources.iter().cloned().collect();
         for p in &sources {
@@ -757,7 +748,7 @@ impl Engine {
         }
         f.partial.clear();
         f.manifest_fetch = None;
-        f.order = None;
+        self.queue.retain(|q| q != id);
         let cancels: Vec<((FileId, BlockRef), BTreeMap<PeerId, Sent>)> = self
             .requests
             .iter()
@@ -1216,7 +1207,7 @@ impl Engine {
         let (have_bytes, size) = (f.have_bytes(), f.size);
         if complete {
             f.local = Local::Serving;
-            f.order = None;
+            self.queue.retain(|q| q != id);
         }
         for p in subscribers {
             self.send(&p, Frame::HaveOne { id: *id, piece });
@@ -1266,14 +1257,17 @@ impl Engine {
     /// first few, then rarest first), then — when nothing is left unrequested — endgame
     /// duplicates.
     fn schedule(&mut self, now: Time) {
-        let mut ids: Vec<(Option<u64>, FileId)> = self
-            .files
+        let ids: Vec<FileId> = self
+            .queue
             .iter()
-            .filter(|(_, f)| f.local == Local::Downloading && f.manifest.is_some())
-            .map(|(id, f)| (f.order, *id))
+            .filter(|id| {
+                self.files
+                    .get(*id)
+                    .is_some_and(|f| f.local == Local::Downloading && f.manifest.is_some())
+            })
+            .copied()
             .collect();
-        ids.sort_unstable();
-        for (_, id) in ids {
+        for id in ids {
             self.schedule_file(&id, now);
         }
     }
