@@ -54,6 +54,9 @@ pub struct Config {
     /// arriving one by one while all the others' channels stay full add a share each: with
     /// 20 peers, about 83 MiB at most, against 160 MiB of windows without the budget.)
     pub send_budget: u64,
+    /// Files one peer may announce (be a source of) at once; more announcements from it are
+    /// ignored until it withdraws some. Every known file costs memory and a line on the page.
+    pub max_files_per_peer: usize,
 }
 
 impl Default for Config {
@@ -71,6 +74,7 @@ impl Default for Config {
             busy_backoff: Duration::from_millis(500),
             send_window: 8 * 1024 * 1024,
             send_budget: 32 * 1024 * 1024,
+            max_files_per_peer: 10_000,
         }
     }
 }
@@ -291,6 +295,8 @@ struct PeerState {
     unsent: u64,
     /// It answered [`RejectReason::Busy`]: asked for nothing new until then.
     busy_until: Option<Time>,
+    /// Files it announced (see [`Config::max_files_per_peer`]).
+    announced: usize,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -535,6 +541,7 @@ impl Engine {
                     reading: 0,
                     unsent: 0,
                     busy_until: None,
+                    announced: 0,
                 });
                 ps.max_frame = max_frame;
                 let frames: Vec<Frame> = self
@@ -840,6 +847,21 @@ impl Engine {
                 mime,
             } => {
                 let new = !self.files.contains_key(&id);
+                let Some(ps) = self.peers.get_mut(peer) else {
+                    return;
+                };
+                let known = self
+                    .files
+                    .get(&id)
+                    .is_some_and(|f| f.sources.contains(peer));
+                if !known {
+                    // Each file a peer announces costs every peer memory (and a line on the
+                    // page): past the cap, its announcements are ignored.
+                    if ps.announced >= self.config.max_files_per_peer {
+                        return;
+                    }
+                    ps.announced += 1;
+                }
                 let f = self
                     .files
                     .entry(id)
@@ -860,7 +882,11 @@ impl Engine {
             }
             Frame::Unannounce { id } => {
                 if let Some(f) = self.files.get_mut(&id) {
-                    f.sources.remove(peer);
+                    if f.sources.remove(peer) {
+                        if let Some(ps) = self.peers.get_mut(peer) {
+                            ps.announced = ps.announced.saturating_sub(1);
+                        }
+                    }
                     f.peer_have.remove(peer);
                     f.last_pick.remove(peer);
                     if f.sources.is_empty() && f.local == Local::Known {

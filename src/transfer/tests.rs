@@ -923,6 +923,51 @@ fn many_peers_asking_at_once_share_their_sources_budget_and_none_is_starved() {
 }
 
 #[test]
+fn a_peer_announcing_more_files_than_the_cap_is_ignored_past_it() {
+    let mut sim = Sim::new(2);
+    let config = Config {
+        max_files_per_peer: 50,
+        seed: 8,
+        ..Config::default()
+    };
+    sim.nodes[1].engine = Engine::new(config);
+    sim.input(1, Input::PeerUp(pid(0), CHROMIUM_FRAME));
+    let announce = |sim: &mut Sim, n: u8| {
+        let frame = Frame::Announce {
+            id: [n; 32],
+            name: format!("file {n}"),
+            size: 1,
+            mime: String::new(),
+        };
+        sim.input(1, Input::Frame(pid(0), frame.encode()));
+    };
+    for n in 0..60 {
+        announce(&mut sim, n);
+    }
+    // Announced again: no second count.
+    announce(&mut sim, 3);
+    let known = |sim: &Sim| sim.nodes[1].engine.files().len();
+    assert_eq!(known(&sim), 50, "known files from one peer");
+    assert!(sim.nodes[1].engine.files().iter().all(|f| f.id[0] < 50));
+    // It withdraws one: there is room for another.
+    sim.input(
+        1,
+        Input::Frame(pid(0), Frame::Unannounce { id: [7; 32] }.encode()),
+    );
+    announce(&mut sim, 55);
+    announce(&mut sim, 56);
+    assert_eq!(known(&sim), 50);
+    assert!(sim.nodes[1].engine.files().iter().any(|f| f.id[0] == 55));
+    assert!(!sim.nodes[1].engine.files().iter().any(|f| f.id[0] == 56));
+    // The announcements were not an offence: it is not banned.
+    sim.drain();
+    assert!(!sim.nodes[1]
+        .events
+        .iter()
+        .any(|e| matches!(e, TransferEvent::PeerBanned(..))));
+}
+
+#[test]
 fn a_store_that_fills_up_stops_the_download_once_and_a_retry_fetches_only_what_is_missing() {
     let (data, m, mut sim) = shared_by_node_0(8 * 1024 * 1024, 16);
     let id = m.id();
