@@ -221,6 +221,9 @@ struct File {
     subscribers: BTreeSet<PeerId>,
     /// Manifest being fetched: from whom, bytes so far.
     manifest_fetch: Option<(PeerId, Vec<u8>)>,
+    /// When the manifest was asked for or its last part came: one that does not come within
+    /// [`Config::request_timeout`] is asked of another source.
+    manifest_at: Time,
     partial: BTreeMap<u32, Partial>,
     /// Verified, waiting for the driver to store them.
     storing: BTreeSet<u32>,
@@ -246,6 +249,7 @@ impl File {
             last_pick: HashMap::new(),
             subscribers: BTreeSet::new(),
             manifest_fetch: None,
+            manifest_at: Duration::ZERO,
             partial: BTreeMap::new(),
             storing: BTreeSet::new(),
             hashing: HashMap::new(),
@@ -446,12 +450,18 @@ impl Engine {
             _ => None,
         };
         let busy = self.peers.values().filter_map(|p| p.busy_until);
+        let manifests = self
+            .files
+            .values()
+            .filter(|f| f.manifest_fetch.is_some())
+            .map(|f| f.manifest_at + self.config.request_timeout);
         self.requests
             .values()
             .flat_map(|m| m.values())
             .map(|s| s.at + self.config.request_timeout)
             .chain(upload)
             .chain(busy)
+            .chain(manifests)
             .min()
     }
 
@@ -721,23 +731,31 @@ impl Engine {
         for p in &sources {
             self.send(p, Frame::Subscribe { id: *id });
         }
-        self.fetch_manifest(id);
+        self.fetch_manifest(id, None, now);
         self.schedule(now);
     }
 
-    fn fetch_manifest(&mut self, id: &FileId) {
+    /// Asks a source for the manifest of `id` if it is needed and not being fetched: the
+    /// first usable source after `after` (the one that just failed to answer), so that each
+    /// is tried in turn.
+    fn fetch_manifest(&mut self, id: &FileId, after: Option<&PeerId>, now: Time) {
         let Some(f) = self.files.get(id) else { return };
-        if f.manifest.is_some() || f.manifest_fetch.is_some() {
+        if f.local != Local::Downloading || f.manifest.is_some() || f.manifest_fetch.is_some() {
             return;
         }
-        let from = f
+        let usable: Vec<&PeerId> = f
             .sources
             .iter()
-            .find(|p| self.peers.get(*p).is_some_and(|s| !s.banned))
-            .cloned();
+            .filter(|p| self.peers.get(*p).is_some_and(|s| !s.banned))
+            .collect();
+        let from = after
+            .and_then(|a| usable.iter().find(|p| **p > a))
+            .or(usable.first())
+            .map(|p| (*p).clone());
         if let Some(from) = from {
-            self.files.get_mut(id).expect("present").manifest_fetch =
-                Some((from.clone(), Vec::new()));
+            let f = self.files.get_mut(id).expect("present");
+            f.manifest_fetch = Some((from.clone(), Vec::new()));
+            f.manifest_at = now;
             self.send(&from, Frame::ManifestRequest { id: *id });
         }
     }
@@ -798,7 +816,7 @@ impl Engine {
             self.event(TransferEvent::FileRemoved(id));
         }
         for id in refetch {
-            self.fetch_manifest(&id);
+            self.fetch_manifest(&id, None, now);
         }
         self.schedule(now);
     }
@@ -830,7 +848,7 @@ impl Engine {
         self.event(TransferEvent::PeerBanned(peer.clone(), reason));
         let ids: Vec<FileId> = self.files.keys().cloned().collect();
         for id in ids {
-            self.fetch_manifest(&id);
+            self.fetch_manifest(&id, None, now);
         }
         self.schedule(now);
     }
@@ -877,7 +895,7 @@ impl Engine {
                 }
                 if self.files[&id].local == Local::Downloading {
                     self.send(peer, Frame::Subscribe { id });
-                    self.fetch_manifest(&id);
+                    self.fetch_manifest(&id, None, now);
                 }
             }
             Frame::Unannounce { id } => {
@@ -909,6 +927,16 @@ impl Engine {
                 let Some(m) = self.files.get(&id).and_then(|f| f.manifest.as_ref()) else {
                     return;
                 };
+                // A peer whose channel has not taken what it was sent yet is not sent a
+                // manifest more (it costs up to 256 KiB a request): it asks again, of us or of
+                // another source, when its request times out.
+                if self
+                    .peers
+                    .get(peer)
+                    .is_some_and(|p| p.unsent >= self.config.send_window)
+                {
+                    return;
+                }
                 let bytes = m.encode();
                 let total = bytes.len() as u32;
                 let room = self.peers.get(peer).map_or(0, |p| p.max_frame);
@@ -1040,6 +1068,7 @@ impl Engine {
         }
         buf.extend_from_slice(&bytes);
         if buf.len() < total as usize {
+            f.manifest_at = now;
             return;
         }
         let bytes = std::mem::take(buf);
@@ -1257,6 +1286,16 @@ impl Engine {
             }
         }
         let timeout = self.config.request_timeout;
+        // Manifests not answered in time: asked of the next source.
+        let late: Vec<(FileId, PeerId)> = self
+            .files
+            .iter_mut()
+            .filter(|(_, f)| f.manifest_fetch.is_some() && f.manifest_at + timeout <= now)
+            .filter_map(|(id, f)| f.manifest_fetch.take().map(|(p, _)| (*id, p)))
+            .collect();
+        for (id, peer) in late {
+            self.fetch_manifest(&id, Some(&peer), now);
+        }
         let mut expired = Vec::new();
         for (key, asked) in self.requests.iter_mut() {
             let late: Vec<PeerId> = asked

@@ -968,6 +968,75 @@ fn a_peer_announcing_more_files_than_the_cap_is_ignored_past_it() {
 }
 
 #[test]
+fn a_source_that_never_sends_the_manifest_is_passed_over() {
+    // Nodes 1 and 2 share a file; node 1 then stops answering anything (its channel stays
+    // open). Node 0 asks node 1 first (the first source) for the manifest: no answer within
+    // the request timeout, so it asks node 2, and the download completes from node 2.
+    let data = content(4 * 1024 * 1024, 22);
+    let m = manifest_of("silent", &data);
+    let id = m.id();
+    let mut sim = Sim::new(3);
+    sim.share(1, &data, &m);
+    sim.share(2, &data, &m);
+    sim.settle();
+    sim.nodes[1].up = false;
+    let start = sim.now;
+    sim.input(0, Input::Download(id));
+    assert!(
+        sim.run_until(Duration::from_secs(60), |s| s.complete(0, &id)),
+        "the download never got past the silent source"
+    );
+    assert_eq!(sim.assembled(0, &m), data);
+    let took = sim.now - start;
+    let timeout = Config::default().request_timeout;
+    assert!(
+        took >= timeout,
+        "done in {took:?}: the silent source was not asked first"
+    );
+    assert!(took < timeout * 2, "done in {took:?}");
+}
+
+#[test]
+fn a_peer_asking_for_a_manifest_over_and_over_gets_a_window_of_it() {
+    // A manifest of 8192 pieces is 256 KiB; a peer whose channel takes nothing asks for it a
+    // hundred times: it is sent a send window's worth, not 25 MiB.
+    let pieces = 8192u32;
+    let m = Manifest {
+        name: "big".into(),
+        size: u64::from(pieces) * 1024 * 1024,
+        mime: String::new(),
+        piece_size: 1024 * 1024,
+        hashes: vec![[7; 32]; pieces as usize],
+    };
+    let id = m.id();
+    let mut sim = Sim::new(2);
+    sim.input(0, Input::Share(m.clone()));
+    sim.settle();
+    sim.nodes[0].unsent = Some(Vec::new());
+    for _ in 0..100 {
+        sim.input(
+            0,
+            Input::Frame(pid(1), Frame::ManifestRequest { id }.encode()),
+        );
+    }
+    sim.drain();
+    let sent: usize = sim.nodes[0]
+        .unsent
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|(_, n)| n)
+        .sum();
+    let manifest = m.encode().len();
+    let window = Config::default().send_window as usize;
+    assert!(
+        sent <= window + manifest + 64 * 1024,
+        "sent {sent} bytes of manifest parts to a peer that took nothing"
+    );
+    assert!(sent >= manifest, "not even one manifest: {sent} bytes");
+}
+
+#[test]
 fn a_store_that_fills_up_stops_the_download_once_and_a_retry_fetches_only_what_is_missing() {
     let (data, m, mut sim) = shared_by_node_0(8 * 1024 * 1024, 16);
     let id = m.id();
