@@ -366,17 +366,22 @@ fn runs(order: &[u32]) -> usize {
     order.windows(2).filter(|w| w[1] == w[0] + 1).count()
 }
 
-/// `seeders` peers share `data`, one more downloads it whole: the finished simulation.
 /// Two nodes, node 0 sharing `len` bytes of content `seed` (announced to node 1).
 fn shared_by_node_0(len: usize, seed: u64) -> (Vec<u8>, Manifest, Sim) {
+    shared_by_node_0_of(2, len, seed)
+}
+
+/// The same with `n` nodes.
+fn shared_by_node_0_of(n: usize, len: usize, seed: u64) -> (Vec<u8>, Manifest, Sim) {
     let data = content(len, seed);
     let m = manifest_of("f", &data);
-    let mut sim = Sim::new(2);
+    let mut sim = Sim::new(n);
     sim.share(0, &data, &m);
     sim.settle();
     (data, m, sim)
 }
 
+/// `seeders` peers share `data`, one more downloads it whole: the finished simulation.
 fn seeded_download(seeders: usize, data: &[u8], m: &Manifest) -> Sim {
     let id = m.id();
     let mut sim = Sim::new(seeders + 1);
@@ -844,12 +849,8 @@ fn many_peers_asking_at_once_share_their_sources_budget_and_none_is_starved() {
     // nothing: it reads the budget for all of them together, not a window each. Then two
     // more ask: they are served at once (a share each), not after the first four's channels
     // drain.
-    let data = content(64 * 1024 * 1024, 19);
-    let m = manifest_of("many", &data);
+    let (_, m, mut sim) = shared_by_node_0_of(7, 64 * 1024 * 1024, 19);
     let id = m.id();
-    let mut sim = Sim::new(7);
-    sim.share(0, &data, &m);
-    sim.settle();
     sim.nodes[0].unsent = Some(Vec::new());
     let config = Config::default();
     let block = u64::from(config.block);
