@@ -745,3 +745,70 @@ async fn a_shared_file_changed_on_disk_stops_being_offered_and_the_sharer_is_tol
     chromium.close().await;
     firefox.close().await;
 }
+
+/// Waits until `s`'s page lists `n` files.
+async fn listed(s: &Session, n: usize) {
+    let count = "return document.querySelectorAll('#files li[data-file]').length";
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let got = js(s, count).await.as_u64().unwrap_or(0);
+        if got == n as u64 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{:?} lists {got} of {n} files",
+            s.browser
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A peer that shares hundreds of files announces each to the pages in its room: a page
+/// lists them all, rebuilding its list at most every 100 ms rather than once per file (which
+/// froze the page for seconds at a few hundred files).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundreds_of_files_announced_one_by_one_are_listed_in_few_rebuilds() {
+    const FILES: usize = 400;
+    let server = Server::start(&[]);
+    let (chromium, firefox) = tokio::join!(
+        Session::start(Browser::Chromium),
+        Session::start(Browser::Firefox)
+    );
+    let link = format!("{}/#room=e2e-many-files", server.url);
+    open(&firefox, &link).await;
+    open(&chromium, &link).await;
+    let chromium_id = chromium
+        .wait_text("#peer-id", Duration::from_secs(10))
+        .await;
+    firefox.wait_connected_to(&chromium_id).await;
+    let before = js(&firefox, "return window.swarmdropRenders").await;
+    // Chromium drops them all on its drop zone at once; it shares them one after another.
+    js(
+        &chromium,
+        &format!(
+            "const dt = new DataTransfer();
+             for (let i = 0; i < {FILES}; i++) dt.items.add(new File([`file number ${{i}}`], `f${{i}}.txt`));
+             document.getElementById('drop').dispatchEvent(
+               new DragEvent('drop', {{ dataTransfer: dt, bubbles: true, cancelable: true }}));
+             return null"
+        ),
+    )
+    .await;
+    let start = Instant::now();
+    listed(&firefox, FILES).await;
+    let secs = start.elapsed().as_secs_f64();
+    let after = js(&firefox, "return window.swarmdropRenders").await;
+    let renders = after.as_u64().unwrap_or(u64::MAX) - before.as_u64().unwrap_or(0);
+    eprintln!(
+        "Firefox rebuilt its file list {renders} times for {FILES} announcements in {secs:.1} s"
+    );
+    // (At most ten a second for the events, and the page's own once a second.)
+    assert!(
+        renders < FILES as u64 / 4,
+        "{renders} rebuilds of the file list for {FILES} announcements in {secs:.1} s"
+    );
+    listed(&chromium, FILES).await;
+    chromium.close().await;
+    firefox.close().await;
+}

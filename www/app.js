@@ -229,6 +229,7 @@ function sourcesText(f) {
 }
 
 function renderFiles(swarm) {
+  window.swarmdropRenders = (window.swarmdropRenders ?? 0) + 1; // (counted for the E2E tests)
   const files = swarm.files();
   const list = $("files");
   list.replaceChildren(
@@ -411,15 +412,34 @@ function setupFiles(swarm) {
   for (const ev of ["dragenter", "dragover"]) drop.addEventListener(ev, (e) => { e.preventDefault(); drop.classList.add("over"); });
   for (const ev of ["dragleave", "drop"]) drop.addEventListener(ev, () => drop.classList.remove("over"));
   drop.addEventListener("drop", (e) => { e.preventDefault(); shareFiles(swarm, [...e.dataTransfer.files]); });
-  for (const ev of ["file-announced", "file-removed", "file-complete"]) swarm.on(ev, () => { renderFiles(swarm); renderStored(swarm); });
+  // The lists are rebuilt at most every 100 ms however many events come (a peer that shares
+  // hundreds of files announces each; one rebuild per event froze the page for seconds).
+  let pending = null;
+  let last = -Infinity;
+  const soon = (announced) => {
+    if (pending) {
+      pending.announced ||= announced;
+      return;
+    }
+    pending = { announced };
+    setTimeout(() => {
+      const { announced } = pending;
+      pending = null;
+      last = performance.now();
+      if (announced) {
+        for (const f of swarm.files()) if (f.downloading && !f.complete) startDownload(swarm, f.id);
+      }
+      renderFiles(swarm);
+      renderStored(swarm);
+    }, Math.max(0, last + 100 - performance.now()));
+  };
+  swarm.on("file-announced", () => soon(true));
+  for (const ev of ["file-removed", "file-complete"]) swarm.on(ev, () => soon(false));
   swarm.on("file-complete", () => renderStorage(swarm));
   // Files stored before this page opened (`join` resumed them): unfinished downloads continue
   // on their own, and finished ones are handed over at once — both tracked, so that every
   // download, finished or not, has its progress and its Save link after a reload too.
   for (const f of swarm.files()) if (f.downloading || f.complete) startDownload(swarm, f.id);
-  swarm.on("file-announced", () => {
-    for (const f of swarm.files()) if (f.downloading && !f.complete) startDownload(swarm, f.id);
-  });
   setInterval(() => renderFiles(swarm), 1000);
   setInterval(() => renderStorage(swarm), 10000);
   renderFiles(swarm);
