@@ -228,6 +228,34 @@ async fn eight_mib_from_a_to_b_and_c_with_c_also_fetching_from_b() {
 }
 
 #[wasm_bindgen_test]
+async fn a_file_of_no_bytes_is_shared_and_downloaded() {
+    let room = tag("empty");
+    let a = join(&room, &tag("a")).await;
+    let b = join(&room, &tag("b")).await;
+    until("connected", 20.0, || {
+        connected(&a) == 1 && connected(&b) == 1
+    })
+    .await;
+    let id = share(&a, &file_of(&[], "empty.txt")).await;
+    until("announced", 10.0, || knows(&b, &id)).await;
+    let dl = b.download(hex(&id)).unwrap();
+    let got = JsFuture::from(dl.done()).await.expect("the download");
+    let file: web_sys::File = got.clone().dyn_into().unwrap();
+    assert_eq!((file.name(), file.size()), ("empty.txt".to_string(), 0.0));
+    assert!(file_bytes(got).await.is_empty());
+    let info = b
+        .files()
+        .iter()
+        .find(|f| js_sys::Reflect::get(f, &"id".into()).unwrap().as_string() == Some(hex(&id)))
+        .expect("listed");
+    let complete = js_sys::Reflect::get(&info, &"complete".into()).unwrap();
+    assert_eq!(complete.as_bool(), Some(true), "listed as complete");
+    for s in [a, b] {
+        s.leave();
+    }
+}
+
+#[wasm_bindgen_test]
 async fn a_peer_serving_corrupt_pieces_is_detected_and_dropped() {
     let room = tag("corrupt");
     let a = join(&room, &tag("a")).await;

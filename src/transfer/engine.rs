@@ -277,8 +277,12 @@ impl File {
         (self.partial.len() + self.storing.len()) as u64 * piece
     }
 
+    /// Whether it has something to serve: a piece, or all of it (a file of no bytes has no
+    /// pieces).
     fn has_any(&self) -> bool {
-        self.have.as_ref().is_some_and(|h| h.count() > 0)
+        self.have
+            .as_ref()
+            .is_some_and(|h| h.count() > 0 || h.complete())
     }
 }
 
@@ -718,16 +722,20 @@ impl Engine {
     }
 
     fn start_download(&mut self, id: &FileId, now: Time) {
-        let Some(f) = self.files.get_mut(id) else {
-            return;
-        };
-        if f.local != Local::Downloading {
+        if self
+            .files
+            .get(id)
+            .is_none_or(|f| f.local != Local::Downloading)
+        {
             return;
         }
         if !self.queue.contains(id) {
             self.queue.push(*id);
         }
-        let sources: Vec<PeerId> = f.sources.iter().cloned().collect();
+        if self.complete_if_empty(id) {
+            return;
+        }
+        let sources: Vec<PeerId> = self.files[id].sources.iter().cloned().collect();
         for p in &sources {
             self.send(p, Frame::Subscribe { id: *id });
         }
@@ -1077,6 +1085,12 @@ impl Engine {
             Ok(m) => {
                 f.have = Some(Bitfield::new(m.pieces()));
                 f.manifest = Some(m);
+                if self.complete_if_empty(&id) {
+                    return;
+                }
+                let Some(f) = self.files.get_mut(&id) else {
+                    return;
+                };
                 // Ask every source again for its pieces, now that they can be read.
                 let sources: Vec<PeerId> = f.sources.iter().cloned().collect();
                 for p in sources {
@@ -1245,6 +1259,25 @@ impl Engine {
                 self.ban(&c, "sent a piece that failed its SHA-256 check".into(), now);
             }
         }
+    }
+
+    /// A download with nothing to fetch — a file of no bytes, once its manifest is known — is
+    /// complete at once; whether it was.
+    fn complete_if_empty(&mut self, id: &FileId) -> bool {
+        let Some(f) = self.files.get_mut(id) else {
+            return false;
+        };
+        let empty = f.have.as_ref().is_some_and(|h| h.is_empty());
+        if f.local != Local::Downloading || !empty {
+            return false;
+        }
+        f.local = Local::Serving;
+        let size = f.size;
+        self.queue.retain(|q| q != id);
+        self.announce(id);
+        self.event(TransferEvent::Progress(*id, 0, size));
+        self.event(TransferEvent::Complete(*id));
+        true
     }
 
     fn on_stored(&mut self, id: &FileId, piece: u32, now: Time) {

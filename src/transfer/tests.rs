@@ -1449,3 +1449,39 @@ fn requests_are_sent_in_batches() {
         }
     }
 }
+
+#[test]
+fn a_file_of_no_bytes_downloads_at_once_and_is_served_on() {
+    let data = Vec::new();
+    let m = manifest_of("empty.txt", &data);
+    assert_eq!(m.pieces(), 0);
+    let id = m.id();
+    let mut sim = Sim::new(3);
+    sim.share(0, &data, &m);
+    sim.settle();
+    sim.input(1, Input::Download(id));
+    assert!(sim.run_until(Duration::from_secs(5), |s| s.nodes[1]
+        .events
+        .contains(&TransferEvent::Complete(id))));
+    assert!(sim.nodes[1]
+        .events
+        .contains(&TransferEvent::Progress(id, 0, 0)));
+    let info = |sim: &Sim, node: usize| {
+        let files = sim.nodes[node].engine.files();
+        files.into_iter().find(|f| f.id == id)
+    };
+    let got = info(&sim, 1).expect("known");
+    assert!(got.complete && !got.downloading, "{got:?}");
+    // Node 1 now serves it too; a peer that connects later is told of it.
+    sim.settle();
+    assert_eq!(info(&sim, 2).map(|f| f.sources), Some(2));
+    for other in [0, 1] {
+        sim.input(2, Input::PeerDown(pid(other)));
+        sim.input(other, Input::PeerDown(pid(2)));
+    }
+    assert!(info(&sim, 2).is_none(), "forgotten with its sources");
+    sim.input(0, Input::PeerUp(pid(2), CHROMIUM_FRAME));
+    sim.input(2, Input::PeerUp(pid(0), CHROMIUM_FRAME));
+    sim.settle();
+    assert_eq!(info(&sim, 2).map(|f| f.size), Some(0), "announced again");
+}

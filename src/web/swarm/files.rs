@@ -548,6 +548,17 @@ fn complete(shared: &Shared, id: FileId) {
             (store, manifest, resolve, reject)
         };
         let result = match (store, manifest) {
+            // A file of no bytes has no pieces and nothing stored: a new empty `File`.
+            (_, Some(m)) if m.size == 0 => {
+                let opts = web_sys::FilePropertyBag::new();
+                opts.set_type(&m.mime);
+                web_sys::File::new_with_str_sequence_and_options(
+                    &js_sys::Array::new(),
+                    &m.name,
+                    &opts,
+                )
+                .map_err(|e| WebError::browser("making an empty file", e))
+            }
             (Some(store), Some(m)) => store.assemble(&m).await,
             _ => Err(WebError::Closed("storage")),
         };
