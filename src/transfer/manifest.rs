@@ -70,7 +70,7 @@ impl Manifest {
         let mut b = Vec::with_capacity(32 * self.hashes.len() + 64 + self.name.len());
         b.push(MANIFEST_VERSION);
         for s in [&self.name, &self.mime] {
-            let s = &s.as_bytes()[..s.len().min(super::wire::MAX_NAME)];
+            let s = super::wire::fit_name(s).as_bytes();
             b.extend_from_slice(&(s.len() as u16).to_be_bytes());
             b.extend_from_slice(s);
         }
@@ -172,12 +172,13 @@ pub struct ManifestBuilder {
 }
 
 impl ManifestBuilder {
-    /// Starts a manifest for a file of `size` bytes.
+    /// Starts a manifest for a file of `size` bytes. A name or type longer than the wire
+    /// carries ([`super::wire::MAX_NAME`] bytes) is cut, at a character boundary.
     pub fn new(name: &str, size: u64, mime: &str) -> Self {
         ManifestBuilder {
-            name: name.to_string(),
+            name: super::wire::fit_name(name).to_string(),
             size,
-            mime: mime.to_string(),
+            mime: super::wire::fit_name(mime).to_string(),
             piece_size: piece_size_for(size),
             hashes: Vec::new(),
             current: Sha256::new(),

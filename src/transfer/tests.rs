@@ -1102,6 +1102,36 @@ fn a_store_that_fills_up_stops_the_download_once_and_a_retry_fetches_only_what_i
 }
 
 #[test]
+fn a_long_name_in_another_script_is_cut_whole_and_the_file_shared() {
+    // 400 characters of three bytes each: cut to the wire's 1024 bytes, it must end on a
+    // character, or every peer would take the sharer's announcement and manifest for
+    // malformed frames and ban it.
+    let name = "写真".repeat(200);
+    let data = content(2 * 1024 * 1024, 23);
+    let m = manifest_of(&name, &data);
+    assert!(m.name.len() <= wire::MAX_NAME && name.starts_with(&m.name));
+    assert_eq!(m.name.chars().count(), wire::MAX_NAME / 3);
+    assert_eq!(Manifest::decode(&m.encode(), &m.id()).unwrap(), m);
+    let announce = Frame::Announce {
+        id: m.id(),
+        name: name.clone(),
+        size: m.size,
+        mime: "é".repeat(1000),
+    };
+    assert!(Frame::decode(&announce.encode()).is_ok());
+    let mut sim = Sim::new(2);
+    sim.share(0, &data, &m);
+    sim.settle();
+    sim.input(1, Input::Download(m.id()));
+    assert!(sim.run_until(Duration::from_secs(10), |s| s.complete(1, &m.id())));
+    assert_eq!(sim.assembled(1, &m), data);
+    assert!(!sim.nodes[1]
+        .events
+        .iter()
+        .any(|e| matches!(e, TransferEvent::PeerBanned(..))));
+}
+
+#[test]
 fn manifests_round_trip_and_reject_tampering() {
     let data = content(2_500_000, 7);
     let m = manifest_of("a name ✓", &data);

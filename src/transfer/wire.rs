@@ -13,6 +13,16 @@ pub const WIRE_VERSION: u8 = 1;
 /// Longest file name and MIME type carried, in bytes.
 pub const MAX_NAME: usize = 1024;
 
+/// `s` cut to at most [`MAX_NAME`] bytes, at a character boundary (a name cut inside a
+/// character would not decode).
+pub fn fit_name(s: &str) -> &str {
+    let mut end = s.len().min(MAX_NAME);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 /// Why a frame could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WireError {
@@ -207,7 +217,7 @@ impl Writer {
         self
     }
     fn str16(mut self, s: &str) -> Self {
-        let b = &s.as_bytes()[..s.len().min(MAX_NAME)];
+        let b = fit_name(s).as_bytes();
         self.0.extend_from_slice(&(b.len() as u16).to_be_bytes());
         self.0.extend_from_slice(b);
         self
