@@ -598,6 +598,9 @@ impl Engine {
             }
             Input::Download(id) => {
                 if let Some(f) = self.files.get_mut(&id) {
+                    if f.have.as_ref().is_some_and(|h| h.complete()) {
+                        return; // we have it whole
+                    }
                     if f.local == Local::Known || f.local == Local::Serving {
                         f.local = Local::Downloading;
                     }

@@ -1515,3 +1515,13 @@ fn a_file_of_no_bytes_downloads_at_once_and_is_served_on() {
     sim.settle();
     assert_eq!(info(&sim, 2).map(|f| f.size), Some(0), "announced again");
 }
+
+#[test]
+fn downloading_a_file_we_have_whole_changes_nothing() {
+    let (_, m, mut sim) = shared_by_node_0(3 * 1024 * 1024, 24);
+    sim.input(0, Input::Download(m.id()));
+    sim.settle();
+    let files = sim.nodes[0].engine.files();
+    assert!(files[0].complete && !files[0].downloading, "{files:?}");
+    assert!(sim.nodes[0].served.is_empty());
+}
