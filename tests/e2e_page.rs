@@ -95,8 +95,50 @@ async fn chromium_and_firefox_meet_through_the_page_and_chat() {
             .is_err(),
         "a chat message was rendered as HTML"
     );
+
+    // A flood of messages, and a huge one: the chat keeps the last 500, each cut to 2000
+    // characters.
+    let sent = js(
+        &chromium,
+        "return (async () => {
+           for (let i = 0; i < 600; i++) await window.swarmdrop.broadcast(`flood ${i}`);
+           await window.swarmdrop.broadcast('x'.repeat(100000));
+           return 601;
+         })()",
+    )
+    .await;
+    assert_eq!(sent, 601);
+    firefox
+        .wait_text_containing("#chat-log", "flood 599", Duration::from_secs(20))
+        .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let shown = loop {
+        let shown = js(
+            &firefox,
+            "const items = [...document.querySelectorAll('#chat-log li .text')];
+             return [items.length, items[0].textContent, items[items.length - 1].textContent.length]",
+        )
+        .await;
+        if shown[2] == 2001 || std::time::Instant::now() > deadline {
+            break shown;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        shown,
+        serde_json::json!([500, "flood 101", 2001]),
+        "the chat's length, its first message, the huge one's shown length"
+    );
     chromium.close().await;
     firefox.close().await;
+}
+
+/// Runs `script` (a function body) in `s`'s page.
+async fn js(s: &Session, script: &str) -> serde_json::Value {
+    s.client
+        .execute(script, vec![])
+        .await
+        .unwrap_or_else(|e| panic!("{:?}: script failed: {e}", s.browser))
 }
 
 /// GET /metrics over a plain TCP socket (no HTTP client dependency needed for one request).

@@ -88,11 +88,18 @@ function renderPeers(swarm) {
   $("no-peers").hidden = peers.length > 0;
 }
 
+// The chat keeps the last CHAT_KEEP messages, each shown up to CHAT_CHARS characters: a peer
+// that sends thousands (or huge ones) cannot grow the page without bound.
+const CHAT_KEEP = 500;
+const CHAT_CHARS = 2000;
+
 function addChat(who, text, mine) {
   const log = $("chat-log");
   const li = el("li", mine ? "me" : "");
-  li.append(el("span", "who", mine ? "you" : short(who)), el("span", "text", text));
+  const shown = text.length > CHAT_CHARS ? `${text.slice(0, CHAT_CHARS)}…` : text;
+  li.append(el("span", "who", mine ? "you" : short(who)), el("span", "text", shown));
   log.append(li);
+  while (log.childElementCount > CHAT_KEEP) log.firstElementChild.remove();
   log.scrollTop = log.scrollHeight;
 }
 
