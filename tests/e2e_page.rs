@@ -141,6 +141,41 @@ async fn js(s: &Session, script: &str) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("{:?}: script failed: {e}", s.browser))
 }
 
+/// A link to another room pasted into a tab that shows the page changes only its hash: the page
+/// joins that room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_to_another_room_pasted_into_the_tab_joins_that_room() {
+    let server = Server::start(&[]);
+    let chromium = Session::start(Browser::Chromium).await;
+    chromium
+        .client
+        .goto(&format!("{}/#room=e2e-hash-a", server.url))
+        .await
+        .expect("open the page");
+    chromium
+        .wait_state("#signal-state", "open", Duration::from_secs(20))
+        .await;
+    assert_eq!(chromium.text("#room").await, "e2e-hash-a");
+    js(&chromium, "location.hash = '#room=e2e-hash-b'; return null").await;
+    chromium
+        .wait_text_containing("#room", "e2e-hash-b", Duration::from_secs(20))
+        .await;
+    chromium
+        .wait_state("#signal-state", "open", Duration::from_secs(20))
+        .await;
+    // The server has it in the new room only.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = get_metrics(&server.url).await;
+        if metrics.contains("swarmdrop_rooms 1") && metrics.contains("swarmdrop_peers 1") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{metrics}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    chromium.close().await;
+}
+
 /// GET /metrics over a plain TCP socket (no HTTP client dependency needed for one request).
 async fn get_metrics(base: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -183,6 +183,15 @@ async function main() {
 
 main();
 
+// A link pasted into this tab changes only the hash, which loads nothing: a link to another
+// room joins that room (the page loads again, leaving this one); one that offers a file in this
+// room offers it at once.
+addEventListener("hashchange", () => {
+  const room = new URLSearchParams(location.hash.slice(1)).get("room");
+  if (room !== currentRoom) location.reload();
+  else if (window.swarmdrop) renderFiles(window.swarmdrop);
+});
+
 // ---- files ----
 
 function formatBytes(n) {
