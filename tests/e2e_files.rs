@@ -9,19 +9,12 @@
 mod harness;
 
 use fantoccini::Locator;
-use harness::{call, Browser, Server, Session, TempDir};
+use harness::{call, js, Browser, Server, Session, TempDir};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::time::{Duration, Instant};
 
 const SIZE: usize = 64 * 1024 * 1024;
-
-async fn js(s: &Session, script: &str) -> Value {
-    s.client
-        .execute(script, vec![])
-        .await
-        .unwrap_or_else(|e| panic!("{:?}: {script}: {e}", s.browser))
-}
 
 /// The swarm's view of file `id` in the page: `files()` entry as JSON.
 async fn file_info(s: &Session, id: &str) -> Value {

@@ -5,7 +5,7 @@
 
 mod harness;
 
-use harness::{Browser, Server, Session};
+use harness::{js, Browser, Server, Session};
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -131,14 +131,6 @@ async fn chromium_and_firefox_meet_through_the_page_and_chat() {
     );
     chromium.close().await;
     firefox.close().await;
-}
-
-/// Runs `script` (a function body) in `s`'s page.
-async fn js(s: &Session, script: &str) -> serde_json::Value {
-    s.client
-        .execute(script, vec![])
-        .await
-        .unwrap_or_else(|e| panic!("{:?}: script failed: {e}", s.browser))
 }
 
 /// A link to another room pasted into a tab that shows the page changes only its hash: the page

@@ -377,6 +377,14 @@ impl Session {
     }
 }
 
+/// Runs `script` (a function body) in the page; its result as JSON. Panics if it throws.
+pub async fn js(s: &Session, script: &str) -> Value {
+    s.client
+        .execute(script, vec![])
+        .await
+        .unwrap_or_else(|e| panic!("{:?}: {script}: {e}", s.browser))
+}
+
 /// Runs `expr` (an expression giving a promise, e.g. a `bench.*` call in the benchmark page)
 /// in the page; its result as JSON. Panics with the page's error if it rejects.
 pub async fn call(s: &Session, expr: String) -> Value {
