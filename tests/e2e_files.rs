@@ -9,7 +9,7 @@
 mod harness;
 
 use fantoccini::Locator;
-use harness::{call, js, Browser, Server, Session, TempDir};
+use harness::{call, js, open, Browser, Server, Session, TempDir};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::time::{Duration, Instant};
@@ -23,13 +23,6 @@ async fn file_info(s: &Session, id: &str) -> Value {
         &format!("return window.swarmdrop ? (window.swarmdrop.files().find(f => f.id === '{id}') ?? null) : null"),
     )
     .await
-}
-
-/// Opens the page at `url` and waits until it has joined its room.
-async fn open(s: &Session, url: &str) {
-    s.client.goto(url).await.expect("open the page");
-    s.wait_state("#signal-state", "open", Duration::from_secs(20))
-        .await;
 }
 
 /// Shares `paths` (files on disk) through the page's file input, made visible for WebDriver.

@@ -5,7 +5,7 @@
 
 mod harness;
 
-use harness::{js, Browser, Server, Session};
+use harness::{js, open, Browser, Server, Session};
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -139,14 +139,7 @@ async fn chromium_and_firefox_meet_through_the_page_and_chat() {
 async fn a_link_to_another_room_pasted_into_the_tab_joins_that_room() {
     let server = Server::start(&[]);
     let chromium = Session::start(Browser::Chromium).await;
-    chromium
-        .client
-        .goto(&format!("{}/#room=e2e-hash-a", server.url))
-        .await
-        .expect("open the page");
-    chromium
-        .wait_state("#signal-state", "open", Duration::from_secs(20))
-        .await;
+    open(&chromium, &format!("{}/#room=e2e-hash-a", server.url)).await;
     assert_eq!(chromium.text("#room").await, "e2e-hash-a");
     js(&chromium, "location.hash = '#room=e2e-hash-b'; return null").await;
     chromium

@@ -377,6 +377,13 @@ impl Session {
     }
 }
 
+/// Opens the page at `url` in `s` and waits until it has joined its room.
+pub async fn open(s: &Session, url: &str) {
+    s.client.goto(url).await.expect("open the page");
+    s.wait_state("#signal-state", "open", Duration::from_secs(20))
+        .await;
+}
+
 /// Runs `script` (a function body) in the page; its result as JSON. Panics if it throws.
 pub async fn js(s: &Session, script: &str) -> Value {
     s.client
