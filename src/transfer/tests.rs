@@ -1318,15 +1318,18 @@ proptest! {
         let encoded: Vec<Vec<u8>> = fs.iter().map(Frame::encode).collect();
         let mut back = Vec::new();
         let mut carried = 0;
-        for (packed, m) in wire::pack(encoded.clone(), max) {
-            carried += wire::carried(packed, &m);
-            if packed {
-                prop_assert!(m.len() <= max);
-                let frames = wire::unpack(&m).unwrap();
+        for m in wire::pack(encoded.clone(), max) {
+            carried += m.carried;
+            if m.packed {
+                prop_assert!(m.bytes.len() <= max);
+                let frames = wire::unpack(&m.bytes).unwrap();
                 prop_assert!(frames.len() > 1);
+                // Its count is the frames' bytes, without the packing's lengths.
+                prop_assert_eq!(m.carried, frames.iter().map(|f| f.len()).sum::<usize>());
                 back.extend(frames.into_iter().map(<[u8]>::to_vec));
             } else {
-                back.push(m);
+                prop_assert_eq!(m.carried, m.bytes.len());
+                back.push(m.bytes);
             }
         }
         // What the driver reports sent is what the engine counted out.

@@ -407,24 +407,47 @@ impl Frame {
 /// larger ones (blocks) go alone.
 pub const PACK_SMALL: usize = 1024;
 
+/// One data-channel message made by [`pack`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Packed {
+    /// Whether it holds several frames (`[u32 length][frame]…`, see [`unpack`]) rather than
+    /// one frame as it is.
+    pub packed: bool,
+    /// The message.
+    pub bytes: Vec<u8>,
+    /// The bytes of frames it carries, without the packing's lengths: what the engine counts
+    /// as sent to the peer ([`super::Input::Sent`]).
+    pub carried: usize,
+}
+
 /// Packs `frames` (encoded, in order) into messages of at most `max` bytes each: runs of small
 /// frames become one packed message (`[u32 length][frame]…`, see [`unpack`]); a message that
-/// would hold a single frame carries it as it is. Each message is returned with whether it is
-/// packed. Fewer, larger messages cost the browsers less than one small message per request.
-pub fn pack(frames: Vec<Vec<u8>>, max: usize) -> Vec<(bool, Vec<u8>)> {
+/// would hold a single frame carries it as it is. Fewer, larger messages cost the browsers less
+/// than one small message per request.
+pub fn pack(frames: Vec<Vec<u8>>, max: usize) -> Vec<Packed> {
+    let single = |f: Vec<u8>| Packed {
+        packed: false,
+        carried: f.len(),
+        bytes: f,
+    };
     let mut out = Vec::new();
     let mut run: Vec<Vec<u8>> = Vec::new();
     let mut run_len = 0;
-    let flush = |run: &mut Vec<Vec<u8>>, out: &mut Vec<(bool, Vec<u8>)>| match run.len() {
+    let flush = |run: &mut Vec<Vec<u8>>, out: &mut Vec<Packed>| match run.len() {
         0 => {}
-        1 => out.push((false, run.pop().unwrap_or_default())),
+        1 => out.push(single(run.pop().unwrap_or_default())),
         _ => {
-            let mut m = Vec::with_capacity(run.iter().map(|f| f.len() + 4).sum());
+            let carried = run.iter().map(Vec::len).sum::<usize>();
+            let mut m = Vec::with_capacity(carried + 4 * run.len());
             for f in run.drain(..) {
                 m.extend_from_slice(&(f.len() as u32).to_be_bytes());
                 m.extend_from_slice(&f);
             }
-            out.push((true, m));
+            out.push(Packed {
+                packed: true,
+                bytes: m,
+                carried,
+            });
         }
     };
     for f in frames {
@@ -433,7 +456,7 @@ pub fn pack(frames: Vec<Vec<u8>>, max: usize) -> Vec<(bool, Vec<u8>)> {
             run_len = 0;
         }
         if f.len() > PACK_SMALL {
-            out.push((false, f));
+            out.push(single(f));
         } else {
             run_len += 4 + f.len();
             run.push(f);
@@ -441,16 +464,6 @@ pub fn pack(frames: Vec<Vec<u8>>, max: usize) -> Vec<(bool, Vec<u8>)> {
     }
     flush(&mut run, &mut out);
     out
-}
-
-/// The bytes of frames a message from [`pack`] carries, without the packing's lengths: what the
-/// engine counts as sent to the peer ([`super::Input::Sent`]).
-pub fn carried(packed: bool, msg: &[u8]) -> usize {
-    if packed {
-        unpack(msg).map_or(0, |frames| frames.iter().map(|f| f.len()).sum())
-    } else {
-        msg.len()
-    }
 }
 
 /// The frames of a packed message (see [`pack`]); a length running past the end is an error.

@@ -189,12 +189,15 @@ pub(super) fn flush(shared: &Shared) {
         let Some((tx, max_frame)) = files.senders.get(&peer) else {
             continue;
         };
-        for (packed, bytes) in crate::transfer::wire::pack(frames, *max_frame) {
-            let carried = crate::transfer::wire::carried(packed, &bytes);
-            let mut frame = Vec::with_capacity(bytes.len() + 1);
-            frame.push(if packed { TAG_FILES_PACKED } else { TAG_FILES });
-            frame.extend_from_slice(&bytes);
-            let _ = tx.unbounded_send((frame, carried));
+        for m in crate::transfer::wire::pack(frames, *max_frame) {
+            let mut frame = Vec::with_capacity(m.bytes.len() + 1);
+            frame.push(if m.packed {
+                TAG_FILES_PACKED
+            } else {
+                TAG_FILES
+            });
+            frame.extend_from_slice(&m.bytes);
+            let _ = tx.unbounded_send((frame, m.carried));
         }
     }
 }
