@@ -1274,13 +1274,20 @@ impl Engine {
         if f.local != Local::Downloading || !empty {
             return false;
         }
-        f.local = Local::Serving;
         let size = f.size;
-        self.queue.retain(|q| q != id);
         self.announce(id);
         self.event(TransferEvent::Progress(*id, 0, size));
-        self.event(TransferEvent::Complete(*id));
+        self.download_complete(id);
         true
+    }
+
+    /// A download has every piece: it seeds from now on, and the application is told.
+    fn download_complete(&mut self, id: &FileId) {
+        if let Some(f) = self.files.get_mut(id) {
+            f.local = Local::Serving;
+        }
+        self.queue.retain(|q| q != id);
+        self.event(TransferEvent::Complete(*id));
     }
 
     fn on_stored(&mut self, id: &FileId, piece: u32, now: Time) {
@@ -1296,10 +1303,6 @@ impl Engine {
         let complete = have.complete();
         let subscribers: Vec<PeerId> = f.subscribers.iter().cloned().collect();
         let (have_bytes, size) = (f.have_bytes(), f.size);
-        if complete {
-            f.local = Local::Serving;
-            self.queue.retain(|q| q != id);
-        }
         for p in subscribers {
             self.send(&p, Frame::HaveOne { id: *id, piece });
         }
@@ -1308,7 +1311,7 @@ impl Engine {
         }
         self.event(TransferEvent::Progress(*id, have_bytes, size));
         if complete {
-            self.event(TransferEvent::Complete(*id));
+            self.download_complete(id);
         }
         self.schedule(now);
     }
