@@ -90,7 +90,7 @@ fn file_of(bytes: &[u8], name: &str) -> web_sys::File {
 }
 
 async fn share(s: &Swarm, file: &web_sys::File) -> FileId {
-    let info = s.share(file.clone()).await.unwrap();
+    let info = s.share(file.clone(), None).await.unwrap();
     let hex = js_sys::Reflect::get(&info, &"id".into())
         .unwrap()
         .as_string()
@@ -250,6 +250,89 @@ async fn a_file_of_no_bytes_is_shared_and_downloaded() {
         .expect("listed");
     let complete = js_sys::Reflect::get(&info, &"complete".into()).unwrap();
     assert_eq!(complete.as_bool(), Some(true), "listed as complete");
+    for s in [a, b] {
+        s.leave();
+    }
+}
+
+/// `share(file, options)`: the name given is the one announced (a path in a shared folder),
+/// progress comes piece by piece up to the size, and a signal aborted midway stops the hashing:
+/// `share` rejects with its reason and nothing is shared.
+#[wasm_bindgen_test]
+async fn share_announces_the_name_given_reports_progress_and_stops_when_aborted() {
+    let room = tag("share-options");
+    let a = join(&room, &tag("a")).await;
+    let b = join(&room, &tag("b")).await;
+    until("connected", 20.0, || {
+        connected(&a) == 1 && connected(&b) == 1
+    })
+    .await;
+    // Options whose `onProgress` records each call and aborts the signal at call `abortAt`.
+    let options = js_sys::Function::new_with_args(
+        "name, abortAt",
+        "const c = new AbortController(); const seen = [];
+         return { name, signal: c.signal, seen,
+                  onProgress(hashed, total) { seen.push([hashed, total]); if (seen.length === abortAt) c.abort(); } };",
+    );
+    let seen = |o: &JsValue| -> Vec<(f64, f64)> {
+        js_sys::Array::from(&js_sys::Reflect::get(o, &"seen".into()).unwrap())
+            .iter()
+            .map(|p| {
+                let p = js_sys::Array::from(&p);
+                (p.get(0).as_f64().unwrap(), p.get(1).as_f64().unwrap())
+            })
+            .collect()
+    };
+    let size = 5 * MIB + 123;
+    let opts = options
+        .call2(&JsValue::NULL, &"album/sub/f.bin".into(), &0.into())
+        .unwrap();
+    let file = file_of(&random_bytes(size), "f.bin");
+    let info = a
+        .share(file, Some(opts.clone().unchecked_into()))
+        .await
+        .unwrap();
+    let name = js_sys::Reflect::get(&info, &"name".into()).unwrap();
+    assert_eq!(name.as_string().as_deref(), Some("album/sub/f.bin"));
+    let want: Vec<(f64, f64)> = (1..=6)
+        .map(|i| ((i * MIB).min(size) as f64, size as f64))
+        .collect();
+    assert_eq!(seen(&opts), want, "progress: one call a piece");
+    let id = id_from_hex(
+        &js_sys::Reflect::get(&info, &"id".into())
+            .unwrap()
+            .as_string()
+            .unwrap(),
+    )
+    .unwrap();
+    until("announced", 10.0, || knows(&b, &id)).await;
+    let listed = b.files().iter().find_map(|f| {
+        js_sys::Reflect::get(&f, &"name".into())
+            .unwrap()
+            .as_string()
+    });
+    assert_eq!(
+        listed.as_deref(),
+        Some("album/sub/f.bin"),
+        "the name the peer sees"
+    );
+
+    let opts = options
+        .call2(&JsValue::NULL, &"g.bin".into(), &2.into())
+        .unwrap();
+    let err = a
+        .share(
+            file_of(&random_bytes(size), "g.bin"),
+            Some(opts.clone().unchecked_into()),
+        )
+        .await
+        .expect_err("aborted");
+    let why = js_sys::Reflect::get(&err, &"name".into()).unwrap();
+    assert_eq!(why.as_string().as_deref(), Some("AbortError"), "{err:?}");
+    assert_eq!(seen(&opts).len(), 2, "no progress after the abort");
+    assert_eq!(a.files().length(), 1, "nothing more shared");
+    sleep(500).await;
+    assert_eq!(b.files().length(), 1, "nothing more announced");
     for s in [a, b] {
         s.leave();
     }
@@ -719,7 +802,7 @@ async fn the_api_objects_have_the_fields_their_typescript_types_name() {
         .unwrap();
 
     let data = random_bytes(2 * MIB);
-    let shared = a.share(file_of(&data, "typed.bin")).await.unwrap();
+    let shared = a.share(file_of(&data, "typed.bin"), None).await.unwrap();
     assert_fields("SharedFile", &shared);
     let id = id_from_hex(
         &js_sys::Reflect::get(&shared, &"id".into())

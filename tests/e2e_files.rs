@@ -27,16 +27,23 @@ async fn file_info(s: &Session, id: &str) -> Value {
 
 /// Shares `paths` (files on disk) through the page's file input, made visible for WebDriver.
 async fn pick(s: &Session, paths: &[&str]) {
+    pick_with(s, "file-input", &paths.join("\n")).await;
+}
+
+/// Picks `what` (files, one path a line, or a folder) in the page's input `id`.
+async fn pick_with(s: &Session, id: &str, what: &str) {
     js(
         s,
-        "document.getElementById('file-input').classList.remove('visually-hidden'); return null",
+        &format!(
+            "document.getElementById('{id}').classList.remove('visually-hidden'); return null"
+        ),
     )
     .await;
     s.client
-        .find(Locator::Css("#file-input"))
+        .find(Locator::Css(&format!("#{id}")))
         .await
         .expect("file input")
-        .send_keys(&paths.join("\n"))
+        .send_keys(what)
         .await
         .expect("choose the files");
 }
@@ -797,4 +804,192 @@ async fn hundreds_of_files_announced_one_by_one_are_listed_in_few_rebuilds() {
     listed(&chromium, FILES).await;
     chromium.close().await;
     firefox.close().await;
+}
+
+/// The names listed on the page, sorted, once there are `n`.
+async fn names_listed(s: &Session, n: usize) -> Vec<String> {
+    listed(s, n).await;
+    let names = js(
+        s,
+        "return [...document.querySelectorAll('#files li[data-file] .name')].map(e => e.textContent)",
+    )
+    .await;
+    let mut names: Vec<String> = serde_json::from_value(names).expect("names");
+    names.sort_unstable();
+    names
+}
+
+/// Folders: one picked through the page's folder input and one dropped (read through the
+/// entries API) share every file in them and their subfolders, each named by its path from the
+/// folder, which is what the other page lists and downloads; an empty folder dropped is
+/// reported. A large file is shown while it is prepared (hashed), and Cancel stops it and
+/// drops the files queued after it. (Chromium picks and drops: chromedriver picks a folder
+/// given its path, geckodriver takes only files; a folder is dropped by handing the page's
+/// drop handler entries of a real folder of the browser's own file system, since a synthetic
+/// drop cannot carry one.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn folders_picked_or_dropped_are_shared_whole_and_a_file_being_prepared_can_be_cancelled() {
+    let dir = TempDir::new("folder");
+    let album = dir.path().join("album");
+    std::fs::create_dir_all(album.join("2024/summer")).unwrap();
+    std::fs::create_dir_all(album.join("nothing here")).unwrap();
+    let files = [
+        ("a.txt", 3000),
+        ("2024/b.bin", 70_000),
+        ("2024/summer/c.bin", 1_500_000),
+    ];
+    let mut sums = std::collections::HashMap::new();
+    for (i, (path, len)) in files.iter().enumerate() {
+        let bytes: Vec<u8> = (0..*len).map(|k| (k * 13 + i * 5) as u8).collect();
+        std::fs::write(album.join(path), &bytes).unwrap();
+        sums.insert(format!("album/{path}"), hex(&Sha256::digest(&bytes)));
+    }
+    let server = Server::start(&[]);
+    let (chromium, firefox) = tokio::join!(
+        Session::start(Browser::Chromium),
+        Session::start(Browser::Firefox)
+    );
+    let room = "e2e-folders";
+    for s in [&chromium, &firefox] {
+        open(s, &format!("{}/#room={room}", server.url)).await;
+    }
+
+    // Picked: the three files, by their paths.
+    pick_with(&chromium, "folder-input", album.to_str().unwrap()).await;
+    let mut want: Vec<String> = sums.keys().cloned().collect();
+    want.sort_unstable();
+    assert_eq!(
+        names_listed(&firefox, 3).await,
+        want,
+        "Firefox lists the folder's files"
+    );
+    let c = js(
+        &firefox,
+        "return window.swarmdrop.files().find(f => f.name === 'album/2024/summer/c.bin').id",
+    )
+    .await;
+    let c = c.as_str().expect("an id");
+    let got = call(
+        &firefox,
+        format!(
+            "window.swarmdrop.download('{c}').done.then(f => f.arrayBuffer())
+               .then(b => crypto.subtle.digest('SHA-256', b))
+               .then(h => [...new Uint8Array(h)].map(x => x.toString(16).padStart(2, '0')).join(''))"
+        ),
+    )
+    .await;
+    assert_eq!(
+        got.as_str(),
+        Some(sums["album/2024/summer/c.bin"].as_str()),
+        "downloaded whole"
+    );
+
+    // Dropped: a folder of the browser's own file system (with a subfolder, a file beside it
+    // and an empty folder), a plain file, and an empty folder on its own.
+    call(
+        &chromium,
+        r#"new Promise((ok, fail) => webkitRequestFileSystem(TEMPORARY, 1 << 20, async (fs) => {
+          const cb = (f, ...a) => new Promise((res, rej) => f(...a, res, rej));
+          try {
+            const top = await cb(fs.root.getDirectory.bind(fs.root), 'dropped', { create: true });
+            const sub = await cb(top.getDirectory.bind(top), 'inner', { create: true });
+            await cb(top.getDirectory.bind(top), 'void', { create: true });
+            const empty = await cb(fs.root.getDirectory.bind(fs.root), 'empty', { create: true });
+            for (const [d, name, len] of [[top, 'x.bin', 5000], [sub, 'y.bin', 6000]]) {
+              const f = await cb(d.getFile.bind(d), name, { create: true });
+              const w = await cb(f.createWriter.bind(f));
+              await new Promise((res, rej) => { w.onwriteend = res; w.onerror = rej; w.write(new Blob([new Uint8Array(len).fill(len % 251)])); });
+            }
+            const plain = new File([new Uint8Array(4000).fill(4)], 'plain.bin');
+            const entries = [top, null, empty];
+            const dropped = [new File([], 'dropped'), plain, new File([], 'empty')];
+            const ev = new DragEvent('drop', { bubbles: true, cancelable: true });
+            Object.defineProperty(ev, 'dataTransfer', { value: {
+              files: dropped,
+              items: dropped.map((_, i) => ({ kind: 'file', webkitGetAsEntry: () => entries[i] })),
+            } });
+            document.getElementById('drop').dispatchEvent(ev);
+            ok(null);
+          } catch (e) { fail(e); }
+        }, fail))"#
+            .to_string(),
+    )
+    .await;
+    let mut want_all = want.clone();
+    want_all.extend(["dropped/inner/y.bin", "dropped/x.bin", "plain.bin"].map(String::from));
+    want_all.sort_unstable();
+    assert_eq!(
+        names_listed(&firefox, 6).await,
+        want_all,
+        "Firefox lists the dropped files"
+    );
+    chromium
+        .wait_text_containing(
+            "#share-failed",
+            "empty: a folder with no files in it",
+            Duration::from_secs(20),
+        )
+        .await;
+    js(
+        &chromium,
+        "document.getElementById('share-failed-dismiss').click(); return null",
+    )
+    .await;
+    assert_eq!(
+        js(
+            &chromium,
+            "return document.getElementById('sharing').hidden"
+        )
+        .await,
+        Value::Bool(true),
+        "dismissed"
+    );
+
+    // Prepared: a 2 GiB file (sparse on disk) and a small one after it; Cancel drops both.
+    let big = dir.path().join("big.iso");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(2 << 30)
+        .unwrap();
+    let small = dir.path().join("after.txt");
+    std::fs::write(&small, b"queued behind the big one").unwrap();
+    pick(&chromium, &[big.to_str().unwrap(), small.to_str().unwrap()]).await;
+    chromium
+        .wait_text_containing("#preparing", "Preparing big.iso", Duration::from_secs(20))
+        .await;
+    chromium
+        .wait_text_containing("#preparing-meta", "file 1 of 2", Duration::from_secs(20))
+        .await;
+    let shown = js(
+        &chromium,
+        "return [document.getElementById('preparing-bar').value, document.getElementById('preparing-bar').max]",
+    )
+    .await;
+    assert_eq!(shown[1].as_f64(), Some(2.0 * 1024.0 * MIB), "{shown}");
+    js(
+        &chromium,
+        "document.getElementById('preparing-cancel').click(); return null",
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while js(
+        &chromium,
+        "return document.getElementById('sharing').hidden",
+    )
+    .await
+        != Value::Bool(true)
+    {
+        assert!(Instant::now() < deadline, "still preparing after Cancel");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        names_listed(&chromium, 6).await,
+        want_all,
+        "nothing more shared"
+    );
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -12,6 +12,7 @@ import init, {
   type PeerInfo,
   type Progress,
   type SharedFile,
+  type ShareOptions,
   type StoredFile,
 } from "../pkg/swarmdrop.js";
 
@@ -64,6 +65,15 @@ export async function usesTheApi(file: File, socket: WebSocket): Promise<File> {
   await swarm.send("peer-id", 42);
 
   const shared: SharedFile = await swarm.share(file);
+  const abort = new AbortController();
+  const shareOptions: ShareOptions = {
+    name: "album/a.jpg",
+    signal: abort.signal,
+    onProgress: (hashed: number, total: number) => console.log(hashed / total),
+  };
+  await swarm.share(file, shareOptions);
+  // @ts-expect-error: progress gives numbers
+  await swarm.share(file, { onProgress: (hashed: string) => console.log(hashed) });
   const files: FileInfo[] = swarm.files();
   const f = files.find((f) => f.id === shared.id);
   const left: number = f ? f.size - f.have : 0;

@@ -410,24 +410,164 @@ async function renderStored(swarm) {
   $("stored-box").hidden = stored.length === 0;
 }
 
-async function shareFiles(swarm, fileList) {
-  for (const file of fileList) {
+// ---- sharing ----
+
+// Files to share wait in one queue and are prepared (hashed) one at a time: the box above the
+// list shows which one, how far, and how many are left, with Cancel (which drops the rest
+// too); what could not be shared is listed there, not in one alert per file.
+const SHOW_FAILED = 20;
+const sharing = { queue: [], current: null, done: 0, failed: [], failedMore: 0 };
+let renderFilesSoon = () => {};
+
+function shareAll(swarm, items) {
+  sharing.queue.push(...items);
+  renderSharing();
+  if (!sharing.current) shareNext(swarm);
+}
+
+function shareFailed(name, why) {
+  if (sharing.failed.length < SHOW_FAILED) sharing.failed.push(`${name}: ${why}`);
+  else sharing.failedMore++;
+}
+
+async function shareNext(swarm) {
+  while (sharing.queue.length > 0) {
+    const { file, name } = sharing.queue.shift();
+    const abort = new AbortController();
+    const current = { name, size: file.size, hashed: 0, abort };
+    sharing.current = current;
+    renderSharing();
     try {
-      await swarm.share(file);
+      await swarm.share(file, {
+        name,
+        signal: abort.signal,
+        onProgress: (hashed) => { current.hashed = hashed; renderPreparing(); },
+      });
     } catch (e) {
-      alert(`Cannot share ${file.name}: ${e.message ?? e}`);
+      if (!abort.signal.aborted) shareFailed(name, e.message ?? String(e));
+    }
+    sharing.done++;
+    renderFilesSoon();
+  }
+  sharing.current = null;
+  sharing.done = 0;
+  renderSharing();
+}
+
+function cancelSharing() {
+  sharing.queue.length = 0;
+  sharing.current?.abort.abort();
+  renderSharing();
+}
+
+function renderPreparing() {
+  const c = sharing.current;
+  if (!c) return;
+  const of = sharing.done + 1 + sharing.queue.length;
+  $("preparing-what").textContent = `Preparing ${c.name}`;
+  const bar = $("preparing-bar");
+  bar.max = Math.max(c.size, 1);
+  bar.value = c.hashed;
+  const percent = c.size > 0 ? Math.floor((c.hashed / c.size) * 100) : 0;
+  $("preparing-meta").textContent = `${formatBytes(c.hashed)} of ${formatBytes(c.size)} (${percent} %)` +
+    (of > 1 ? ` · file ${sharing.done + 1} of ${of}` : "");
+}
+
+function renderSharing() {
+  $("preparing").hidden = !sharing.current;
+  renderPreparing();
+  const failed = sharing.failed.length > 0;
+  $("share-failed").hidden = !failed;
+  if (failed) {
+    const items = sharing.failed.map((line) => el("li", "", line));
+    if (sharing.failedMore > 0) items.push(el("li", "", `and ${sharing.failedMore} more`));
+    $("share-failed-list").replaceChildren(el("li", "", "Could not share:"), ...items);
+  }
+  $("sharing").hidden = !sharing.current && !failed;
+}
+
+const byName = (a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+
+// A dropped folder is read through the entries API: every file in it and its subfolders, each
+// named by its path from the folder dropped ("album/2024/a.jpg"). `entry.file()` and
+// `readEntries` take callbacks; `readEntries` gives a batch at a time until it gives none.
+async function filesInFolder(folder) {
+  const out = [];
+  const folders = [folder];
+  while (folders.length > 0) {
+    const reader = folders.shift().createReader();
+    for (;;) {
+      const batch = await new Promise((ok, fail) => reader.readEntries(ok, fail));
+      if (batch.length === 0) break;
+      for (const entry of batch) {
+        if (entry.isDirectory) folders.push(entry);
+        else out.push({ entry, name: entry.fullPath.replace(/^\/+/, "") });
+      }
     }
   }
-  renderFiles(swarm);
+  out.sort(byName);
+  const files = [];
+  for (const { entry, name } of out) {
+    try {
+      files.push({ file: await new Promise((ok, fail) => entry.file(ok, fail)), name });
+    } catch (e) {
+      shareFailed(name, e.message ?? String(e));
+    }
+  }
+  return files;
+}
+
+// What a drop carries: files as they are, folders read whole. Its entries must be taken while
+// the event lasts (the list is emptied after); folders are read after that.
+async function dropped(dataTransfer) {
+  const files = [...dataTransfer.files];
+  const items = [...(dataTransfer.items ?? [])].filter((i) => i.kind === "file");
+  const entries = items.length === files.length ? items.map((i) => i.webkitGetAsEntry?.() ?? null) : [];
+  const out = [];
+  for (const [i, file] of files.entries()) {
+    const entry = entries[i];
+    if (!entry?.isDirectory) {
+      out.push({ file, name: file.name });
+      continue;
+    }
+    try {
+      const inside = await filesInFolder(entry);
+      if (inside.length === 0) shareFailed(entry.name, "a folder with no files in it");
+      out.push(...inside);
+    } catch (e) {
+      shareFailed(entry.name, `the folder could not be read (${e.message ?? e})`);
+    }
+  }
+  return out;
 }
 
 function setupFiles(swarm) {
   const input = $("file-input");
-  input.addEventListener("change", () => { shareFiles(swarm, [...input.files]); input.value = ""; });
+  input.addEventListener("change", () => {
+    shareAll(swarm, [...input.files].map((file) => ({ file, name: file.name })));
+    input.value = "";
+  });
+  // A folder picked: its files, each named by its path from that folder.
+  const folder = $("folder-input");
+  folder.addEventListener("change", () => {
+    const files = [...folder.files].map((file) => ({ file, name: file.webkitRelativePath || file.name }));
+    shareAll(swarm, files.sort(byName));
+    folder.value = "";
+  });
+  $("preparing-cancel").addEventListener("click", cancelSharing);
+  $("share-failed-dismiss").addEventListener("click", () => {
+    sharing.failed = [];
+    sharing.failedMore = 0;
+    renderSharing();
+  });
   const drop = $("drop");
   for (const ev of ["dragenter", "dragover"]) drop.addEventListener(ev, (e) => { e.preventDefault(); drop.classList.add("over"); });
   for (const ev of ["dragleave", "drop"]) drop.addEventListener(ev, () => drop.classList.remove("over"));
-  drop.addEventListener("drop", (e) => { e.preventDefault(); shareFiles(swarm, [...e.dataTransfer.files]); });
+  drop.addEventListener("drop", async (e) => {
+    e.preventDefault();
+    const files = dropped(e.dataTransfer);
+    shareAll(swarm, await files);
+  });
   // The lists are rebuilt at most every 100 ms however many events come (a peer that shares
   // hundreds of files announces each; one rebuild per event froze the page for seconds).
   let pending = null;
@@ -449,6 +589,7 @@ function setupFiles(swarm) {
       renderStored(swarm);
     }, Math.max(0, last + 100 - performance.now()));
   };
+  renderFilesSoon = () => soon(false);
   swarm.on("file-announced", () => soon(true));
   for (const ev of ["file-removed", "file-complete"]) swarm.on(ev, () => soon(false));
   swarm.on("file-complete", () => renderStorage(swarm));

@@ -102,7 +102,8 @@ struct PieceWriter {
     _listeners: [EventListener; 2],
 }
 
-fn get(o: &JsValue, k: &str) -> Option<JsValue> {
+/// `o[k]`, unless that throws or is `undefined`.
+pub(crate) fn get(o: &JsValue, k: &str) -> Option<JsValue> {
     js_sys::Reflect::get(o, &JsValue::from_str(k))
         .ok()
         .filter(|v| !v.is_undefined())

@@ -67,6 +67,16 @@ export interface FileInfo {
   error: string | null;
 }
 
+/** What `swarm.share(file, options)` takes (all optional). */
+export interface ShareOptions {
+  /** Shown to peers instead of the file's own name (its path in a shared folder, say). */
+  name?: string;
+  /** Called as the file is hashed: bytes hashed so far, of `total`. */
+  onProgress?: (hashed: number, total: number) => void;
+  /** Stops the hashing: `share` rejects with the signal's reason and nothing is shared. */
+  signal?: AbortSignal;
+}
+
 /** What `swarm.share(file)` resolves with. */
 export interface SharedFile {
   id: string;

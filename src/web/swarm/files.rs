@@ -9,7 +9,7 @@ use crate::transfer::{
 };
 use crate::web::error::WebError;
 use crate::web::peer::DataChannel;
-use crate::web::store::{read_blob, PieceStore};
+use crate::web::store::{get, read_blob, PieceStore};
 use futures::channel::mpsc;
 use futures::{FutureExt, StreamExt};
 use std::collections::{HashMap, HashSet};
@@ -715,11 +715,38 @@ fn end_download(shared: &Shared, id: FileId, why: &str) {
 #[wasm_bindgen]
 impl Swarm {
     /// Shares a `File`: hashes it (a slice at a time) and announces it to the swarm; resolves
-    /// with `{ id, name, size }`. The file is read on demand while shared.
+    /// with `{ id, name, size }`. The file is read on demand while shared. `options` (each
+    /// optional): `name`, shown to peers instead of the file's own (its path in a shared folder,
+    /// say); `onProgress(hashed, total)`, called as the file is hashed (bytes); `signal`, an
+    /// `AbortSignal` that stops the hashing: `share` then rejects with the signal's reason and
+    /// nothing is shared.
     #[wasm_bindgen(unchecked_return_type = "SharedFile")]
-    pub async fn share(&self, file: web_sys::File) -> Result<JsValue, JsError> {
+    pub async fn share(
+        &self,
+        file: web_sys::File,
+        #[wasm_bindgen(unchecked_optional_param_type = "ShareOptions")] options: Option<
+            js_sys::Object,
+        >,
+    ) -> Result<JsValue, JsValue> {
+        let opt = |k| options.as_ref().and_then(|o| get(o, k));
+        let name = opt("name")
+            .and_then(|v| v.as_string())
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| file.name());
+        let on_progress = opt("onProgress").and_then(|f| f.dyn_into::<js_sys::Function>().ok());
+        let signal = opt("signal");
+        // The signal's reason once it is aborted (an `AbortError` unless the caller gave one).
+        let aborted = || {
+            let s = signal.as_ref()?;
+            get(s, "aborted")
+                .is_some_and(|a| a.is_truthy())
+                .then(|| get(s, "reason").unwrap_or_else(|| JsError::new("sharing aborted").into()))
+        };
+        if let Some(why) = aborted() {
+            return Err(why);
+        }
         let size = file.size();
-        let mut b = ManifestBuilder::new(&file.name(), size as u64, &file.type_());
+        let mut b = ManifestBuilder::new(&name, size as u64, &file.type_());
         // One piece at a time from the file, hashed with WebCrypto, a few in flight (reading and
         // hashing both happen off the main thread); never the whole file in memory.
         let piece = f64::from(b.piece_size());
@@ -734,10 +761,19 @@ impl Swarm {
                 }
             })
             .buffered(SHARE_READS_IN_FLIGHT);
+        let mut done = 0.0;
         while let Some(next) = hashed.next().await {
-            let (len, digest) = next?;
+            if let Some(why) = aborted() {
+                return Err(why);
+            }
+            let (len, digest) = next.map_err(JsError::from)?;
             b.push_piece(len, digest)
-                .map_err(|e| JsError::new(&format!("reading {}: {e}", file.name())))?;
+                .map_err(|e| JsError::new(&format!("reading {name}: {e}")))?;
+            done += f64::from(len);
+            if let Some(f) = &on_progress {
+                // A callback that throws changes nothing here.
+                let _ = f.call2(&JsValue::NULL, &done.into(), &size.into());
+            }
         }
         let m = b.finish().map_err(|e| JsError::new(&e.to_string()))?;
         let id = m.id();
