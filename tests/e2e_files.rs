@@ -759,7 +759,8 @@ async fn listed(s: &Session, n: usize) {
 
 /// A peer that shares hundreds of files announces each to the pages in its room: a page
 /// lists them all, rebuilding its list at most every 100 ms rather than once per file (which
-/// froze the page for seconds at a few hundred files).
+/// froze the page for seconds at a few hundred files). Once listed, the list is not touched
+/// while nothing changes, and a file withdrawn takes only its own row with it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hundreds_of_files_announced_one_by_one_are_listed_in_few_rebuilds() {
     const FILES: usize = 400;
@@ -802,6 +803,57 @@ async fn hundreds_of_files_announced_one_by_one_are_listed_in_few_rebuilds() {
         "{renders} rebuilds of the file list for {FILES} announcements in {secs:.1} s"
     );
     listed(&chromium, FILES).await;
+    // Once listed, the page's own rebuild each second changes nothing in the list, and a file
+    // withdrawn takes its row alone with it: rows are built again only when what they show
+    // changes (the list was made anew each second, every row of it).
+    let watch = "window.watching?.disconnect();
+         window.mutations = [];
+         window.watching = new MutationObserver((m) => window.mutations.push(...m.map((r) =>
+           [r.type, r.target.className, r.addedNodes.length, r.removedNodes.length])));
+         window.watching.observe(document.getElementById('files'),
+           { childList: true, subtree: true, attributes: true, characterData: true });
+         window.renders = window.swarmdropRenders;
+         return null";
+    let seen = "return [window.mutations.length, window.swarmdropRenders - window.renders, window.mutations]";
+    js(&firefox, watch).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let quiet = js(&firefox, seen).await;
+    assert!(
+        quiet[1].as_u64() >= Some(2),
+        "{quiet}: the page rebuilt nothing"
+    );
+    assert_eq!(
+        quiet[0], 0,
+        "{quiet}: mutations of an unchanged list, rebuilds"
+    );
+    let ms = js(
+        &firefox,
+        "const t0 = performance.now();
+         for (let i = 0; i < 10; i++) dispatchEvent(new HashChangeEvent('hashchange'));
+         return (performance.now() - t0) / 10",
+    )
+    .await;
+    eprintln!("Firefox: {ms} ms a rebuild of the unchanged list of {FILES} files");
+    js(&firefox, watch).await;
+    let gone = js(
+        &chromium,
+        "const f = window.swarmdrop.files()[7]; window.swarmdrop.unshare(f.id); return f.id",
+    )
+    .await;
+    let gone = gone.as_str().unwrap();
+    listed(&firefox, FILES - 1).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let changed = js(&firefox, seen).await;
+    assert_eq!(
+        changed[0], 1,
+        "{changed}: one row removed, nothing else ({gone})"
+    );
+    let left = js(
+        &firefox,
+        &format!("return !!document.querySelector('#files li[data-file=\"{gone}\"]')"),
+    )
+    .await;
+    assert_eq!(left, Value::Bool(false));
     chromium.close().await;
     firefox.close().await;
 }

@@ -244,93 +244,128 @@ function sourcesText(f) {
   return n === 0 ? "only you have it" : `you and ${n} other source${n === 1 ? "" : "s"}`;
 }
 
+// Each file's row is kept with what it shows (`key`) and built again only when that changes:
+// a page listing thousands of files (a shared folder, say) touches the DOM once a second only
+// for the rows that changed, not for every row.
+const rows = new Map(); // file id → { key, li }
+
+function fileRow(swarm, f) {
+  const d = downloads.get(f.id);
+  // Why its download stopped: from the swarm (also a download resumed after a reload),
+  // else from the page's own call.
+  const error = f.downloading ? null : (f.error ?? d?.error);
+  let stateText = "available";
+  if (f.complete) stateText = "seeding";
+  else if (error) stateText = "error";
+  else if (f.downloading) stateText = "downloading";
+  const loading = f.downloading && !f.complete;
+  const p = loading ? d?.progress : null;
+  const copied = performance.now() - (copiedAt.get(f.id) ?? -Infinity) < 2000;
+  const key = JSON.stringify([f.name, f.size, sourcesText(f), stateText, loading, loading ? f.have : f.have > 0,
+    p ? [p.bytesPerSec, p.peers] : null, error ?? null, f.complete && d?.url ? d.url : null, loading && !!d, copied]);
+  const row = rows.get(f.id);
+  if (row?.key === key) return row.li;
+  const li = el("li", "file");
+  li.dataset.file = f.id;
+  const top = el("div", "top");
+  top.append(el("span", "name", f.name));
+  top.append(el("span", "meta", `${formatBytes(f.size)} · ${sourcesText(f)}`));
+  const st = el("span", "fstate", stateText);
+  st.dataset.state = f.complete ? "complete" : stateText;
+  top.append(st);
+  li.append(top);
+  if (loading) {
+    const bar = el("progress", "progress");
+    bar.max = f.size;
+    bar.value = f.have;
+    li.append(bar);
+    const speed = p ? p.bytesPerSec : 0;
+    const eta = speed > 0 ? formatEta((f.size - f.have) / speed) : "";
+    li.append(el("span", "meta", `${formatBytes(f.have)} of ${formatBytes(f.size)}` +
+      (speed ? ` · ${formatBytes(speed)}/s · ${eta}` : "") + (p ? ` · from ${p.peers} peer${p.peers === 1 ? "" : "s"}` : "")));
+  }
+  if (error) li.append(el("span", "meta error", `Error: ${error}`));
+  const actions = el("div", "actions");
+  if (!f.complete && !f.downloading) {
+    // Pieces already stored are kept: a download started again fetches only the rest.
+    const b = el("button", "download", f.have > 0 ? "Resume" : "Download");
+    b.type = "button";
+    b.addEventListener("click", () => { keepStorage(swarm); startDownload(swarm, f.id); });
+    actions.append(b);
+  }
+  if (f.complete && d?.url) {
+    const a = el("a", "button save", "Save");
+    a.href = d.url;
+    // Saved under its own name: a file from a shared folder is named by its path there.
+    a.download = f.name.split("/").pop() || f.name;
+    actions.append(a);
+  }
+  if (loading && d) {
+    const b = el("button", "secondary cancel", "Stop");
+    b.type = "button";
+    b.addEventListener("click", () => {
+      downloads.get(f.id)?.dl.cancel();
+      downloads.delete(f.id);
+      renderFiles(swarm);
+    });
+    actions.append(b);
+  }
+  if (f.complete || (!f.downloading && f.have > 0)) {
+    const b = el("button", "secondary unshare", "Stop sharing");
+    b.type = "button";
+    b.addEventListener("click", () => { swarm.unshare(f.id); renderFiles(swarm); });
+    actions.append(b);
+  }
+  const link = el("button", "secondary link", copied ? "Link copied" : "Copy link");
+  link.type = "button";
+  link.addEventListener("click", async () => {
+    const url = `${location.origin}${location.pathname}#room=${currentRoom}&file=${f.id}`;
+    try {
+      await navigator.clipboard.writeText(url);
+      copiedAt.set(f.id, performance.now());
+      renderFiles(swarm);
+      setTimeout(() => renderFiles(swarm), 2000);
+    } catch {
+      // No clipboard (a page not served over HTTPS or from localhost, say): show it.
+      prompt("Copy this link to the file:", url);
+    }
+  });
+  actions.append(link);
+  li.append(actions);
+  if (row?.li.isConnected) row.li.replaceWith(li);
+  rows.set(f.id, { key, li });
+  return li;
+}
+
 function renderFiles(swarm) {
   window.swarmdropRenders = (window.swarmdropRenders ?? 0) + 1; // (counted for the E2E tests)
   const files = swarm.files();
   const list = $("files");
-  list.replaceChildren(
-    ...files.map((f) => {
-      const li = el("li", "file");
-      li.dataset.file = f.id;
-      const top = el("div", "top");
-      top.append(el("span", "name", f.name));
-      top.append(el("span", "meta", `${formatBytes(f.size)} · ${sourcesText(f)}`));
-      const d = downloads.get(f.id);
-      // Why its download stopped: from the swarm (also a download resumed after a reload),
-      // else from the page's own call.
-      const error = f.downloading ? null : (f.error ?? d?.error);
-      let stateText = "available";
-      if (f.complete) stateText = "seeding";
-      else if (error) stateText = "error";
-      else if (f.downloading) stateText = "downloading";
-      const st = el("span", "fstate", stateText);
-      st.dataset.state = f.complete ? "complete" : stateText;
-      top.append(st);
-      li.append(top);
-      if (f.downloading && !f.complete) {
-        const bar = el("progress", "progress");
-        bar.max = f.size;
-        bar.value = f.have;
-        li.append(bar);
-        const p = d?.progress;
-        const speed = p ? p.bytesPerSec : 0;
-        const eta = speed > 0 ? formatEta((f.size - f.have) / speed) : "";
-        li.append(el("span", "meta", `${formatBytes(f.have)} of ${formatBytes(f.size)}` +
-          (speed ? ` · ${formatBytes(speed)}/s · ${eta}` : "") + (p ? ` · from ${p.peers} peer${p.peers === 1 ? "" : "s"}` : "")));
-      }
-      if (error) li.append(el("span", "meta error", `Error: ${error}`));
-      const actions = el("div", "actions");
-      if (!f.complete && !f.downloading) {
-        // Pieces already stored are kept: a download started again fetches only the rest.
-        const b = el("button", "download", f.have > 0 ? "Resume" : "Download");
-        b.type = "button";
-        b.addEventListener("click", () => { keepStorage(swarm); startDownload(swarm, f.id); });
-        actions.append(b);
-      }
-      if (f.complete && d?.url) {
-        const a = el("a", "button save", "Save");
-        a.href = d.url;
-        a.download = f.name;
-        actions.append(a);
-      }
-      if (f.downloading && !f.complete && d) {
-        const b = el("button", "secondary cancel", "Stop");
-        b.type = "button";
-        b.addEventListener("click", () => { d.dl.cancel(); downloads.delete(f.id); renderFiles(swarm); });
-        actions.append(b);
-      }
-      if (f.complete || (!f.downloading && f.have > 0)) {
-        const b = el("button", "secondary unshare", "Stop sharing");
-        b.type = "button";
-        b.addEventListener("click", () => { swarm.unshare(f.id); renderFiles(swarm); });
-        actions.append(b);
-      }
-      const copied = performance.now() - (copiedAt.get(f.id) ?? -Infinity) < 2000;
-      const link = el("button", "secondary link", copied ? "Link copied" : "Copy link");
-      link.type = "button";
-      link.addEventListener("click", async () => {
-        const url = `${location.origin}${location.pathname}#room=${currentRoom}&file=${f.id}`;
-        try {
-          await navigator.clipboard.writeText(url);
-          copiedAt.set(f.id, performance.now());
-          renderFiles(swarm);
-          setTimeout(() => renderFiles(swarm), 2000);
-        } catch {
-          // No clipboard (a page not served over HTTPS or from localhost, say): show it.
-          prompt("Copy this link to the file:", url);
-        }
-      });
-      actions.append(link);
-      li.append(actions);
-      return li;
-    }),
-  );
+  const lis = files.map((f) => fileRow(swarm, f));
+  const shown = new Set(files.map((f) => f.id));
+  for (const [id, { li }] of rows) {
+    if (!shown.has(id)) {
+      li.remove();
+      rows.delete(id);
+    }
+  }
+  // The rows in the swarm's order, each moved only if it is not already where it belongs.
+  let at = list.firstChild;
+  for (const li of lis) {
+    if (li === at) at = at.nextSibling;
+    else list.insertBefore(li, at);
+  }
   $("no-files").hidden = files.length > 0;
   const want = wantedFile();
   const wanted = files.find((f) => f.id === want);
   const box = $("wanted");
   box.hidden = !wanted || wanted.complete || downloads.has(want);
-  if (!box.hidden) {
+  const key = box.hidden ? "" : JSON.stringify([wanted.id, wanted.name, wanted.size]);
+  if (box.dataset.key !== key) {
+    box.dataset.key = key;
+    box.replaceChildren();
+  }
+  if (!box.hidden && !box.firstChild) {
     box.replaceChildren(el("span", "", "Someone shared a file with you: "), el("strong", "", wanted.name), el("span", "", " "));
     const b = el("button", "", `Download (${formatBytes(wanted.size)})`);
     b.type = "button";
