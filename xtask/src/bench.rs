@@ -5,7 +5,15 @@ use crate::{build_pkg, cmd, root, run as run_cmd, tools};
 use std::io::Write;
 use std::process::{Child, Command, Stdio};
 
-const NAMES: [&str; 6] = ["size", "signal", "join", "transfer", "webtorrent", "memory"];
+const NAMES: [&str; 7] = [
+    "size",
+    "signal",
+    "join",
+    "files",
+    "transfer",
+    "webtorrent",
+    "memory",
+];
 
 /// One row of a benchmark table.
 struct Row {
@@ -62,6 +70,9 @@ pub fn run(args: &[String]) -> Result<(), String> {
     }
     if name.is_none_or(|n| n == "join") {
         tables.push(("join", join(quick)?));
+    }
+    if name.is_none_or(|n| n == "files") {
+        tables.push(("files", many_files(quick)?));
     }
     if name.is_none_or(|n| n == "transfer") {
         tables.push(("transfer", transfer(quick)?));
@@ -573,6 +584,43 @@ fn join(quick: bool) -> Result<Vec<Row>, String> {
                 goal: format!("< {goal:.0} ms"),
             });
         }
+    }
+    Ok(rows)
+}
+
+/// Thousands of files dropped on the page against the same shared through the API alone, and
+/// the page's rebuild of their unchanged list against one frame.
+fn many_files(quick: bool) -> Result<Vec<Row>, String> {
+    let (files, rounds) = if quick { (200, 1) } else { (5000, 2) };
+    println!("xtask: {files} files, {rounds} rounds each way");
+    let v = browser_bench(
+        "bench_files",
+        &[
+            ("SWARMDROP_BENCH_FILES", files.to_string()),
+            ("SWARMDROP_BENCH_ROUNDS", rounds.to_string()),
+        ],
+        quick,
+    )?;
+    let num = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+    let frame = 1000.0 / 60.0;
+    let mut rows = vec![Row {
+        figure: format!(
+            "{files} small files dropped on Chromium's page → all listed on Firefox's page \
+             (baseline: the same shared by a script through `swarm.share`; medians of {rounds})"
+        ),
+        ours: num("page_s"),
+        baseline: num("api_s"),
+        unit: "s",
+        goal: "≤ 1.5×".into(),
+    }];
+    for browser in ["chromium", "firefox"] {
+        rows.push(Row {
+            figure: format!("{browser}: the page rebuilds its unchanged list of {files} files"),
+            ours: num(&format!("rebuild_{browser}_ms")),
+            baseline: frame,
+            unit: "ms",
+            goal: "< one frame (16.7 ms)".into(),
+        });
     }
     Ok(rows)
 }

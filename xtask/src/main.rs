@@ -19,7 +19,8 @@ commands:
   serve [--host H] [--port P]   build the wasm package (release) and run the server (default 127.0.0.1:8080)
   test [--only SUITE]           every check and test suite, both browsers; SUITE is one of
                                 fmt, clippy, native, chrome, firefox, e2e, types, bench
-  bench [NAME] [--quick]        benchmarks; NAME is one of: size, signal, join, transfer
+  bench [NAME] [--quick]        benchmarks; NAME is one of: size, signal, join, files,
+                                transfer, webtorrent, memory
   install                       only install the tools the other commands need
 ";
 

@@ -1,7 +1,7 @@
 //! The browser driver of the file engine: frames over the peers' data channels, pieces to and
 //! from OPFS, slices of the user's shared `File`s, and the `Download` JavaScript API.
 
-use super::{emit, obj, opt_str, publish, Event, Shared, Swarm, TAG_FILES, TAG_FILES_PACKED};
+use super::{emit, obj, publish, Event, Shared, Swarm, TAG_FILES, TAG_FILES_PACKED};
 use crate::signal::PeerId;
 use crate::transfer::{
     id_from_hex, id_hex, BlockRef, FileId, Input as TIn, ManifestBuilder, Output as TOut,
@@ -615,19 +615,43 @@ fn parse_id(id: &str) -> Result<FileId, JsError> {
     id_from_hex(id).ok_or_else(|| JsError::new(&format!("`{id}` is not a file id (64 hex digits)")))
 }
 
+// A `files()` entry made in one call: set a field at a time (`obj`), a page listing thousands
+// of files spent ~6 µs a file (30 ms for 5,000) building them.
+#[wasm_bindgen(
+    inline_js = "export function fileInfo(id, name, size, type, sources, have, downloading, complete, received, error) {
+  return { id, name, size, type, sources, have, downloading, complete, received, error };
+}"
+)]
+extern "C" {
+    #[wasm_bindgen(js_name = fileInfo)]
+    #[allow(clippy::too_many_arguments)]
+    fn file_info(
+        id: &str,
+        name: &str,
+        size: f64,
+        mime: &str,
+        sources: f64,
+        have: f64,
+        downloading: bool,
+        complete: bool,
+        received: f64,
+        error: Option<String>,
+    ) -> JsValue;
+}
+
 fn file_obj(info: &crate::transfer::FileInfo) -> JsValue {
-    obj(&[
-        ("id", JsValue::from_str(&id_hex(&info.id))),
-        ("name", JsValue::from_str(&info.name)),
-        ("size", JsValue::from_f64(info.size as f64)),
-        ("type", JsValue::from_str(&info.mime)),
-        ("sources", JsValue::from_f64(info.sources as f64)),
-        ("have", JsValue::from_f64(info.have as f64)),
-        ("downloading", JsValue::from_bool(info.downloading)),
-        ("complete", JsValue::from_bool(info.complete)),
-        ("received", JsValue::from_f64(info.received as f64)),
-        ("error", opt_str(info.error.as_deref())),
-    ])
+    file_info(
+        &id_hex(&info.id),
+        &info.name,
+        info.size as f64,
+        &info.mime,
+        info.sources as f64,
+        info.have as f64,
+        info.downloading,
+        info.complete,
+        info.received as f64,
+        info.error.clone(),
+    )
 }
 
 /// A download started with `swarm.download(id)`.

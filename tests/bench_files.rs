@@ -1,0 +1,145 @@
+//! `cargo xtask bench files`: a peer shares thousands of small files through the page (dropped
+//! at once: the page's queue and progress, its list and the other page's list) against the same
+//! files shared by a script on the same page through `swarm.share` alone (both pages still list
+//! them), each round in fresh browsers; and how long each page takes to rebuild its list of them
+//! when nothing changed. Prints figures; asserts only that every file is listed.
+#![cfg(not(target_arch = "wasm32"))]
+
+mod harness;
+
+use harness::{js, open, Browser, Server, Session};
+use std::time::{Duration, Instant};
+
+fn files() -> usize {
+    std::env::var("SWARMDROP_BENCH_FILES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5000)
+}
+
+fn rounds() -> usize {
+    std::env::var("SWARMDROP_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2)
+}
+
+const COUNT: &str = "return document.querySelectorAll('#files li[data-file]').length";
+
+/// Waits until the page lists `n` files; panics after 10 minutes.
+async fn listed(s: &Session, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while js(s, COUNT).await.as_u64() != Some(n as u64) {
+        assert!(
+            Instant::now() < deadline,
+            "{:?} lists {} of {n}",
+            s.browser,
+            js(s, COUNT).await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// One round: Chromium shares `n` files, through its page's drop zone or a script; seconds
+/// until Firefox's page lists them all, and each page's rebuild of its unchanged list (ms).
+async fn round(server: &Server, n: usize, page: bool, tag: usize) -> (f64, [f64; 2]) {
+    let (chromium, firefox) = tokio::join!(
+        Session::start(Browser::Chromium),
+        Session::start(Browser::Firefox)
+    );
+    let link = format!("{}/#room=bench-files-{tag}", server.url);
+    open(&firefox, &link).await;
+    open(&chromium, &link).await;
+    let id = chromium
+        .wait_text("#peer-id", Duration::from_secs(10))
+        .await;
+    firefox.wait_connected_to(&id).await;
+    let make = format!(
+        "const files = [];
+         for (let i = 0; i < {n}; i++) files.push(new File([`file number ${{i}}`], `f${{i}}.txt`));"
+    );
+    let start = Instant::now();
+    if page {
+        js(
+            &chromium,
+            &format!(
+                "{make}
+                 const dt = new DataTransfer();
+                 for (const f of files) dt.items.add(f);
+                 document.getElementById('drop').dispatchEvent(
+                   new DragEvent('drop', {{ dataTransfer: dt, bubbles: true, cancelable: true }}));
+                 return null"
+            ),
+        )
+        .await;
+    } else {
+        js(
+            &chromium,
+            &format!(
+                "{make}
+                 (async () => {{ for (const f of files) await window.swarmdrop.share(f); }})();
+                 return null"
+            ),
+        )
+        .await;
+    }
+    listed(&firefox, n).await;
+    let secs = start.elapsed().as_secs_f64();
+    listed(&chromium, n).await;
+    let mut rebuild = [0.0; 2];
+    for (i, s) in [&chromium, &firefox].into_iter().enumerate() {
+        let ms = js(
+            s,
+            "const t0 = performance.now();
+             for (let i = 0; i < 10; i++) dispatchEvent(new HashChangeEvent('hashchange'));
+             return (performance.now() - t0) / 10",
+        )
+        .await;
+        rebuild[i] = ms.as_f64().unwrap_or(f64::NAN);
+    }
+    eprintln!(
+        "bench files: {n} files through the {} listed in {secs:.2} s; rebuild {:.1} / {:.1} ms",
+        if page { "page" } else { "API" },
+        rebuild[0],
+        rebuild[1]
+    );
+    chromium.close().await;
+    firefox.close().await;
+    (secs, rebuild)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let m = v.len() / 2;
+    if v.len() % 2 == 0 {
+        (v[m - 1] + v[m]) / 2.0
+    } else {
+        v[m]
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_files() {
+    let n = files();
+    let server = Server::start(&[]);
+    let (mut api, mut page, mut chromium, mut firefox) = (vec![], vec![], vec![], vec![]);
+    // Alternating, so that both see the machine alike.
+    for r in 0..rounds() {
+        api.push(round(&server, n, false, 2 * r).await.0);
+        let (secs, rebuild) = round(&server, n, true, 2 * r + 1).await;
+        page.push(secs);
+        chromium.push(rebuild[0]);
+        firefox.push(rebuild[1]);
+    }
+    println!(
+        "BENCH-JSON {}",
+        serde_json::json!({
+            "files": n,
+            "rounds": api.len(),
+            "api_s": median(api),
+            "page_s": median(page),
+            "rebuild_chromium_ms": median(chromium),
+            "rebuild_firefox_ms": median(firefox),
+        })
+    );
+}
