@@ -1150,6 +1150,15 @@ fn manifests_round_trip_and_reject_tampering() {
     assert_eq!(piece_size_for(1 << 20), 1024 * 1024);
     assert_eq!(id_from_hex(&id_hex(&m.id())), Some(m.id()));
     assert_eq!(id_from_hex("zz"), None);
+    let mut id = [0u8; 32];
+    id[0] = 0x0f;
+    id[1] = 0xa5;
+    id[31] = 0xff;
+    assert_eq!(
+        id_hex(&id),
+        format!("0fa5{}ff", "0".repeat(58)),
+        "lowercase hex, high nibble first"
+    );
 }
 
 #[test]
