@@ -488,6 +488,23 @@ impl Engine {
             .collect()
     }
 
+    /// Files this peer offers (has some of). Its peers take at most
+    /// [`Config::max_files_per_peer`] of them from it.
+    pub fn offered(&self) -> usize {
+        self.files.values().filter(|f| f.has_any()).count()
+    }
+
+    /// Whether a file shared now would reach the peers: false once this peer offers as many as
+    /// a peer takes from one (see [`Config::max_files_per_peer`]).
+    pub fn may_share(&self) -> bool {
+        self.offered() < self.config.max_files_per_peer
+    }
+
+    /// The configuration it runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
     /// The manifest of a file, once known.
     pub fn manifest(&self, id: &FileId) -> Option<&Manifest> {
         self.files.get(id)?.manifest.as_ref()

@@ -968,6 +968,43 @@ fn a_peer_announcing_more_files_than_the_cap_is_ignored_past_it() {
         .any(|e| matches!(e, TransferEvent::PeerBanned(..))));
 }
 
+/// A peer that offers as many files as its peers take from one is told before it shares more
+/// (they would ignore the announcement), and may again once it stops sharing one.
+#[test]
+fn a_peer_may_share_only_as_many_files_as_its_peers_take_from_one() {
+    let mut sim = Sim::new(2);
+    sim.nodes[0].engine = Engine::new(Config {
+        max_files_per_peer: 3,
+        ..Config::default()
+    });
+    let ms: Vec<(Vec<u8>, Manifest)> = (0..3)
+        .map(|i| {
+            let data = content(1000 + i, i as u64);
+            let m = manifest_of(&format!("f{i}"), &data);
+            (data, m)
+        })
+        .collect();
+    for (data, m) in &ms[..2] {
+        sim.share(0, data, m);
+    }
+    assert!(sim.nodes[0].engine.may_share());
+    sim.share(0, &ms[2].0, &ms[2].1);
+    assert_eq!(sim.nodes[0].engine.offered(), 3);
+    assert!(!sim.nodes[0].engine.may_share(), "at the cap");
+    // A file it only knows of (announced by the other) does not count.
+    sim.share(
+        1,
+        &content(500, 9),
+        &manifest_of("theirs", &content(500, 9)),
+    );
+    sim.input(0, Input::PeerUp(pid(1), CHROMIUM_FRAME)); // (its engine is new)
+    sim.settle();
+    assert_eq!(sim.nodes[0].engine.files().len(), 4);
+    assert_eq!(sim.nodes[0].engine.offered(), 3);
+    sim.input(0, Input::Unshare(ms[0].1.id()));
+    assert!(sim.nodes[0].engine.may_share(), "room again");
+}
+
 #[test]
 fn a_source_that_never_sends_the_manifest_is_passed_over() {
     // Nodes 1 and 2 share a file; node 1 then stops answering anything (its channel stays

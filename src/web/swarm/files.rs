@@ -752,7 +752,8 @@ impl Swarm {
     /// optional): `name`, shown to peers instead of the file's own (its path in a shared folder,
     /// say); `onProgress(hashed, total)`, called as the file is hashed (bytes); `signal`, an
     /// `AbortSignal` that stops the hashing: `share` then rejects with the signal's reason and
-    /// nothing is shared.
+    /// nothing is shared. Rejects at once where this page offers 10,000 files already (the most
+    /// a peer takes from another).
     #[wasm_bindgen(unchecked_return_type = "SharedFile")]
     pub async fn share(
         &self,
@@ -777,6 +778,17 @@ impl Swarm {
         };
         if let Some(why) = aborted() {
             return Err(why);
+        }
+        {
+            let engine = &self.shared.borrow().engine;
+            if !engine.may_share() {
+                let most = engine.config().max_files_per_peer;
+                return Err(JsError::new(&format!(
+                    "this page already offers {most} files, the most a peer takes from another: \
+                     stop sharing some first"
+                ))
+                .into());
+            }
         }
         let size = file.size();
         let mut b = ManifestBuilder::new(&name, size as u64, &file.type_());
