@@ -520,7 +520,7 @@ function renderPreparing() {
   bar.max = Math.max(c.size, 1);
   bar.value = c.hashed;
   const percent = c.size > 0 ? Math.floor((c.hashed / c.size) * 100) : 0;
-  $("preparing-meta").textContent = `${formatBytes(c.hashed)} of ${formatBytes(c.size)} (${percent} %)` +
+  $("preparing-meta").textContent = `${formatBytes(c.hashed)} of ${formatBytes(c.size)} (${percent}%)` +
     (of > 1 ? ` · file ${sharing.done + 1} of ${of}` : "");
 }
 
