@@ -338,6 +338,65 @@ async fn share_announces_the_name_given_reports_progress_and_stops_when_aborted(
     }
 }
 
+/// `zipFiles`: the archive is the files as they are between their headers (its size says so:
+/// stored, not compressed), named as asked (a second of one name gets a number); progress
+/// reaches the total; an aborted signal rejects with its reason. (Its bytes are read back
+/// natively and in the page E2E test.)
+#[wasm_bindgen_test]
+async fn zip_files_packs_files_as_they_are_reports_progress_and_stops_when_aborted() {
+    let a = random_bytes(3 * MIB + 5);
+    let b = random_bytes(1000);
+    let entries = js_sys::Array::new();
+    for (data, name) in [(&a, "dir/a.bin"), (&b, "dir/a.bin")] {
+        let e = js_sys::Object::new();
+        js_sys::Reflect::set(&e, &"file".into(), &file_of(data, "x")).unwrap();
+        js_sys::Reflect::set(&e, &"name".into(), &name.into()).unwrap();
+        entries.push(&e);
+    }
+    let options = js_sys::Function::new_with_args(
+        "abortAt",
+        "const c = new AbortController(); const seen = [];
+         return { signal: c.signal, seen,
+                  onProgress(read, total) { seen.push([read, total]); if (seen.length === abortAt) c.abort(); } };",
+    );
+    let opts = options.call1(&JsValue::NULL, &0.into()).unwrap();
+    let zip = swarmdrop::web::zip_files(
+        entries.clone(),
+        "dir.zip".into(),
+        Some(opts.clone().unchecked_into()),
+    )
+    .await
+    .unwrap();
+    let zip: web_sys::File = zip.dyn_into().unwrap();
+    assert_eq!(zip.name(), "dir.zip");
+    assert_eq!(zip.type_(), "application/zip");
+    // Each entry: a 30-byte header with its name, and a 46-byte central one; 22 bytes at the end.
+    let names = "dir/a.bin".len() + "dir/a (2).bin".len();
+    let want = a.len() + b.len() + 2 * (30 + 46) + 2 * names + 22;
+    assert_eq!(zip.size() as usize, want);
+    let bytes = file_bytes(zip.into()).await;
+    assert_eq!(&bytes[..4], b"PK\x03\x04");
+    assert_eq!(
+        &bytes[30 + 9..30 + 9 + a.len()],
+        &a[..],
+        "the first file as it is"
+    );
+    let seen = js_sys::Array::from(&js_sys::Reflect::get(&opts, &"seen".into()).unwrap());
+    let last = js_sys::Array::from(&seen.get(seen.length() - 1));
+    let total = (a.len() + b.len()) as f64;
+    assert_eq!(
+        (last.get(0).as_f64(), last.get(1).as_f64()),
+        (Some(total), Some(total))
+    );
+
+    let opts = options.call1(&JsValue::NULL, &1.into()).unwrap();
+    let err = swarmdrop::web::zip_files(entries, "dir.zip".into(), Some(opts.unchecked_into()))
+        .await
+        .expect_err("aborted");
+    let why = js_sys::Reflect::get(&err, &"name".into()).unwrap();
+    assert_eq!(why.as_string().as_deref(), Some("AbortError"), "{err:?}");
+}
+
 #[wasm_bindgen_test]
 async fn a_peer_serving_corrupt_pieces_is_detected_and_dropped() {
     let room = tag("corrupt");

@@ -881,7 +881,8 @@ async fn names_listed(s: &Session, n: usize) -> Vec<String> {
 
 /// Folders: one picked through the page's folder input and one dropped (read through the
 /// entries API) share every file in them and their subfolders, each named by its path from the
-/// folder, which is what the other page lists and downloads; an empty folder dropped is
+/// folder, which is what the other page lists, downloads all at once and saves as one zip
+/// holding the folder; an empty folder dropped is
 /// reported. A large file is shown while it is prepared (hashed), and Cancel stops it and
 /// drops the files queued after it. (Chromium picks and drops: chromedriver picks a folder
 /// given its path, geckodriver takes only files; a folder is dropped by handing the page's
@@ -923,26 +924,55 @@ async fn folders_picked_or_dropped_are_shared_whole_and_a_file_being_prepared_ca
         want,
         "Firefox lists the folder's files"
     );
-    let c = js(
+    // Firefox downloads them all at once and saves them as one zip, which holds the folder.
+    js(
         &firefox,
-        "return window.swarmdrop.files().find(f => f.name === 'album/2024/summer/c.bin').id",
+        "document.getElementById('download-all').click(); return null",
     )
     .await;
-    let c = c.as_str().expect("an id");
-    let got = call(
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while js(
         &firefox,
-        format!(
-            "window.swarmdrop.download('{c}').done.then(f => f.arrayBuffer())
-               .then(b => crypto.subtle.digest('SHA-256', b))
-               .then(h => [...new Uint8Array(h)].map(x => x.toString(16).padStart(2, '0')).join(''))"
-        ),
+        "return window.swarmdrop.files().filter(f => f.complete).length",
+    )
+    .await
+        != 3
+    {
+        assert!(
+            Instant::now() < deadline,
+            "Firefox did not download all three"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    js(
+        &firefox,
+        "document.getElementById('zip-all').click(); return null",
     )
     .await;
-    assert_eq!(
-        got.as_str(),
-        Some(sums["album/2024/summer/c.bin"].as_str()),
-        "downloaded whole"
-    );
+    firefox
+        .wait_text_containing("#zip-save", "Save album.zip", Duration::from_secs(30))
+        .await;
+    let zipped = call(
+        &firefox,
+        "window.swarmdropZip.file.arrayBuffer()
+           .then(b => Array.from(new Uint8Array(b), x => x.toString(16).padStart(2, '0')).join(''))"
+            .to_string(),
+    )
+    .await;
+    let zipped = zipped.as_str().expect("hex");
+    let bytes: Vec<u8> = (0..zipped.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&zipped[i..i + 2], 16).unwrap())
+        .collect();
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).expect("a zip");
+    let mut got = std::collections::HashMap::new();
+    for i in 0..archive.len() {
+        let mut e = archive.by_index(i).unwrap();
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut e, &mut data).expect("its bytes, CRC checked");
+        got.insert(e.name().to_string(), hex(&Sha256::digest(&data)));
+    }
+    assert_eq!(got, sums, "the zip holds the folder, byte for byte");
 
     // Dropped: a folder of the browser's own file system (with a subfolder, a file beside it
     // and an empty folder), a plain file, and an empty folder on its own.

@@ -6,6 +6,7 @@ import init, {
   Swarm,
   Download,
   liveObjects,
+  zipFiles,
   type ConnectionInfo,
   type FileInfo,
   type JoinOptions,
@@ -14,6 +15,7 @@ import init, {
   type SharedFile,
   type ShareOptions,
   type StoredFile,
+  type ZipEntry,
 } from "../pkg/swarmdrop.js";
 
 export async function usesTheApi(file: File, socket: WebSocket): Promise<File> {
@@ -74,6 +76,11 @@ export async function usesTheApi(file: File, socket: WebSocket): Promise<File> {
   await swarm.share(file, shareOptions);
   // @ts-expect-error: progress gives numbers
   await swarm.share(file, { onProgress: (hashed: string) => console.log(hashed) });
+  const entries: ZipEntry[] = [{ file, name: "album/a.jpg" }, { file: new Blob(["x"]) }];
+  const zipped: File = await zipFiles(entries, "album.zip", { signal: abort.signal, onProgress: (read, total) => console.log(read / total) });
+  // @ts-expect-error: an entry is { file, name? }, not a File
+  await zipFiles([file], "x.zip");
+  console.log(zipped.size);
   const files: FileInfo[] = swarm.files();
   const f = files.find((f) => f.id === shared.id);
   const left: number = f ? f.size - f.have : 0;

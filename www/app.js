@@ -1,5 +1,5 @@
 // The swarmdrop page: joins the room named in the URL hash and shows peers and a chat.
-import init, { version, qrSvg, Swarm } from "/pkg/swarmdrop.js";
+import init, { version, qrSvg, Swarm, zipFiles } from "/pkg/swarmdrop.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -215,7 +215,7 @@ function wantedFile() {
   return new URLSearchParams(location.hash.slice(1)).get("file");
 }
 
-function startDownload(swarm, id) {
+function startDownload(swarm, id, render = true) {
   // A download that stopped on an error (storage full, say) starts again: it resumes.
   if (downloads.has(id) && !downloads.get(id).error) return;
   let dl;
@@ -232,6 +232,98 @@ function startDownload(swarm, id) {
     (file) => { state.url = URL.createObjectURL(file); state.file = file; renderFiles(swarm); },
     (e) => { state.error = e.message ?? String(e); renderFiles(swarm); },
   );
+  if (render) renderFiles(swarm);
+}
+
+// ---- all files at once ----
+
+// "Download all" fetches every file this page has not got; "Save all as one zip" packs every
+// file it has whole into one archive, named by their paths (a shared folder comes back as a
+// folder), without copying them: the zip is a `File` made of the stored files themselves.
+const zip = { abort: null, read: 0, total: 0, file: null, url: null, name: "", error: null, timer: null };
+window.swarmdropZip = zip; // for the console and the E2E tests
+
+function renderAll(swarm, files) {
+  const wanted = files.filter((f) => !f.complete && !f.downloading);
+  const whole = files.filter((f) => f.complete);
+  const dl = $("download-all");
+  const label = `Download all (${wanted.length} files, ${formatBytes(wanted.reduce((n, f) => n + f.size, 0))})`;
+  if (dl.textContent !== label) dl.textContent = label;
+  dl.hidden = wanted.length < 2;
+  $("zip-all").hidden = whole.length < 2 || zip.abort !== null;
+  $("all").hidden = dl.hidden && $("zip-all").hidden && !zip.abort && !zip.url && !zip.error;
+}
+
+function downloadAll(swarm) {
+  keepStorage(swarm);
+  for (const f of swarm.files()) if (!f.complete && !f.downloading) startDownload(swarm, f.id, false);
+  renderFiles(swarm);
+}
+
+// The archive's name: the folder all its files are in, if they are all in one.
+function zipName(names) {
+  const top = names[0].split("/")[0];
+  const one = names.every((n) => n.startsWith(`${top}/`));
+  return one ? `${top}.zip` : "swarmdrop-files.zip";
+}
+
+function renderZip() {
+  const working = zip.abort !== null;
+  const line = $("zipping");
+  line.hidden = !working && !zip.error;
+  if (working) {
+    const percent = zip.total > 0 ? Math.floor((zip.read / zip.total) * 100) : 0;
+    line.textContent = `Packing the zip: ${formatBytes(zip.read)} of ${formatBytes(zip.total)} read (${percent}%)`;
+  } else if (zip.error) {
+    line.textContent = `Could not make the zip: ${zip.error}`;
+  }
+  $("zip-cancel").hidden = !working;
+  const save = $("zip-save");
+  save.hidden = working || !zip.url;
+  if (zip.url) {
+    save.href = zip.url;
+    save.download = zip.name;
+    save.textContent = `Save ${zip.name} (${formatBytes(zip.file.size)})`;
+  }
+}
+
+async function zipAll(swarm) {
+  if (zip.abort) return;
+  const abort = new AbortController();
+  zip.abort = abort;
+  zip.error = null;
+  zip.read = 0;
+  zip.total = 0;
+  if (zip.url) URL.revokeObjectURL(zip.url);
+  zip.url = null;
+  zip.file = null;
+  renderZip();
+  renderFiles(swarm);
+  try {
+    const whole = swarm.files().filter((f) => f.complete);
+    const entries = [];
+    for (const f of whole) {
+      // The page's own download of it, if it has one (asking again would replace its promise).
+      const file = downloads.get(f.id)?.file ?? await (downloads.get(f.id)?.dl ?? swarm.download(f.id)).done;
+      entries.push({ file, name: f.name });
+    }
+    const name = zipName(whole.map((f) => f.name));
+    const file = await zipFiles(entries, name, {
+      signal: abort.signal,
+      onProgress: (read, total) => {
+        zip.read = read;
+        zip.total = total;
+        zip.timer ??= setTimeout(() => { zip.timer = null; renderZip(); }, 100);
+      },
+    });
+    zip.file = file;
+    zip.url = URL.createObjectURL(file);
+    zip.name = name;
+  } catch (e) {
+    if (!abort.signal.aborted) zip.error = e.message ?? String(e);
+  }
+  zip.abort = null;
+  renderZip();
   renderFiles(swarm);
 }
 
@@ -355,6 +447,7 @@ function renderFiles(swarm, files = swarm.files()) {
     else list.insertBefore(li, at);
   }
   $("no-files").hidden = files.length > 0;
+  renderAll(swarm, files);
   const want = wantedFile();
   const wanted = files.find((f) => f.id === want);
   const box = $("wanted");
@@ -606,6 +699,9 @@ function setupFiles(swarm) {
     folder.value = "";
   });
   $("preparing-cancel").addEventListener("click", cancelSharing);
+  $("download-all").addEventListener("click", () => downloadAll(swarm));
+  $("zip-all").addEventListener("click", () => zipAll(swarm));
+  $("zip-cancel").addEventListener("click", () => zip.abort?.abort());
   $("share-failed-dismiss").addEventListener("click", () => {
     sharing.failed = [];
     sharing.failedMore = 0;

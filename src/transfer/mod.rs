@@ -10,6 +10,7 @@ mod manifest;
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests;
 pub mod wire;
+pub mod zip;
 
 pub use engine::{Config, Engine, FileInfo, Input, Output, TransferEvent};
 pub use manifest::{piece_size_for, Bitfield, Manifest, ManifestBuilder, ManifestError};

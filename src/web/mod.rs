@@ -9,12 +9,15 @@ pub mod peer;
 pub mod signal;
 pub mod store;
 mod swarm;
+mod task;
 mod types;
+mod zip;
 
 pub use error::WebError;
 pub use peer::{DataChannel, Message, PeerConnection, PeerEvent};
 pub use signal::{SignalClient, SignalEvent};
 pub use swarm::{live_objects, lose_hellos_for_testing, Download, Event, Swarm, EVENTS};
+pub use zip::zip_files;
 
 /// Re-exported for the page: `PeerState` and friends in words.
 pub use crate::swarm::{PeerState, SignalState};

@@ -67,14 +67,25 @@ export interface FileInfo {
   error: string | null;
 }
 
+/** What a long task (`swarm.share`, `zipFiles`) takes (all optional). */
+export interface TaskOptions {
+  /** Called as it goes: bytes done so far (hashed, or read), of `total`. */
+  onProgress?: (done: number, total: number) => void;
+  /** Stops it: the promise rejects with the signal's reason, and nothing is shared or made. */
+  signal?: AbortSignal;
+}
+
 /** What `swarm.share(file, options)` takes (all optional). */
-export interface ShareOptions {
+export interface ShareOptions extends TaskOptions {
   /** Shown to peers instead of the file's own name (its path in a shared folder, say). */
   name?: string;
-  /** Called as the file is hashed: bytes hashed so far, of `total`. */
-  onProgress?: (hashed: number, total: number) => void;
-  /** Stops the hashing: `share` rejects with the signal's reason and nothing is shared. */
-  signal?: AbortSignal;
+}
+
+/** One file of `zipFiles(entries, name)`. */
+export interface ZipEntry {
+  file: Blob;
+  /** Its path in the archive (default: the file's own name). */
+  name?: string;
 }
 
 /** What `swarm.share(file)` resolves with. */

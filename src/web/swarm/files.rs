@@ -10,6 +10,7 @@ use crate::transfer::{
 use crate::web::error::WebError;
 use crate::web::peer::DataChannel;
 use crate::web::store::{get, read_blob, PieceStore};
+use crate::web::task::Task;
 use futures::channel::mpsc;
 use futures::{FutureExt, StreamExt};
 use std::collections::{HashMap, HashSet};
@@ -762,23 +763,14 @@ impl Swarm {
             js_sys::Object,
         >,
     ) -> Result<JsValue, JsValue> {
-        let opt = |k| options.as_ref().and_then(|o| get(o, k));
-        let name = opt("name")
+        let name = options
+            .as_ref()
+            .and_then(|o| get(o, "name"))
             .and_then(|v| v.as_string())
             .filter(|n| !n.is_empty())
             .unwrap_or_else(|| file.name());
-        let on_progress = opt("onProgress").and_then(|f| f.dyn_into::<js_sys::Function>().ok());
-        let signal = opt("signal");
-        // The signal's reason once it is aborted (an `AbortError` unless the caller gave one).
-        let aborted = || {
-            let s = signal.as_ref()?;
-            get(s, "aborted")
-                .is_some_and(|a| a.is_truthy())
-                .then(|| get(s, "reason").unwrap_or_else(|| JsError::new("sharing aborted").into()))
-        };
-        if let Some(why) = aborted() {
-            return Err(why);
-        }
+        let task = Task::new(options.as_ref());
+        task.go_on()?;
         {
             let engine = &self.shared.borrow().engine;
             if !engine.may_share() {
@@ -808,17 +800,12 @@ impl Swarm {
             .buffered(SHARE_READS_IN_FLIGHT);
         let mut done = 0.0;
         while let Some(next) = hashed.next().await {
-            if let Some(why) = aborted() {
-                return Err(why);
-            }
+            task.go_on()?;
             let (len, digest) = next.map_err(JsError::from)?;
             b.push_piece(len, digest)
                 .map_err(|e| JsError::new(&format!("reading {name}: {e}")))?;
             done += f64::from(len);
-            if let Some(f) = &on_progress {
-                // A callback that throws changes nothing here.
-                let _ = f.call2(&JsValue::NULL, &done.into(), &size.into());
-            }
+            task.progress(done, size);
         }
         let m = b.finish().map_err(|e| JsError::new(&e.to_string()))?;
         let id = m.id();
