@@ -579,14 +579,6 @@ async fn the_page_shares_picked_and_dropped_files_and_a_copied_link_offers_one()
         }),
     )
     .await;
-    // A click of the user's (the clipboard takes only those), on a row in view first: rows out
-    // of view are not laid out (`content-visibility: auto`), so WebDriver's own scrolling
-    // would aim at where the row was before it was drawn.
-    js(
-        &chromium,
-        &format!("document.querySelector(\"li[data-file='{id}']\").scrollIntoView({{ block: 'center' }}); return null"),
-    )
-    .await;
     chromium
         .client
         .find(Locator::Css(&format!("li[data-file='{id}'] button.link")))

@@ -432,6 +432,9 @@ function fileRow(swarm, f) {
 function renderFiles(swarm, files = swarm.files()) {
   window.swarmdropRenders = (window.swarmdropRenders ?? 0) + 1; // (counted for the E2E tests)
   const list = $("files");
+  // Past a couple of hundred rows, rows out of view are not laid out (CSS `.long`): every
+  // change of the page cost a layout of thousands of rows. Short lists are drawn whole.
+  list.classList.toggle("long", files.length > 200);
   const lis = files.map((f) => fileRow(swarm, f));
   const shown = new Set(files.map((f) => f.id));
   for (const [id, { li }] of rows) {
