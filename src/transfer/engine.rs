@@ -471,21 +471,27 @@ impl Engine {
 
     /// Every file known in the swarm.
     pub fn files(&self) -> Vec<FileInfo> {
-        self.files
-            .iter()
-            .map(|(id, f)| FileInfo {
-                id: *id,
-                name: f.name.clone(),
-                size: f.size,
-                mime: f.mime.clone(),
-                sources: f.sources.len(),
-                have: f.have_bytes(),
-                downloading: f.local == Local::Downloading,
-                complete: f.have.as_ref().is_some_and(Bitfield::complete),
-                received: f.received.values().sum(),
-                error: f.error.clone(),
-            })
-            .collect()
+        self.files.iter().map(|(id, f)| Self::info(id, f)).collect()
+    }
+
+    /// File `id`, if known.
+    pub fn file(&self, id: &FileId) -> Option<FileInfo> {
+        self.files.get(id).map(|f| Self::info(id, f))
+    }
+
+    fn info(id: &FileId, f: &File) -> FileInfo {
+        FileInfo {
+            id: *id,
+            name: f.name.clone(),
+            size: f.size,
+            mime: f.mime.clone(),
+            sources: f.sources.len(),
+            have: f.have_bytes(),
+            downloading: f.local == Local::Downloading,
+            complete: f.have.as_ref().is_some_and(Bitfield::complete),
+            received: f.received.values().sum(),
+            error: f.error.clone(),
+        }
     }
 
     /// Files this peer offers (has some of). Its peers take at most
