@@ -8,7 +8,7 @@
 
 mod harness;
 
-use harness::{js, open, Browser, Server, Session};
+use harness::{connected_pair, js, wait_js, Server, Session};
 use std::time::{Duration, Instant};
 
 fn files() -> usize {
@@ -37,16 +37,7 @@ const COUNT: &str = "return document.querySelectorAll('#files li[data-file]').le
 
 /// Waits until the page lists `n` files; panics after 10 minutes.
 async fn listed(s: &Session, n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while js(s, COUNT).await.as_u64() != Some(n as u64) {
-        assert!(
-            Instant::now() < deadline,
-            "{:?} lists {} of {n}",
-            s.browser,
-            js(s, COUNT).await
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_js(s, COUNT, n.into(), Duration::from_secs(600), "files listed").await;
 }
 
 /// One round: Chromium shares `n` files, through its page's drop zone or a script, and (if
@@ -60,17 +51,7 @@ async fn round(
     download: bool,
     tag: usize,
 ) -> (f64, f64, [f64; 2]) {
-    let (chromium, firefox) = tokio::join!(
-        Session::start(Browser::Chromium),
-        Session::start(Browser::Firefox)
-    );
-    let link = format!("{}/#room=bench-files-{tag}", server.url);
-    open(&firefox, &link).await;
-    open(&chromium, &link).await;
-    let id = chromium
-        .wait_text("#peer-id", Duration::from_secs(10))
-        .await;
-    firefox.wait_connected_to(&id).await;
+    let (chromium, firefox) = connected_pair(server, &format!("bench-files-{tag}")).await;
     let make = format!(
         "const files = [];
          for (let i = 0; i < {n}; i++) files.push(new File([`file number ${{i}}`], `f${{i}}.txt`));"
@@ -113,15 +94,8 @@ async fn round(
         };
         js(&firefox, script).await;
         let complete = "return window.swarmdrop.files().filter((f) => f.complete).length";
-        let deadline = Instant::now() + Duration::from_secs(900);
-        while js(&firefox, complete).await.as_u64() != Some(n as u64) {
-            assert!(
-                Instant::now() < deadline,
-                "Firefox has {} of {n} whole",
-                js(&firefox, complete).await
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let within = Duration::from_secs(900);
+        wait_js(&firefox, complete, n.into(), within, "files whole").await;
         start.elapsed().as_secs_f64()
     } else {
         0.0

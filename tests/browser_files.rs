@@ -45,6 +45,18 @@ async fn join_capped(room: &str, limit: f64) -> Swarm {
         .unwrap()
 }
 
+/// Two swarms (each with a store of its own) in a new room named after `name`, connected.
+async fn two_connected(name: &str) -> (Swarm, Swarm) {
+    let room = tag(name);
+    let a = join(&room, &tag("a")).await;
+    let b = join(&room, &tag("b")).await;
+    until("connected", 20.0, || {
+        connected(&a) == 1 && connected(&b) == 1
+    })
+    .await;
+    (a, b)
+}
+
 fn peer_id(s: &Swarm) -> PeerId {
     PeerId::new(s.id().unwrap()).unwrap()
 }
@@ -229,13 +241,7 @@ async fn eight_mib_from_a_to_b_and_c_with_c_also_fetching_from_b() {
 
 #[wasm_bindgen_test]
 async fn a_file_of_no_bytes_is_shared_and_downloaded() {
-    let room = tag("empty");
-    let a = join(&room, &tag("a")).await;
-    let b = join(&room, &tag("b")).await;
-    until("connected", 20.0, || {
-        connected(&a) == 1 && connected(&b) == 1
-    })
-    .await;
+    let (a, b) = two_connected("empty").await;
     let id = share(&a, &file_of(&[], "empty.txt")).await;
     until("announced", 10.0, || knows(&b, &id)).await;
     let dl = b.download(hex(&id)).unwrap();
@@ -260,13 +266,7 @@ async fn a_file_of_no_bytes_is_shared_and_downloaded() {
 /// `share` rejects with its reason and nothing is shared.
 #[wasm_bindgen_test]
 async fn share_announces_the_name_given_reports_progress_and_stops_when_aborted() {
-    let room = tag("share-options");
-    let a = join(&room, &tag("a")).await;
-    let b = join(&room, &tag("b")).await;
-    until("connected", 20.0, || {
-        connected(&a) == 1 && connected(&b) == 1
-    })
-    .await;
+    let (a, b) = two_connected("share-options").await;
     // Options whose `onProgress` records each call and aborts the signal at call `abortAt`.
     let options = js_sys::Function::new_with_args(
         "name, abortAt",

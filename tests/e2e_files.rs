@@ -9,7 +9,7 @@
 mod harness;
 
 use fantoccini::Locator;
-use harness::{call, js, open, Browser, Server, Session, TempDir};
+use harness::{call, connected_pair, js, open, wait_js, Browser, Server, Session, TempDir};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::time::{Duration, Instant};
@@ -742,19 +742,7 @@ async fn a_shared_file_changed_on_disk_stops_being_offered_and_the_sharer_is_tol
 /// Waits until `s`'s page lists `n` files.
 async fn listed(s: &Session, n: usize) {
     let count = "return document.querySelectorAll('#files li[data-file]').length";
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let got = js(s, count).await.as_u64().unwrap_or(0);
-        if got == n as u64 {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{:?} lists {got} of {n} files",
-            s.browser
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_js(s, count, n.into(), Duration::from_secs(60), "files listed").await;
 }
 
 /// A peer that shares hundreds of files announces each to the pages in its room: a page
@@ -765,17 +753,7 @@ async fn listed(s: &Session, n: usize) {
 async fn hundreds_of_files_announced_one_by_one_are_listed_in_few_rebuilds() {
     const FILES: usize = 400;
     let server = Server::start(&[]);
-    let (chromium, firefox) = tokio::join!(
-        Session::start(Browser::Chromium),
-        Session::start(Browser::Firefox)
-    );
-    let link = format!("{}/#room=e2e-many-files", server.url);
-    open(&firefox, &link).await;
-    open(&chromium, &link).await;
-    let chromium_id = chromium
-        .wait_text("#peer-id", Duration::from_secs(10))
-        .await;
-    firefox.wait_connected_to(&chromium_id).await;
+    let (chromium, firefox) = connected_pair(&server, "e2e-many-files").await;
     let before = js(&firefox, "return window.swarmdropRenders").await;
     // Chromium drops them all on its drop zone at once; it shares them one after another.
     js(
@@ -922,20 +900,14 @@ async fn folders_picked_or_dropped_are_shared_whole_and_a_file_being_prepared_ca
         "document.getElementById('download-all').click(); return null",
     )
     .await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while js(
+    wait_js(
         &firefox,
         "return window.swarmdrop.files().filter(f => f.complete).length",
+        3.into(),
+        Duration::from_secs(60),
+        "all three downloaded",
     )
-    .await
-        != 3
-    {
-        assert!(
-            Instant::now() < deadline,
-            "Firefox did not download all three"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    .await;
     js(
         &firefox,
         "document.getElementById('zip-all').click(); return null",
@@ -1053,17 +1025,14 @@ async fn folders_picked_or_dropped_are_shared_whole_and_a_file_being_prepared_ca
         "document.getElementById('preparing-cancel').click(); return null",
     )
     .await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while js(
+    wait_js(
         &chromium,
         "return document.getElementById('sharing').hidden",
+        Value::Bool(true),
+        Duration::from_secs(20),
+        "preparing stops after Cancel",
     )
-    .await
-        != Value::Bool(true)
-    {
-        assert!(Instant::now() < deadline, "still preparing after Cancel");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(
         names_listed(&chromium, 6).await,

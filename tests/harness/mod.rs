@@ -392,6 +392,40 @@ pub async fn js(s: &Session, script: &str) -> Value {
         .unwrap_or_else(|e| panic!("{:?}: {script}: {e}", s.browser))
 }
 
+/// Runs `script` in the page every 100 ms until it returns `want`; panics after `within`,
+/// saying `what` was awaited and what the script last returned.
+pub async fn wait_js(s: &Session, script: &str, want: Value, within: Duration, what: &str) {
+    let deadline = Instant::now() + within;
+    loop {
+        let got = js(s, script).await;
+        if got == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{:?}: {what}: still {got} after {within:?}",
+            s.browser
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A Chromium page and a Firefox page of the app in `room`, each connected to the other.
+pub async fn connected_pair(server: &Server, room: &str) -> (Session, Session) {
+    let (chromium, firefox) = tokio::join!(
+        Session::start(Browser::Chromium),
+        Session::start(Browser::Firefox)
+    );
+    let link = format!("{}/#room={room}", server.url);
+    open(&firefox, &link).await;
+    open(&chromium, &link).await;
+    let id = chromium
+        .wait_text("#peer-id", Duration::from_secs(10))
+        .await;
+    firefox.wait_connected_to(&id).await;
+    (chromium, firefox)
+}
+
 /// Runs `expr` (an expression giving a promise, e.g. a `bench.*` call in the benchmark page)
 /// in the page; its result as JSON. Panics with the page's error if it rejects.
 pub async fn call(s: &Session, expr: String) -> Value {
