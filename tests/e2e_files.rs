@@ -190,13 +190,16 @@ async fn a_64_mib_file_from_chromium_to_firefox_with_a_reload_in_between() {
     // Same bytes on both ends.
     let got = downloaded_sha256(&firefox, &id).await;
     assert_eq!(got, want, "SHA-256 of the download");
-    // (Read in one script: the list may be drawn again between finding and reading.)
-    let save = js(
+    // (Read in one script: the list may be drawn again between finding and reading; and it is
+    // drawn again within a tenth of a second of the download's end.)
+    wait_js(
         &firefox,
         &format!("return document.querySelector(\"li[data-file='{id}'] a.save\")?.getAttribute('download') ?? null"),
+        "random-64MiB.bin".into(),
+        Duration::from_secs(5),
+        "the Save link, with the file's name",
     )
     .await;
-    assert_eq!(save, "random-64MiB.bin", "the Save link's file name");
 
     // Reloaded once more, the page offers the stored file for saving again, by itself.
     firefox.client.refresh().await.expect("reload");
@@ -209,19 +212,14 @@ async fn a_64_mib_file_from_chromium_to_firefox_with_a_reload_in_between() {
         "const a = document.querySelector(\"li[data-file='{id}'] a.save\");
          return a ? [a.getAttribute('download'), a.href.startsWith('blob:')] : null"
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let save = loop {
-        let save = js(&firefox, &save_link).await;
-        if !save.is_null() || Instant::now() > deadline {
-            break save;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    assert_eq!(
-        save,
+    wait_js(
+        &firefox,
+        &save_link,
         serde_json::json!(["random-64MiB.bin", true]),
-        "the Save link after a reload"
-    );
+        Duration::from_secs(10),
+        "the Save link after a reload",
+    )
+    .await;
     // Still kept: the browser's promise holds for the site, not the page.
     let kept = js(&firefox, KEPT).await;
     assert_eq!(kept[0], "true", "after a reload: {kept}");
@@ -616,12 +614,15 @@ async fn the_page_shares_picked_and_dropped_files_and_a_copied_link_offers_one()
         )
         .await;
     assert_eq!(downloaded_sha256(&firefox, &id).await, sums[0]);
-    let save = js(
+    // (The row is drawn again within a tenth of a second of the download's end.)
+    wait_js(
         &firefox,
         &format!("return document.querySelector(\"li[data-file='{id}'] a.save\")?.getAttribute('download') ?? null"),
+        "notes.txt".into(),
+        Duration::from_secs(5),
+        "the Save link, with the file's name",
     )
     .await;
-    assert_eq!(save, "notes.txt", "the Save link's file name");
     // Stored in Firefox now, and deleted from the stored list.
     let stored = format!("#stored li[data-stored='{id}'] button.delete");
     click(&firefox, &stored, "Delete").await;
