@@ -57,6 +57,11 @@ pub struct Config {
     /// Files one peer may announce (be a source of) at once; more announcements from it are
     /// ignored until it withdraws some. Every known file costs memory and a line on the page.
     pub max_files_per_peer: usize,
+    /// Downloads that fetch their manifests (and so start) at once, in the order they were
+    /// asked for: the rest wait their turn, so that many at once ("Download all" of a folder)
+    /// finish one after another, each soon, rather than all late together. A download none
+    /// of whose sources is connected does not hold a place.
+    pub max_active_downloads: usize,
 }
 
 impl Default for Config {
@@ -75,6 +80,7 @@ impl Default for Config {
             send_window: 8 * 1024 * 1024,
             send_budget: 32 * 1024 * 1024,
             max_files_per_peer: 10_000,
+            max_active_downloads: 16,
         }
     }
 }
@@ -733,6 +739,27 @@ impl Engine {
                 self.pump_uploads(now);
             }
         }
+        // Whatever changed (a download done, a source come or gone), the next in line start.
+        for id in self.active_downloads() {
+            self.fetch_manifest(&id, None, now);
+        }
+    }
+
+    /// The downloads that may fetch their manifests now: the first
+    /// [`Config::max_active_downloads`] in the order asked, of those with a connected source.
+    fn active_downloads(&self) -> Vec<FileId> {
+        self.queue
+            .iter()
+            .filter(|id| {
+                self.files.get(*id).is_some_and(|f| {
+                    f.sources
+                        .iter()
+                        .any(|p| self.peers.get(p).is_some_and(|s| !s.banned))
+                })
+            })
+            .take(self.config.max_active_downloads)
+            .copied()
+            .collect()
     }
 
     fn adopt(&mut self, id: FileId, manifest: Manifest, have: Bitfield, local: Local) {
@@ -775,6 +802,10 @@ impl Engine {
     fn fetch_manifest(&mut self, id: &FileId, after: Option<&PeerId>, now: Time) {
         let Some(f) = self.files.get(id) else { return };
         if f.local != Local::Downloading || f.manifest.is_some() || f.manifest_fetch.is_some() {
+            return;
+        }
+        // Not yet its turn (see `Config::max_active_downloads`).
+        if !self.active_downloads().contains(id) {
             return;
         }
         let usable: Vec<&PeerId> = f

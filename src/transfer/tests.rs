@@ -968,6 +968,87 @@ fn a_peer_announcing_more_files_than_the_cap_is_ignored_past_it() {
         .any(|e| matches!(e, TransferEvent::PeerBanned(..))));
 }
 
+/// Forty downloads asked for at once start a few at a time, in the order asked: the first
+/// finishes while most have not even fetched their manifests, and the order of finishing
+/// follows the order of asking; downloads whose only source left hold no place.
+#[test]
+fn many_downloads_at_once_start_a_few_at_a_time_in_the_order_asked() {
+    let mut sim = Sim::new(3);
+    sim.nodes[1].engine = Engine::new(Config {
+        max_active_downloads: 4,
+        ..Config::default()
+    });
+    for p in [0, 2] {
+        sim.input(1, Input::PeerUp(pid(p), CHROMIUM_FRAME)); // (its engine is new)
+    }
+    // Node 2 offers four files and leaves; node 0 offers forty.
+    let orphans: Vec<Manifest> = (0..4u64)
+        .map(|i| {
+            let data = content(50_000, 100 + i);
+            let m = manifest_of(&format!("gone{i}"), &data);
+            sim.share(2, &data, &m);
+            m
+        })
+        .collect();
+    let ms: Vec<Manifest> = (0..40u64)
+        .map(|i| {
+            let data = content(300_000, i);
+            let m = manifest_of(&format!("f{i}"), &data);
+            sim.share(0, &data, &m);
+            m
+        })
+        .collect();
+    sim.settle();
+    // Asked for first; their source leaves before it answers (they stay, waiting for one).
+    for m in &orphans {
+        sim.input(1, Input::Download(m.id()));
+    }
+    sim.leave(2);
+    assert!(orphans.iter().all(|m| sim.nodes[1]
+        .engine
+        .file(&m.id())
+        .is_some_and(|f| f.downloading)));
+    for m in &ms {
+        sim.input(1, Input::Download(m.id()));
+    }
+    let known = |sim: &Sim| {
+        ms.iter()
+            .filter(|m| sim.nodes[1].engine.manifest(&m.id()).is_some())
+            .count()
+    };
+    let done = |sim: &Sim| -> Vec<usize> {
+        (0..ms.len())
+            .filter(|&i| sim.complete(1, &ms[i].id()))
+            .collect()
+    };
+    assert!(sim.run_until(Duration::from_secs(60), |s| !done(s).is_empty()));
+    assert!(
+        known(&sim) <= 5,
+        "{} manifests fetched at the first finish",
+        known(&sim)
+    );
+    let mut order = Vec::new();
+    sim.run_until(Duration::from_secs(120), |s| {
+        for i in done(s) {
+            if !order.contains(&i) {
+                order.push(i);
+            }
+        }
+        order.len() == ms.len()
+    });
+    assert_eq!(order.len(), ms.len(), "all finish");
+    // Within the four at a time, in the order asked.
+    for (k, &i) in order.iter().enumerate() {
+        assert!(
+            i.abs_diff(k) < 4,
+            "the {k}th to finish was asked for {i}th: {order:?}"
+        );
+    }
+    for (i, m) in ms.iter().enumerate() {
+        assert_eq!(sim.assembled(1, m), content(300_000, i as u64));
+    }
+}
+
 /// A peer that offers as many files as its peers take from one is told before it shares more
 /// (they would ignore the announcement), and may again once it stops sharing one.
 #[test]
