@@ -102,12 +102,40 @@ fn file_of(bytes: &[u8], name: &str) -> web_sys::File {
 }
 
 async fn share(s: &Swarm, file: &web_sys::File) -> FileId {
-    let info = s.share(file.clone(), None).await.unwrap();
-    let hex = js_sys::Reflect::get(&info, &"id".into())
+    id_of(&s.share(file.clone(), None).await.unwrap())
+}
+
+/// The file id in what `share` resolved with.
+fn id_of(shared: &JsValue) -> FileId {
+    let hex = js_sys::Reflect::get(shared, &"id".into())
         .unwrap()
         .as_string()
         .unwrap();
     id_from_hex(&hex).unwrap()
+}
+
+/// Options of a long task (`share`, `zipFiles`) whose `onProgress` records each call (see
+/// [`progress_seen`]) and aborts its signal at call `abort_at` (0: never).
+fn task_options(abort_at: u32) -> JsValue {
+    js_sys::Function::new_with_args(
+        "abortAt",
+        "const c = new AbortController(); const seen = [];
+         return { signal: c.signal, seen,
+                  onProgress(done, total) { seen.push([done, total]); if (seen.length === abortAt) c.abort(); } };",
+    )
+    .call1(&JsValue::NULL, &abort_at.into())
+    .unwrap()
+}
+
+/// The `(done, total)` of each `onProgress` call of [`task_options`].
+fn progress_seen(options: &JsValue) -> Vec<(f64, f64)> {
+    js_sys::Array::from(&js_sys::Reflect::get(options, &"seen".into()).unwrap())
+        .iter()
+        .map(|p| {
+            let p = js_sys::Array::from(&p);
+            (p.get(0).as_f64().unwrap(), p.get(1).as_f64().unwrap())
+        })
+        .collect()
 }
 
 fn hex(id: &FileId) -> String {
@@ -267,26 +295,9 @@ async fn a_file_of_no_bytes_is_shared_and_downloaded() {
 #[wasm_bindgen_test]
 async fn share_announces_the_name_given_reports_progress_and_stops_when_aborted() {
     let (a, b) = two_connected("share-options").await;
-    // Options whose `onProgress` records each call and aborts the signal at call `abortAt`.
-    let options = js_sys::Function::new_with_args(
-        "name, abortAt",
-        "const c = new AbortController(); const seen = [];
-         return { name, signal: c.signal, seen,
-                  onProgress(hashed, total) { seen.push([hashed, total]); if (seen.length === abortAt) c.abort(); } };",
-    );
-    let seen = |o: &JsValue| -> Vec<(f64, f64)> {
-        js_sys::Array::from(&js_sys::Reflect::get(o, &"seen".into()).unwrap())
-            .iter()
-            .map(|p| {
-                let p = js_sys::Array::from(&p);
-                (p.get(0).as_f64().unwrap(), p.get(1).as_f64().unwrap())
-            })
-            .collect()
-    };
     let size = 5 * MIB + 123;
-    let opts = options
-        .call2(&JsValue::NULL, &"album/sub/f.bin".into(), &0.into())
-        .unwrap();
+    let opts = task_options(0);
+    js_sys::Reflect::set(&opts, &"name".into(), &"album/sub/f.bin".into()).unwrap();
     let file = file_of(&random_bytes(size), "f.bin");
     let info = a
         .share(file, Some(opts.clone().unchecked_into()))
@@ -297,14 +308,8 @@ async fn share_announces_the_name_given_reports_progress_and_stops_when_aborted(
     let want: Vec<(f64, f64)> = (1..=6)
         .map(|i| ((i * MIB).min(size) as f64, size as f64))
         .collect();
-    assert_eq!(seen(&opts), want, "progress: one call a piece");
-    let id = id_from_hex(
-        &js_sys::Reflect::get(&info, &"id".into())
-            .unwrap()
-            .as_string()
-            .unwrap(),
-    )
-    .unwrap();
+    assert_eq!(progress_seen(&opts), want, "progress: one call a piece");
+    let id = id_of(&info);
     until("announced", 10.0, || knows(&b, &id)).await;
     let listed = b.files().iter().find_map(|f| {
         js_sys::Reflect::get(&f, &"name".into())
@@ -317,9 +322,7 @@ async fn share_announces_the_name_given_reports_progress_and_stops_when_aborted(
         "the name the peer sees"
     );
 
-    let opts = options
-        .call2(&JsValue::NULL, &"g.bin".into(), &2.into())
-        .unwrap();
+    let opts = task_options(2);
     let err = a
         .share(
             file_of(&random_bytes(size), "g.bin"),
@@ -329,7 +332,7 @@ async fn share_announces_the_name_given_reports_progress_and_stops_when_aborted(
         .expect_err("aborted");
     let why = js_sys::Reflect::get(&err, &"name".into()).unwrap();
     assert_eq!(why.as_string().as_deref(), Some("AbortError"), "{err:?}");
-    assert_eq!(seen(&opts).len(), 2, "no progress after the abort");
+    assert_eq!(progress_seen(&opts).len(), 2, "no progress after the abort");
     assert_eq!(a.files().length(), 1, "nothing more shared");
     sleep(500).await;
     assert_eq!(b.files().length(), 1, "nothing more announced");
@@ -353,13 +356,7 @@ async fn zip_files_packs_files_as_they_are_reports_progress_and_stops_when_abort
         js_sys::Reflect::set(&e, &"name".into(), &name.into()).unwrap();
         entries.push(&e);
     }
-    let options = js_sys::Function::new_with_args(
-        "abortAt",
-        "const c = new AbortController(); const seen = [];
-         return { signal: c.signal, seen,
-                  onProgress(read, total) { seen.push([read, total]); if (seen.length === abortAt) c.abort(); } };",
-    );
-    let opts = options.call1(&JsValue::NULL, &0.into()).unwrap();
+    let opts = task_options(0);
     let zip = swarmdrop::web::zip_files(
         entries.clone(),
         "dir.zip".into(),
@@ -381,15 +378,10 @@ async fn zip_files_packs_files_as_they_are_reports_progress_and_stops_when_abort
         &a[..],
         "the first file as it is"
     );
-    let seen = js_sys::Array::from(&js_sys::Reflect::get(&opts, &"seen".into()).unwrap());
-    let last = js_sys::Array::from(&seen.get(seen.length() - 1));
     let total = (a.len() + b.len()) as f64;
-    assert_eq!(
-        (last.get(0).as_f64(), last.get(1).as_f64()),
-        (Some(total), Some(total))
-    );
+    assert_eq!(progress_seen(&opts).last(), Some(&(total, total)));
 
-    let opts = options.call1(&JsValue::NULL, &1.into()).unwrap();
+    let opts = task_options(1);
     let err = swarmdrop::web::zip_files(entries, "dir.zip".into(), Some(opts.unchecked_into()))
         .await
         .expect_err("aborted");
@@ -863,13 +855,7 @@ async fn the_api_objects_have_the_fields_their_typescript_types_name() {
     let data = random_bytes(2 * MIB);
     let shared = a.share(file_of(&data, "typed.bin"), None).await.unwrap();
     assert_fields("SharedFile", &shared);
-    let id = id_from_hex(
-        &js_sys::Reflect::get(&shared, &"id".into())
-            .unwrap()
-            .as_string()
-            .unwrap(),
-    )
-    .unwrap();
+    let id = id_of(&shared);
     until("announced", 10.0, || knows(&b, &id)).await;
     let dl = b.download(hex(&id)).unwrap();
     let progress: Rc<RefCell<Option<JsValue>>> = Rc::default();

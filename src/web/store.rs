@@ -992,6 +992,21 @@ async fn keys(dir: &FileSystemDirectoryHandle) -> Result<Vec<String>, WebError> 
     Ok(names)
 }
 
+/// Reads of a whole blob `chunk` bytes at a time, in order (the last one shorter), to be run a
+/// few at once (`futures::stream::iter(..).buffered(n)`): never the whole blob in memory.
+pub fn read_chunks(
+    blob: &web_sys::Blob,
+    chunk: f64,
+) -> impl Iterator<Item = impl std::future::Future<Output = Result<Vec<u8>, WebError>>> {
+    let size = blob.size();
+    let blob = blob.clone();
+    (0..(size / chunk).ceil() as u64).map(move |i| {
+        let blob = blob.clone();
+        let start = i as f64 * chunk;
+        async move { read_blob(&blob, start, (start + chunk).min(size)).await }
+    })
+}
+
 /// Bytes `start..end` of a blob (only that range is read), through a BYOB reader of the
 /// slice's stream into buffers reused from read to read ([`READ_BUFFERS`]); where the browser
 /// has no byte stream for blobs, through `arrayBuffer()`. That allocated a new buffer for each

@@ -3,7 +3,7 @@
 //! is, so a download stored on disk stays there; each file is read once for its CRC-32.
 
 use crate::transfer::zip::{Crc32, DosTime, ZipWriter};
-use crate::web::store::{get, read_blob};
+use crate::web::store::{get, read_chunks};
 use crate::web::task::Task;
 use futures::StreamExt;
 use wasm_bindgen::prelude::*;
@@ -55,14 +55,8 @@ pub async fn zip_files(
     let mut read = 0.0;
     task.progress(0.0, total);
     for (file, named) in &files {
-        let size = file.size();
         let mut crc = Crc32::new();
-        let mut chunks = futures::stream::iter(0..(size / CHUNK).ceil() as u64)
-            .map(|i| {
-                let start = i as f64 * CHUNK;
-                read_blob(file, start, (start + CHUNK).min(size))
-            })
-            .buffered(READS_IN_FLIGHT);
+        let mut chunks = futures::stream::iter(read_chunks(file, CHUNK)).buffered(READS_IN_FLIGHT);
         while let Some(bytes) = chunks.next().await {
             task.go_on()?;
             let bytes = bytes.map_err(|e| JsError::new(&format!("reading {named}: {e}")))?;
@@ -70,7 +64,7 @@ pub async fn zip_files(
             read += bytes.len() as f64;
             task.progress(read, total);
         }
-        let (head, _) = w.entry(named, size as u64, crc.finish());
+        let (head, _) = w.entry(named, file.size() as u64, crc.finish());
         parts.push(&js_sys::Uint8Array::from(&head[..]));
         parts.push(file);
     }

@@ -9,7 +9,7 @@ use crate::transfer::{
 };
 use crate::web::error::WebError;
 use crate::web::peer::DataChannel;
-use crate::web::store::{get, read_blob, PieceStore};
+use crate::web::store::{get, read_blob, read_chunks, PieceStore};
 use crate::web::task::Task;
 use futures::channel::mpsc;
 use futures::{FutureExt, StreamExt};
@@ -786,16 +786,10 @@ impl Swarm {
         let mut b = ManifestBuilder::new(&name, size as u64, &file.type_());
         // One piece at a time from the file, hashed with WebCrypto, a few in flight (reading and
         // hashing both happen off the main thread); never the whole file in memory.
-        let piece = f64::from(b.piece_size());
-        let pieces = (size / piece).ceil() as u32;
-        let mut hashed = futures::stream::iter(0..pieces)
-            .map(|i| {
-                let file = file.clone();
-                async move {
-                    let start = f64::from(i) * piece;
-                    let bytes = read_blob(&file, start, (start + piece).min(size)).await?;
-                    Ok::<_, WebError>((bytes.len() as u32, sha256(&bytes).await))
-                }
+        let mut hashed = futures::stream::iter(read_chunks(&file, f64::from(b.piece_size())))
+            .map(|read| async move {
+                let bytes = read.await?;
+                Ok::<_, WebError>((bytes.len() as u32, sha256(&bytes).await))
             })
             .buffered(SHARE_READS_IN_FLIGHT);
         let mut done = 0.0;
