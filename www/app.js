@@ -17,6 +17,27 @@ function el(tag, className, text) {
   return e;
 }
 
+// A function that runs `run` soon: at most once every `gap` ms however often it is called,
+// and at most a tenth of the time where `run` itself takes longer (a list of thousands of
+// files); calls while a run waits (or, for an async `run`, goes on) are one run.
+function throttled(run, gap) {
+  let pending = false;
+  let next = -Infinity;
+  return () => {
+    if (pending) return;
+    pending = true;
+    setTimeout(async () => {
+      const start = performance.now();
+      try {
+        await run();
+      } finally {
+        next = start + Math.max(gap, 10 * (performance.now() - start));
+        pending = false;
+      }
+    }, Math.max(0, next - performance.now()));
+  };
+}
+
 function randomRoom() {
   const bytes = crypto.getRandomValues(new Uint8Array(16));
   return btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
@@ -250,7 +271,8 @@ function userDownload(swarm, id) {
 // "Download all" fetches every file this page has not got; "Save all as one zip" packs every
 // file it has whole into one archive, named by their paths (a shared folder comes back as a
 // folder), without copying them: the zip is a `File` made of the stored files themselves.
-const zip = { abort: null, read: 0, total: 0, file: null, url: null, name: "", error: null, timer: null };
+const zip = { abort: null, read: 0, total: 0, file: null, url: null, name: "", error: null };
+const renderZipSoon = throttled(() => renderZip(), 100);
 window.swarmdropZip = zip; // for the console and the E2E tests
 
 function renderAll(swarm, files) {
@@ -329,7 +351,7 @@ async function zipAll(swarm) {
       onProgress: (read, total) => {
         zip.read = read;
         zip.total = total;
-        zip.timer ??= setTimeout(() => { zip.timer = null; renderZip(); }, 100);
+        renderZipSoon();
       },
     });
     zip.file = file;
@@ -530,22 +552,6 @@ function keepStorage(swarm) {
   renderStorage(swarm);
 }
 
-// The stored list reads every stored file's record from the browser's storage, so it is read
-// again at most once a second and at most a tenth of the time (with a thousand files stored,
-// reading it on every change of the file list halved the speed of "Download all").
-let storedNext = 0;
-let storedPending = false;
-function renderStoredSoon(swarm) {
-  if (storedPending) return;
-  storedPending = true;
-  setTimeout(async () => {
-    const start = performance.now();
-    await renderStored(swarm);
-    storedNext = performance.now() + Math.max(1000, 10 * (performance.now() - start));
-    storedPending = false;
-  }, Math.max(0, storedNext - performance.now()));
-}
-
 async function renderStored(swarm) {
   let stored = [];
   try { stored = await swarm.storedFiles(); } catch { return; }
@@ -596,13 +602,7 @@ function shareFailed(name, why) {
 // a frame's style and layout: while files are prepared, the box shows them at most ten times a
 // second and the list takes them in four times a second (5,000 small files took 1.8× as long
 // through the page as through `swarm.share` when both followed every file; see the files bench).
-let sharingTimer = null;
-function renderSharingSoon() {
-  sharingTimer ??= setTimeout(() => {
-    sharingTimer = null;
-    renderSharing();
-  }, 100);
-}
+const renderSharingSoon = throttled(() => renderSharing(), 100);
 
 async function shareNext(swarm) {
   let listed = performance.now();
@@ -752,28 +752,24 @@ function setupFiles(swarm) {
   });
   // The lists are rebuilt at most every 100 ms however many events come (a peer that shares
   // hundreds of files announces each; one rebuild per event froze the page for seconds), and
-  // at most a tenth of the time where a rebuild takes longer (thousands of files).
-  let pending = null;
-  let next = -Infinity;
-  const soon = (announced) => {
-    if (pending) {
-      pending.announced ||= announced;
-      return;
+  // at most a tenth of the time where a rebuild takes longer (thousands of files). The stored
+  // list reads every stored file's record from the browser's storage, so it is read again at
+  // most once a second (with a thousand files stored, reading it on every change of the file
+  // list halved the speed of "Download all").
+  const renderStoredSoon = throttled(() => renderStored(swarm), 1000);
+  let announcedSince = false;
+  const filesSoon = throttled(() => {
+    const files = swarm.files();
+    if (announcedSince) {
+      for (const f of files) if (f.downloading && !f.complete) startDownload(swarm, f.id, false);
     }
-    pending = { announced };
-    setTimeout(() => {
-      const { announced } = pending;
-      pending = null;
-      const start = performance.now();
-      const files = swarm.files();
-      if (announced) {
-        for (const f of files) if (f.downloading && !f.complete) startDownload(swarm, f.id, false);
-      }
-      renderFiles(swarm, files);
-      renderStoredSoon(swarm);
-      const took = performance.now() - start;
-      next = start + Math.max(100, 10 * took);
-    }, Math.max(0, next - performance.now()));
+    announcedSince = false;
+    renderFiles(swarm, files);
+    renderStoredSoon();
+  }, 100);
+  const soon = (announced) => {
+    announcedSince ||= announced;
+    filesSoon();
   };
   renderFilesSoon = () => soon(false);
   swarm.on("file-announced", () => soon(true));
