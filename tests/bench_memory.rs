@@ -8,7 +8,7 @@
 
 mod harness;
 
-use harness::{bench_page, call, try_call, Browser, Server, TempDir};
+use harness::{bench_page, call, raw_round, raw_transfer, Browser, Server, TempDir};
 use serde_json::json;
 use std::io::Write;
 use std::path::Path;
@@ -113,18 +113,17 @@ async fn raw_stored_peak(server: &Server, size: u64) -> (Rss, Rss, f64) {
         }
         peak
     };
-    let room = "memory-raw";
     let transfer = async {
-        let r = tokio::join!(
-            try_call(&a, format!("bench.rawSend('{room}', {size})")),
-            try_call(&b, format!("bench.rawReceive('{room}', {size}, true)")),
-        );
+        let (a, b) = (&a, &b);
+        let ((), got) = raw_round("memory-raw", |room| async move {
+            let (sent, got) = raw_transfer(a, b, &room, size, true).await;
+            ((), sent, got)
+        })
+        .await;
         done.store(true, std::sync::atomic::Ordering::Relaxed);
-        r
+        got
     };
-    let (peak, (sent, got)) = tokio::join!(sample, transfer);
-    sent.expect("raw send");
-    let got = got.expect("raw receive");
+    let (peak, got) = tokio::join!(sample, transfer);
     assert!(got["bytes"].as_u64() >= Some(size), "raw: {got}");
     a.close().await;
     b.close().await;

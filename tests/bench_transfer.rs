@@ -7,7 +7,7 @@
 
 mod harness;
 
-use harness::{bench_page, call, cdp, try_call, Browser, Server, Session};
+use harness::{bench_page, call, cdp, raw_round, raw_transfer, Browser, Server, Session};
 use serde_json::{json, Value};
 
 const MIB: u64 = 1024 * 1024;
@@ -204,37 +204,21 @@ async fn cpu_per_mb<T>(
 }
 
 /// One raw transfer from `a` to `b` in `room` (with `store`, the receiver also writes every
-/// message to OPFS): CPU ms per MB and the receiver's result. A raw connection that does not
-/// come up, or whose first message is lost (each seen about once in a few hundred rounds; the
-/// page then says "not connected" and closes both sides), is tried again in a new room, twice
-/// at most, so one such round does not end the run.
-async fn raw_round(a: &Session, b: &Session, room: &str, size: u64, store: bool) -> (f64, Value) {
-    let mut attempt = 0;
-    loop {
-        let room = format!("{room}-{attempt}");
-        let label = if store { "raw, stored" } else { "raw" };
-        let (cpu, (sent, recv)) = cpu_per_mb(label, size, async {
-            tokio::join!(
-                try_call(a, format!("bench.rawSend('{room}', {size})")),
-                try_call(b, format!("bench.rawReceive('{room}', {size}, {store})")),
-            )
-        })
-        .await;
-        match (sent, recv) {
-            (Ok(_), Ok(recv)) => return (cpu, recv),
-            (sent, recv) => {
-                let errors: Vec<String> = [sent.err(), recv.err()].into_iter().flatten().collect();
-                let not_connected = errors.iter().all(|e| e.contains("not connected"));
-                assert!(
-                    not_connected && attempt < 2,
-                    "raw transfer failed: {}",
-                    errors.join("; ")
-                );
-                eprintln!("raw connection failed, trying again: {}", errors.join("; "));
-                attempt += 1;
-            }
-        }
-    }
+/// message to OPFS): CPU ms per MB and the receiver's result (tried again as [`raw_round`] says).
+async fn raw_cpu_round(
+    a: &Session,
+    b: &Session,
+    room: &str,
+    size: u64,
+    store: bool,
+) -> (f64, Value) {
+    let label = if store { "raw, stored" } else { "raw" };
+    raw_round(room, |room| async move {
+        let (cpu, (sent, recv)) =
+            cpu_per_mb(label, size, raw_transfer(a, b, &room, size, store)).await;
+        (cpu, sent, recv)
+    })
+    .await
 }
 
 /// A wait for the next bytes this long or longer is a pause: on loopback here the SCTP
@@ -275,13 +259,14 @@ async fn transfer_throughput() {
             // raw, raw stored (where it runs), swarmdrop.
             let mut waits: Vec<Vec<f64>> = Vec::new();
             for round in 0..rounds() {
-                let (cpu, recv) = raw_round(&a, &b, &format!("raw-{n}-{round}"), size, false).await;
+                let (cpu, recv) =
+                    raw_cpu_round(&a, &b, &format!("raw-{n}-{round}"), size, false).await;
                 raw_cpu.push(cpu);
                 raws.push(mb_per_s(&recv, size));
                 let mut wait = vec![pause_ms(&recv)];
                 if tracker.is_none() {
                     let (cpu, recv) =
-                        raw_round(&a, &b, &format!("rawst-{n}-{round}"), size, true).await;
+                        raw_cpu_round(&a, &b, &format!("rawst-{n}-{round}"), size, true).await;
                     stored_cpu.push(cpu);
                     stored.push(mb_per_s(&recv, size));
                     wait.push(pause_ms(&recv));

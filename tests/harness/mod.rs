@@ -449,6 +449,52 @@ pub async fn try_call(s: &Session, expr: String) -> Result<Value, String> {
     }
 }
 
+/// One raw transfer (the bench page's `rawSend`/`rawReceive`) from `a` to `b` in a room named
+/// after `room`, run by `run(a, b, room)` (which may wrap it, e.g. to count CPU time): its extra
+/// result and the receiver's result. A raw connection that does not come up, or whose first
+/// message is lost (each seen about once in a few hundred rounds; the page then says "not
+/// connected" and closes both sides), is tried again in a new room, twice at most, so one such
+/// round does not end the run; any other failure panics with both sides' errors.
+pub async fn raw_round<T, F, Fut>(room: &str, mut run: F) -> (T, Value)
+where
+    F: FnMut(String) -> Fut,
+    Fut: std::future::Future<Output = (T, Result<Value, String>, Result<Value, String>)>,
+{
+    let mut attempt = 0;
+    loop {
+        let (extra, sent, recv) = run(format!("{room}-{attempt}")).await;
+        match (sent, recv) {
+            (Ok(_), Ok(recv)) => return (extra, recv),
+            (sent, recv) => {
+                let errors: Vec<String> = [sent.err(), recv.err()].into_iter().flatten().collect();
+                let not_connected = errors.iter().all(|e| e.contains("not connected"));
+                assert!(
+                    not_connected && attempt < 2,
+                    "raw transfer failed: {}",
+                    errors.join("; ")
+                );
+                eprintln!("raw connection failed, trying again: {}", errors.join("; "));
+                attempt += 1;
+            }
+        }
+    }
+}
+
+/// The bench page's raw transfer of `size` bytes from `a` to `b` in `room` (with `store`, the
+/// receiver also writes each message to OPFS): the sender's and the receiver's results.
+pub async fn raw_transfer(
+    a: &Session,
+    b: &Session,
+    room: &str,
+    size: u64,
+    store: bool,
+) -> (Result<Value, String>, Result<Value, String>) {
+    tokio::join!(
+        try_call(a, format!("bench.rawSend('{room}', {size})")),
+        try_call(b, format!("bench.rawReceive('{room}', {size}, {store})")),
+    )
+}
+
 /// A fresh browser on the benchmark page (`www/bench/`), allowed long-running scripts (large
 /// transfers): 900 s, or `SWARMDROP_BENCH_SCRIPT_SECS` (quick runs fail fast if anything hangs).
 pub async fn bench_page(server: &Server, browser: Browser) -> Session {
