@@ -516,6 +516,110 @@ async fn a_download_resumes_from_opfs_after_the_swarm_is_recreated() {
     b2.leave();
 }
 
+/// Runs JS `body` (the statements of an async function of `args`) with `values`; its result.
+async fn run_js(args: &str, body: &str, values: &[JsValue]) -> JsValue {
+    let f = js_sys::Function::new_with_args(args, &format!("return (async () => {{ {body} }})();"));
+    let promise = f
+        .apply(&JsValue::NULL, &values.iter().collect::<js_sys::Array>())
+        .unwrap();
+    JsFuture::from(js_sys::Promise::from(promise))
+        .await
+        .expect("the script")
+}
+
+/// The names in folder `id` of store `store` (see `src/web/store.rs`).
+async fn stored_names(store: &str, id: &FileId) -> Vec<String> {
+    let names = run_js(
+        "store, hex",
+        "let d = await navigator.storage.getDirectory();
+         for (const n of ['swarmdrop', store, hex]) d = await d.getDirectoryHandle(n);
+         const names = [];
+         for await (const n of d.keys()) names.push(n);
+         return names.sort();",
+        &[store.into(), hex(id).into()],
+    )
+    .await;
+    js_sys::Array::from(&names)
+        .iter()
+        .map(|n| n.as_string().unwrap())
+        .collect()
+}
+
+#[wasm_bindgen_test]
+async fn a_download_is_one_stored_file_and_one_stored_as_before_is_resumed() {
+    use swarmdrop::transfer::ManifestBuilder;
+    let room = tag("layout");
+    let store = tag("b");
+    let a = join(&room, &tag("a")).await;
+    // A download stored the way it was before stored.rs (manifest, data and marks in three
+    // files), two of its five pieces there: the first and the third.
+    let data = random_bytes(4 * MIB + 100);
+    let mut builder =
+        ManifestBuilder::new("before.bin", data.len() as u64, "application/octet-stream");
+    builder.update(&data);
+    let m = builder.finish().unwrap();
+    assert_eq!(m.pieces(), 5);
+    let mut on_disk = vec![0u8; 3 * MIB];
+    on_disk[..MIB].copy_from_slice(&data[..MIB]);
+    on_disk[2 * MIB..].copy_from_slice(&data[2 * MIB..3 * MIB]);
+    run_js(
+        "store, hex, manifest, data, have",
+        "let d = await navigator.storage.getDirectory();
+         for (const n of ['swarmdrop', store, hex]) d = await d.getDirectoryHandle(n, { create: true });
+         for (const [name, bytes] of [['manifest', manifest], ['data', data], ['have', have]]) {
+           const w = await (await d.getFileHandle(name, { create: true })).createWritable();
+           await w.write(bytes);
+           await w.close();
+         }",
+        &[
+            store.as_str().into(),
+            hex(&m.id()).into(),
+            js_sys::Uint8Array::from(&m.encode()[..]).into(),
+            js_sys::Uint8Array::from(&on_disk[..]).into(),
+            js_sys::Uint8Array::from(&[1u8, 0, 1, 0, 0][..]).into(),
+        ],
+    )
+    .await;
+    let b = join(&room, &store).await;
+    assert_eq!(b.pieces_written_in_worker_for_testing(), Ok(()));
+    let stored = b.stored_files().await.unwrap();
+    assert_eq!(stored.length(), 1, "the file stored as before is listed");
+    let have = js_sys::Reflect::get(&stored.get(0), &"have".into()).unwrap();
+    assert_eq!(have.as_f64(), Some((2 * MIB) as f64));
+    until("connected", 20.0, || {
+        connected(&a) == 1 && connected(&b) == 1
+    })
+    .await;
+    let id = share(&a, &file_of(&data, "before.bin")).await;
+    assert_eq!(id, m.id());
+    until("announced", 10.0, || knows(&b, &id)).await;
+    let got = JsFuture::from(b.download(hex(&id)).unwrap().done())
+        .await
+        .expect("the resumed download");
+    assert_eq!(file_bytes(got).await, data);
+    let fetched = b.received_from(&id).values().sum::<u64>();
+    assert_eq!(
+        fetched,
+        (data.len() - 2 * MIB) as u64,
+        "only the pieces not stored"
+    );
+    // A new download is one file: its bytes, marks and manifest all in `data`; listed whole
+    // from it by a swarm that opens the store afresh.
+    let fresh = random_bytes(3 * MIB);
+    let id2 = share(&a, &file_of(&fresh, "fresh.bin")).await;
+    until("announced", 10.0, || knows(&b, &id2)).await;
+    let got = JsFuture::from(b.download(hex(&id2)).unwrap().done())
+        .await
+        .expect("a new download");
+    assert_eq!(file_bytes(got).await, fresh);
+    assert_eq!(stored_names(&store, &id2).await, ["data"]);
+    b.delete_stored(hex(&id)).await.unwrap();
+    b.leave();
+    drop(b);
+    stored_once_complete_then_delete(&store, &id2).await;
+    a.leave();
+}
+
 /// The stored-file summary of `id` in a fresh swarm on `store` (`complete`), then deletes it.
 async fn stored_once_complete_then_delete(store: &str, id: &FileId) {
     let probe = join(&tag("elsewhere"), store).await;

@@ -7,6 +7,7 @@
 mod engine;
 mod manifest;
 // Native only: the simulation uses proptest, a native dev-dependency.
+pub mod stored;
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests;
 pub mod wire;

@@ -1,14 +1,18 @@
 // The store worker of swarmdrop's OPFS store (src/web/store.rs): a dedicated module worker that
 // writes and reads pieces through FileSystemSyncAccessHandles, which only workers get.
 //
-// A download's pieces go into one file, `data`, at their offsets, through a handle kept open
-// while the download runs; after each piece one byte is set in `have` (byte i = 1: piece i is
-// in `data`, whole and verified). That is one pwrite per piece and one per mark, straight to the
-// disk from this thread: no file to create, lock, close and rename per piece, no round trip to
-// the browser's storage service per piece (which the page's main thread and the browser process
-// paid for on every MiB before), and a finished file is `data` itself. (No `flush()`: an fsync
-// per piece would hold this thread on the disk for every MiB; a mark is written after its piece,
-// so a reload or a closed tab never finds a mark without its bytes.)
+// A download is one file, `data` (laid out as src/transfer/stored.rs says): the file's bytes,
+// one mark byte per piece after them (1: the piece is in `data`, whole and verified), then the
+// manifest and a trailer, written with the first piece. Each piece is written at its offset
+// through a handle kept open while the download runs, then its mark. That is one pwrite per
+// piece and one per mark, straight to the disk from this thread: no file to create, lock, close
+// and rename per piece, no round trip to the browser's storage service per piece (which the
+// page's main thread and the browser process paid for on every MiB before), one file to open
+// per download (Firefox takes ~4 ms to open one), and a finished file is the start of `data`.
+// (No `flush()`: an fsync per piece would hold this thread on the disk for every MiB; a mark is
+// written after its piece, so a reload or a closed tab never finds a mark without its bytes.)
+// Files stored before that layout keep their marks in a file of their own, `have` (byte i for
+// piece i), and their manifest in `manifest`: such a download goes on as it was stored.
 //
 // Where `data` is locked by another tab's worker, a piece is written as its own file `p<i>`
 // instead (the page's fallback layout, see store.rs), under a temporary name then moved, so a
@@ -17,15 +21,18 @@
 // The page starts it as a module worker from its URL in the package (`link_to!` in store.rs:
 // the page never imports it, so it costs page loads nothing). It answers requests, all with a
 // `seq` echoed in the answer and a `path` (the file's folder from the origin's root):
-//   { op: "write", piece, at, data, len, size }  piece `piece`, the first `len` bytes of `data`
-//        (transferred), at byte `at` of `data` (first checking there is room for the whole file,
-//        `size` bytes); answers { where: "data" | "piece", data } (the buffer handed back for
-//        the page to fill again)
+//   { op: "write", piece, at, data, len, size, pieces, tail? }  piece `piece`, the first `len`
+//        bytes of `data` (transferred), at byte `at` of the file's `data`, for a file of `size`
+//        bytes in `pieces` pieces; `tail` (the manifest and trailer) lays out a new `data`,
+//        first making it its full length (the check that the site may store all of it).
+//        Answers { where: "data" | "piece" | "untold", data } (the buffer handed back for the
+//        page to fill again; "untold": a new `data` and no `tail`, nothing written)
 //   { op: "read", at, len, data }  `len` bytes at `at` of `data` into the buffer `data` (or a
 //        new one if it is too small), through the open handle or else a snapshot of the file
 //        (a read never opens the handles); answers { data }
-//   { op: "state" }  answers { have: ArrayBuffer, size } from the open handles, or
-//        { closed: true } if this worker has none open on the folder
+//   { op: "state" }  answers { have: ArrayBuffer, size, manifest? } from the open handles (the
+//        marks, the length of `data`, the manifest's bytes where `data` holds them), or
+//        { closed: true } if this worker has none open on the folder (or one on a new `data`)
 //   { op: "close" }  lets the folder's handles go (before the file is handed over or deleted)
 //   { op: "put", name, data, len }  writes the whole file `name` (the storage probe)
 // A failure answers { error } with the browser's reason (and `data`, if one was sent).
@@ -77,7 +84,37 @@ if (inWorker) {
     }
   };
 
-  // The folder's open handles, opened (and created) if needed; throws a
+  const MAGIC = "sdstore2";
+  const TRAILER = 24;
+
+  // { size, pieces, manifestLen } from the trailer `data` ends with, or null if it ends
+  // otherwise (src/transfer/stored.rs: a trailer accounts for the file's whole length).
+  const trailer = (data) => {
+    const n = data.getSize();
+    if (n < TRAILER) return null;
+    const t = new Uint8Array(TRAILER);
+    if (data.read(t, { at: n - TRAILER }) !== TRAILER) return null;
+    for (let i = 0; i < MAGIC.length; i++) if (t[16 + i] !== MAGIC.charCodeAt(i)) return null;
+    const v = new DataView(t.buffer);
+    const manifestLen = v.getUint32(0, true);
+    const size = Number(v.getBigUint64(4, true));
+    const pieces = v.getUint32(12, true);
+    return size + pieces + manifestLen + TRAILER === n ? { size, pieces, manifestLen } : null;
+  };
+
+  // The folder's file `name` if it exists, else null.
+  const existing = async (dir, name) => {
+    try {
+      return await dir.getFileHandle(name);
+    } catch (e) {
+      if (e && e.name === "NotFoundError") return null;
+      throw e;
+    }
+  };
+
+  // The folder's open handles, opened (and `data` created) if needed: { data, laid } where
+  // `data` ends with its trailer (`laid`: its size and piece count), { data, have } for a file
+  // stored in the layout before, { data } for a new one (laid out by its first write). Throws a
   // NoModificationAllowedError at once while another worker was seen to hold them.
   const handles = async (path) => {
     const key = path.join("/");
@@ -92,14 +129,14 @@ if (inWorker) {
     const dir = await folder(path);
     try {
       const data = await lock(await dir.getFileHandle("data", { create: true }), tries);
-      let have;
       try {
-        have = await lock(await dir.getFileHandle("have", { create: true }), tries);
+        const laid = trailer(data);
+        const old = laid ? null : await existing(dir, "have");
+        h = { data, laid, have: old && (await lock(old, tries)) };
       } catch (e) {
         data.close();
         throw e;
       }
-      h = { data, have };
     } catch (e) {
       if (locked(e)) busy.set(key, Date.now() + BUSY_RETRY_MS);
       throw e;
@@ -123,7 +160,7 @@ if (inWorker) {
     const h = open.get(key);
     if (!h) return;
     open.delete(key);
-    for (const a of [h.data, h.have]) {
+    for (const a of h.have ? [h.data, h.have] : [h.data]) {
       try {
         a.flush();
       } catch {}
@@ -190,18 +227,14 @@ if (inWorker) {
 
   const mib = (n) => `${(n / 1048576).toFixed(1)} MiB`;
 
-  // Whether the browser lets this site store the whole file, asked at the first write into
-  // it: `data` is extended to the file's size and back (the quota counts a file's length; the
-  // extension is sparse and undone at once, so the pieces are written as before). A file that
-  // does not fit fails at once, saying how much it needs, not when the storage runs out
-  // halfway (it still can, if other data takes the room meanwhile: that fails the same way).
-  const checkRoom = async (h, size) => {
-    if (h.checked) return;
-    const dataSize = h.data.getSize();
-    const need = size - dataSize;
+  // Makes `data` `len` bytes long where it is shorter: a file that does not fit fails at
+  // once, saying how much it needs, not when the storage runs out halfway (the quota counts a
+  // file's length; the extension is sparse).
+  const extend = async (data, len) => {
+    const need = len - data.getSize();
     if (need > 0) {
       try {
-        h.data.truncate(size);
+        data.truncate(len);
       } catch (e) {
         // (Firefox throws its own NS_ERROR_FILE_NO_DEVICE_SPACE here.)
         if (!full(e)) throw e;
@@ -216,9 +249,28 @@ if (inWorker) {
         } catch {}
         throw new DOMException(`this file needs ${mib(need)} more${left}`, "QuotaExceededError");
       }
-      h.data.truncate(dataSize);
     }
+  };
+
+  // A file stored in the layout before: whether the browser lets this site store all of it,
+  // asked at its first write here (`data` extended to the file's size and back).
+  const checkRoom = async (h, size) => {
+    if (h.checked) return;
+    const before = h.data.getSize();
+    await extend(h.data, size);
+    if (h.data.getSize() !== before) h.data.truncate(before);
     h.checked = true;
+  };
+
+  // Lays out a new `data` (src/transfer/stored.rs): its full length, then `tail` (the manifest
+  // and the trailer) after the bytes and the marks. What a first write cut short left in it
+  // (no trailer yet, so no piece was marked) goes first.
+  const layOut = async (h, size, pieces, tail) => {
+    if (h.data.getSize() > 0) h.data.truncate(0);
+    await extend(h.data, size + pieces + tail.length);
+    writeAll(h.data, tail, size + pieces);
+    h.laid = trailer(h.data);
+    if (!h.laid) throw new Error("the stored file's trailer did not read back");
   };
 
   const buffer = (data, len) =>
@@ -229,20 +281,34 @@ if (inWorker) {
     switch (req.op) {
       case "write": {
         const bytes = new Uint8Array(req.data, 0, req.len);
+        const tail = req.tail ? new Uint8Array(req.tail) : null;
         const h = await handlesUnlessHeld(req.path);
         if (h) {
-          if (req.size !== undefined) await checkRoom(h, req.size);
+          if (h.have) {
+            await checkRoom(h, req.size);
+          } else if (!h.laid) {
+            if (!tail) return { where: "untold", data: req.data };
+            await layOut(h, req.size, req.pieces, tail);
+          }
+          // Where the piece's mark is: its own file's byte, or after the file's bytes.
+          const [marks, at] = h.have ? [h.have, req.piece] : [h.data, h.laid.size + req.piece];
           // A piece already there (written by another tab) is left as it is: rewriting the
           // same bytes would still make the browser refuse to read a `File` of `data` handed
           // over before.
           const mark = new Uint8Array(1);
-          if (h.have.read(mark, { at: req.piece }) !== 1 || mark[0] !== 1) {
+          if (marks.read(mark, { at }) !== 1 || mark[0] !== 1) {
             writeAll(h.data, bytes, req.at);
-            writeAll(h.have, ONE, req.piece);
+            writeAll(marks, ONE, at);
           }
           return { where: "data", data: req.data };
         }
+        // Another tab holds `data`: the piece as its own file, and the manifest beside it (what
+        // lists the piece should that tab never lay `data` out).
         await put(req.path, `p${req.piece}`, bytes);
+        const dir = await folder(req.path);
+        if (tail && !(await existing(dir, "manifest"))) {
+          await put(req.path, "manifest", tail.subarray(0, tail.length - TRAILER));
+        }
         return { where: "piece", data: req.data };
       }
       case "read": {
@@ -265,9 +331,20 @@ if (inWorker) {
       case "state": {
         const h = open.get(key);
         if (!h) return { closed: true };
-        const have = new ArrayBuffer(h.have.getSize());
-        readAll(h.have, new Uint8Array(have), 0);
-        return { have, size: h.data.getSize() };
+        const size = h.data.getSize();
+        if (h.have) {
+          const have = new ArrayBuffer(h.have.getSize());
+          readAll(h.have, new Uint8Array(have), 0);
+          return { have, size };
+        }
+        // (A new `data`, not laid out yet, holds nothing.)
+        if (!h.laid) return { closed: true };
+        const { size: bytes, pieces, manifestLen } = h.laid;
+        const have = new ArrayBuffer(pieces);
+        readAll(h.data, new Uint8Array(have), bytes);
+        const manifest = new ArrayBuffer(manifestLen);
+        readAll(h.data, new Uint8Array(manifest), bytes + pieces);
+        return { have, size, manifest };
       }
       case "close":
         close(key);

@@ -1,20 +1,22 @@
 //! Pieces on disk: the Origin Private File System, one folder per file. A dedicated worker
-//! (`piece_writer.js`) writes each verified piece at its offset into the folder's `data` file
-//! through a `FileSystemSyncAccessHandle` it keeps open while the download runs, then marks it in
-//! `have` (one byte per piece): one write per piece straight to the disk, off the page's main
-//! thread, with no file to create, lock and rename per piece. A reload finds exactly the pieces
-//! that were marked (a mark is written after its piece). The worker also reads pieces back to
-//! serve them, and a finished file is handed over as a
-//! `File` of `data`, which the browser reads from disk when it is saved.
+//! (`piece_writer.js`) writes each verified piece at its offset into the folder's one file,
+//! `data`, through a `FileSystemSyncAccessHandle` it keeps open while the download runs, then
+//! marks it (a byte per piece after the file's bytes, with the manifest after them: the layout
+//! of [`stored`]): one write per piece straight to the disk, off the page's main thread, with no
+//! file to create, lock and rename per piece, and one file to open per download. A reload finds
+//! exactly the pieces that were marked (a mark is written after its piece). The worker also
+//! reads pieces back to serve them, and a finished file is handed over as a `File` of the start
+//! of `data`, which the browser reads from disk when it is saved. Files stored before that
+//! layout (marks in a file `have`, the manifest in `manifest`) are read and finished as they are.
 //!
 //! Where the worker cannot run, the page writes each piece as its own file `p<i>` through
-//! `createWritable()` (a stream on one big file would copy the whole file per write); the worker
-//! does the same for a file whose `data` another tab holds. Reading, listing and assembling take
+//! `createWritable()` (a stream on one big file would copy the whole file per write), beside a
+//! `manifest` file; the worker does the same for a file whose `data` another tab holds. Reading, listing and assembling take
 //! pieces from either, so each can resume the other's download.
 
 use super::error::WebError;
 use super::swarm::obj;
-use crate::transfer::{id_from_hex, id_hex, Bitfield, FileId, Manifest};
+use crate::transfer::{id_from_hex, id_hex, stored, Bitfield, FileId, Manifest};
 use futures::channel::oneshot;
 use futures::FutureExt;
 use gloo_events::EventListener;
@@ -32,10 +34,13 @@ use web_sys::{
 const ROOT: &str = "swarmdrop";
 /// A file written and removed at opening (see [`PieceStore::open`]); never a file id.
 const PROBE: &str = "probe";
+/// A file's manifest, beside piece files (or with [`HAVE`]: stored before [`stored`]).
 const MANIFEST: &str = "manifest";
-/// A file's bytes at their offsets, written by the worker.
+/// A file's bytes at their offsets, then its marks and manifest (see [`stored`]), written by
+/// the worker.
 const DATA: &str = "data";
-/// One byte per piece: 1 where the piece is in [`DATA`], whole and verified.
+/// Stored before [`stored`]'s layout: one byte per piece, 1 where the piece is in [`DATA`],
+/// whole and verified.
 const HAVE: &str = "have";
 /// Made and dropped by the page's room check (see [`PieceStore::check_room`]); never a piece.
 const ROOM: &str = "room";
@@ -68,6 +73,9 @@ pub struct PieceStore {
     /// For each file handed over as a `File` that holds piece files: a shared lock on the
     /// file's name, which keeps other tabs from removing those files (see `list`).
     pinned: RefCell<HashMap<FileId, Held>>,
+    /// Files whose writes need not give their manifest: their `data` holds it (or is stored as
+    /// before, with `have`), or, where the page writes, their `manifest` file was written.
+    told: RefCell<HashSet<FileId>>,
     /// Page writes: each file's room check, run once by its first write (shared by the writes
     /// that start meanwhile); dropped when it fails, so that the next download checks again.
     room: RefCell<HashMap<FileId, RoomCheck>>,
@@ -86,6 +94,15 @@ type Pool = Rc<RefCell<Vec<js_sys::ArrayBuffer>>>;
 
 /// Buffers kept in the pool (pieces in flight to and from the worker rarely exceed a few).
 const POOL_MAX: usize = 8;
+
+/// What a file's `data` holds (see [`PieceStore::data_state`]): a mark per piece (1: in `data`),
+/// the length of `data`, and the manifest's bytes where `data` holds them.
+#[derive(Default)]
+struct DataState {
+    marks: Vec<u8>,
+    len: u64,
+    manifest: Option<Vec<u8>>,
+}
 
 /// A buffer (from the pool) and how many of its first bytes hold the data to hand to the worker.
 struct Filled(js_sys::ArrayBuffer, u32);
@@ -386,6 +403,7 @@ impl PieceStore {
             path,
             writer,
             in_data: RefCell::default(),
+            told: RefCell::default(),
             room: RefCell::default(),
             pinned: RefCell::default(),
         })
@@ -497,44 +515,44 @@ impl PieceStore {
             .unchecked_into())
     }
 
-    /// Records a file's manifest (before its first piece).
-    pub async fn save_manifest(&self, m: &Manifest) -> Result<(), WebError> {
-        let dir = self.dir(&m.id(), true).await?;
-        Self::write(&dir, MANIFEST, &js_sys::Uint8Array::from(&m.encode()[..])).await
-    }
-
     /// Whether [`write_piece`](Self::write_piece) will use its `stored` for file `id`: where
     /// the page writes pieces and the file's room check has not started (else 0 will do).
     pub fn wants_stored(&self, id: &FileId) -> bool {
         self.worker().is_none() && !self.room.borrow().contains_key(id)
     }
 
-    /// Stores verified piece `piece` of file `id` (of `size` bytes, `stored` of them stored
-    /// already), which starts at byte `at`. The first write into the file's `data` (or, where
-    /// the page writes, its first piece file) checks that the browser lets the site store all
-    /// of it, so that a file that does not fit fails at once, saying how much it needs, rather
-    /// than when the storage runs out halfway.
+    /// Stores verified piece `piece` of file `m` (`stored` of its bytes stored already). The
+    /// file's first write records its manifest with it; its first write into its `data` (or,
+    /// where the page writes, its first piece file) checks that the browser lets the site store
+    /// all of it, so that a file that does not fit fails at once, saying how much it needs,
+    /// rather than when the storage runs out halfway.
     ///
     /// `data` is copied out of wasm memory at once and let go before anything is awaited, so
     /// that pieces waiting on the storage do not hold wasm memory (which never shrinks).
     pub async fn write_piece(
         &self,
         id: &FileId,
-        size: u64,
+        m: &Manifest,
         stored: u64,
         piece: u32,
-        at: u64,
         data: Vec<u8>,
     ) -> Result<(), WebError> {
+        let at = u64::from(piece) * u64::from(m.piece_size);
         if let Some(w) = self.worker() {
             let filled = w.filled(&data);
             drop(data);
             let hex = id_hex(id);
-            let fields = [
+            let mut fields = vec![
                 ("piece", JsValue::from_f64(f64::from(piece))),
                 ("at", JsValue::from_f64(at as f64)),
-                ("size", JsValue::from_f64(size as f64)),
+                ("size", JsValue::from_f64(m.size as f64)),
+                ("pieces", JsValue::from_f64(f64::from(m.pieces()))),
             ];
+            // With the manifest (the stored file's tail) until its `data` holds it.
+            if !self.told.borrow().contains(id) {
+                let tail = js_sys::Uint8Array::from(&stored::tail(m)[..]);
+                fields.push(("tail", tail.buffer().into()));
+            }
             let reply = w
                 .send_bytes(
                     "writing a piece",
@@ -544,21 +562,40 @@ impl PieceStore {
                     filled,
                 )
                 .await?;
-            if get(&reply, "where").and_then(|v| v.as_string()).as_deref() == Some("data") {
-                self.in_data
-                    .borrow_mut()
-                    .entry(*id)
-                    .or_default()
-                    .insert(piece);
-            }
-            return Ok(());
+            let place = get(&reply, "where").and_then(|v| v.as_string());
+            return match place.as_deref() {
+                Some("data") => {
+                    self.in_data
+                        .borrow_mut()
+                        .entry(*id)
+                        .or_default()
+                        .insert(piece);
+                    self.told.borrow_mut().insert(*id);
+                    Ok(())
+                }
+                Some("piece") => Ok(()),
+                // Its `data` was laid out, and is new again: removed from outside.
+                Some("untold") => {
+                    self.told.borrow_mut().remove(id);
+                    Err(WebError::Storage(
+                        "the stored file was removed while it downloaded; download it again".into(),
+                    ))
+                }
+                _ => Err(WebError::Storage(format!(
+                    "writing a piece: the store worker answered {place:?}"
+                ))),
+            };
         }
         let array = js_sys::Uint8Array::from(&data[..]);
         drop(data);
         let dir = self.dir(id, true).await?;
+        if !self.told.borrow().contains(id) {
+            Self::write(&dir, MANIFEST, &js_sys::Uint8Array::from(&m.encode()[..])).await?;
+            self.told.borrow_mut().insert(*id);
+        }
         let check = self.room.borrow().get(id).cloned();
         let check = check.unwrap_or_else(|| {
-            let need = size.saturating_sub(stored);
+            let need = m.size.saturating_sub(stored);
             let check = Self::check_room(dir.clone(), need).boxed_local().shared();
             self.room.borrow_mut().insert(*id, check.clone());
             check
@@ -638,8 +675,10 @@ impl PieceStore {
                     // Another tab may have removed the piece file, having found the piece in
                     // `data` (see `list`).
                     let dir = self.dir(id, false).await?;
-                    let (have, size) = self.data_marks(id, &dir).await.unwrap_or_default();
-                    if have.get(piece as usize) != Some(&1) || at + u64::from(len) > size {
+                    let state = self.data_state(id, &dir).await.unwrap_or_default();
+                    if state.marks.get(piece as usize) != Some(&1)
+                        || at + u64::from(len) > state.len
+                    {
                         return Err(e);
                     }
                     self.in_data
@@ -693,16 +732,13 @@ impl PieceStore {
         read_blob(&file, 0.0, f64::from(len)).await
     }
 
-    /// The `have` marks of a file's `data` and the size of `data`: from the worker where it has
-    /// the file open, else as they are on disk (`None` where the file has no `data`).
-    async fn data_marks(
-        &self,
-        id: &FileId,
-        dir: &FileSystemDirectoryHandle,
-    ) -> Option<(Vec<u8>, u64)> {
+    /// What a file's `data` holds, laid out (see [`stored`]) or as stored before (marks in
+    /// `have`): from the worker where it has the file open, else as it is on disk. `None` where
+    /// the file has no `data` that was laid out.
+    async fn data_state(&self, id: &FileId, dir: &FileSystemDirectoryHandle) -> Option<DataState> {
         let hex = id_hex(id);
-        let from_worker = match self.worker() {
-            Some(w) => w
+        if let Some(w) = self.worker() {
+            let reply = w
                 .request(
                     "listing a file's pieces",
                     "state",
@@ -712,32 +748,62 @@ impl PieceStore {
                 )
                 .await
                 .ok()
-                .filter(|r| get(r, "closed").is_none())
-                .and_then(|r| {
-                    let have = get(&r, "have")?.dyn_into::<js_sys::ArrayBuffer>().ok()?;
-                    let size = get(&r, "size")?.as_f64()?;
-                    Some((js_sys::Uint8Array::new(&have).to_vec(), size as u64))
-                }),
-            None => None,
-        };
-        if from_worker.is_some() {
-            return from_worker;
+                .filter(|r| get(r, "closed").is_none());
+            if let Some(r) = reply {
+                let bytes = |k: &str| {
+                    get(&r, k)
+                        .and_then(|v| v.dyn_into::<js_sys::ArrayBuffer>().ok())
+                        .map(|b| js_sys::Uint8Array::new(&b).to_vec())
+                };
+                return Some(DataState {
+                    marks: bytes("have")?,
+                    len: get(&r, "size")?.as_f64()? as u64,
+                    manifest: bytes("manifest"),
+                });
+            }
         }
-        // Not open in this worker: read the files as they are on disk.
-        let (Ok(have), Ok(data)) = (Self::file(dir, HAVE).await, Self::file(dir, DATA).await)
-        else {
-            return None;
-        };
-        let bytes = read_blob(&have, 0.0, have.size()).await.ok()?;
-        Some((bytes, data.size() as u64))
+        // Not open in this worker: read the file as it is on disk.
+        let data = Self::file(dir, DATA).await.ok()?;
+        let len = data.size() as u64;
+        let trailer = stored::TRAILER_LEN;
+        if len >= trailer {
+            let end = read_blob(&data, (len - trailer) as f64, len as f64)
+                .await
+                .ok()?;
+            if let Some(l) = stored::Layout::parse(&end, len) {
+                let (marks, manifest) = (l.marks(), l.manifest());
+                let both = read_blob(&data, marks.start as f64, manifest.end as f64)
+                    .await
+                    .ok()?;
+                let split = (marks.end - marks.start) as usize;
+                return Some(DataState {
+                    marks: both[..split].to_vec(),
+                    len,
+                    manifest: Some(both[split..].to_vec()),
+                });
+            }
+        }
+        let have = Self::file(dir, HAVE).await.ok()?;
+        let marks = read_blob(&have, 0.0, have.size()).await.ok()?;
+        Some(DataState {
+            marks,
+            len,
+            manifest: None,
+        })
     }
 
-    /// The pieces of `m` in its `data` (per its `have` marks; only whole pieces count), added to
-    /// what is known of it.
+    /// The pieces of `m` in its `data` (per its marks; only whole pieces count), added to what
+    /// is known of it.
     async fn data_pieces(&self, m: &Manifest, dir: &FileSystemDirectoryHandle) -> Vec<u32> {
-        let Some((have, size)) = self.data_marks(&m.id(), dir).await else {
-            return Vec::new();
-        };
+        match self.data_state(&m.id(), dir).await {
+            Some(state) => self.pieces_in(m, &state),
+            None => Vec::new(),
+        }
+    }
+
+    /// The pieces of `m` that `state` of its `data` holds (see [`data_pieces`](Self::data_pieces)).
+    fn pieces_in(&self, m: &Manifest, state: &DataState) -> Vec<u32> {
+        let (have, size) = (&state.marks, state.len);
         let pieces: Vec<u32> = (0..m.pieces())
             .filter(|&p| {
                 have.get(p as usize) == Some(&1)
@@ -775,15 +841,30 @@ impl PieceStore {
     /// folder that holds nothing usable.
     async fn listed(&self, id: &FileId) -> Result<Option<(Manifest, Bitfield)>, WebError> {
         let dir = self.dir(id, false).await?;
-        let Ok(file) = Self::file(&dir, MANIFEST).await else {
-            return Ok(None); // a folder without a manifest holds nothing usable
+        let state = self.data_state(id, &dir).await;
+        // The manifest: in `data` (laid out), else in its own file (stored before that, or
+        // beside piece files).
+        let bytes = match state.as_ref().and_then(|s| s.manifest.clone()) {
+            Some(bytes) => bytes,
+            None => {
+                let Ok(file) = Self::file(&dir, MANIFEST).await else {
+                    return Ok(None); // a folder without a manifest holds nothing usable
+                };
+                read_blob(&file, 0.0, file.size()).await?
+            }
         };
-        let bytes = read_blob(&file, 0.0, file.size()).await?;
         let Ok(m) = Manifest::decode(&bytes, id) else {
             return Ok(None);
         };
         let mut have = Bitfield::new(m.pieces());
-        let in_data: HashSet<u32> = self.data_pieces(&m, &dir).await.into_iter().collect();
+        let in_data: HashSet<u32> = match &state {
+            Some(state) => {
+                // Its `data` is laid out: writes need not give the manifest again.
+                self.told.borrow_mut().insert(*id);
+                self.pieces_in(&m, state).into_iter().collect()
+            }
+            None => HashSet::new(),
+        };
         for &p in &in_data {
             have.set(p);
         }
@@ -954,6 +1035,7 @@ impl PieceStore {
     pub async fn delete(&self, id: &FileId) -> Result<(), WebError> {
         self.release(id).await?;
         self.in_data.borrow_mut().remove(id);
+        self.told.borrow_mut().remove(id);
         self.pinned.borrow_mut().remove(id);
         let opts = FileSystemRemoveOptions::new();
         opts.set_recursive(true);

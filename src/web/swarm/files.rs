@@ -13,7 +13,7 @@ use crate::web::store::{get, read_blob, read_chunks, PieceStore};
 use crate::web::task::Task;
 use futures::channel::mpsc;
 use futures::{FutureExt, StreamExt};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::rc::{Rc, Weak};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::spawn_local;
@@ -103,7 +103,6 @@ pub(super) struct Files {
     /// its end by [`flush`].
     outbox: HashMap<PeerId, Vec<Vec<u8>>>,
     downloads: HashMap<FileId, DownloadState>,
-    manifests_saved: HashSet<FileId>,
     reads: PieceCache,
     /// Test hook: flip a byte in every served block.
     pub corrupt_uploads: bool,
@@ -304,7 +303,7 @@ async fn store_piece(
     piece: u32,
     data: Vec<u8>,
 ) -> Result<(), WebError> {
-    let (store, manifest, at, size, stored) = {
+    let (store, manifest, stored) = {
         let inner = shared.borrow();
         let store = inner
             .files
@@ -312,25 +311,15 @@ async fn store_piece(
             .clone()
             .ok_or(WebError::Closed("storage"))?;
         let m = inner.engine.manifest(id).ok_or(WebError::Closed("file"))?;
-        let at = u64::from(piece) * u64::from(m.piece_size);
-        let manifest = if inner.files.manifests_saved.contains(id) {
-            None
-        } else {
-            Some(m.clone())
-        };
         // (Counted only where the store will use it: it walks the file's pieces.)
         let stored = if store.wants_stored(id) {
             inner.engine.have_bytes(id)
         } else {
             0
         };
-        (store, manifest, at, m.size, stored)
+        (store, m.clone(), stored)
     };
-    if let Some(m) = manifest {
-        store.save_manifest(&m).await?;
-        shared.borrow_mut().files.manifests_saved.insert(*id);
-    }
-    store.write_piece(id, size, stored, piece, at, data).await
+    store.write_piece(id, &manifest, stored, piece, data).await
 }
 
 /// Has the store let go of a file this swarm no longer downloads, so that another tab of the
@@ -604,7 +593,6 @@ pub(super) async fn open_store(shared: &Shared, name: &str) {
     };
     for (m, have) in stored {
         let id = m.id();
-        shared.borrow_mut().files.manifests_saved.insert(id);
         if !have.complete() {
             shared.borrow_mut().files.downloads.entry(id).or_default();
         }
@@ -943,7 +931,6 @@ impl Swarm {
     pub async fn delete_stored(&self, id: String) -> Result<(), JsError> {
         let fid = parse_id(&id)?;
         self.unshare(id)?;
-        self.shared.borrow_mut().files.manifests_saved.remove(&fid);
         let store = self.shared.borrow().files.store.clone();
         if let Some(store) = store {
             store.delete(&fid).await?;
