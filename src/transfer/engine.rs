@@ -311,6 +311,18 @@ struct PeerState {
     busy_until: Option<Time>,
     /// Files it announced (see [`Config::max_files_per_peer`]).
     announced: usize,
+    /// Answers owed to it while its channel has its send window out (see [`Engine::reply`]):
+    /// each sent once, however often it was asked for meanwhile.
+    owed: BTreeSet<Owed>,
+}
+
+/// An answer to a peer's frame that waits while the peer's channel takes nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Owed {
+    /// Our pieces of a file it subscribed to (sent as they are when it goes out).
+    Have(FileId),
+    /// Our subscription to a file it announced that we download.
+    Subscribe(FileId),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -548,6 +560,57 @@ impl Engine {
         self.out.push_back(Output::Send(peer.clone(), bytes));
     }
 
+    /// Answers `peer` now, or, while its channel has its send window out (it takes nothing
+    /// of what it was sent), once it has taken some: a peer that asks over and over and reads
+    /// nothing is owed one answer per file, not sent one per question (an unbounded queue).
+    fn reply(&mut self, peer: &PeerId, owed: Owed) {
+        let Some(ps) = self.peers.get_mut(peer) else {
+            return;
+        };
+        if ps.unsent >= self.config.send_window {
+            ps.owed.insert(owed);
+        } else {
+            self.answer(peer, owed);
+        }
+    }
+
+    /// Sends what [`reply`](Self::reply) owed `peer`, as things stand now.
+    fn answer(&mut self, peer: &PeerId, owed: Owed) {
+        match owed {
+            Owed::Have(id) => {
+                if let Some(have) = self.files.get(&id).and_then(|f| f.have.as_ref()) {
+                    let bits = have.as_bytes().to_vec();
+                    self.send(peer, Frame::Have { id, bits });
+                }
+            }
+            Owed::Subscribe(id) => {
+                let wanted = self
+                    .files
+                    .get(&id)
+                    .is_some_and(|f| f.local == Local::Downloading && f.sources.contains(peer));
+                if wanted {
+                    self.send(peer, Frame::Subscribe { id });
+                }
+            }
+        }
+    }
+
+    /// Sends what is owed to `peer` while its channel has room.
+    fn pay(&mut self, peer: &PeerId) {
+        loop {
+            let Some(ps) = self.peers.get_mut(peer) else {
+                return;
+            };
+            if ps.unsent >= self.config.send_window {
+                return;
+            }
+            let Some(owed) = ps.owed.pop_first() else {
+                return;
+            };
+            self.answer(peer, owed);
+        }
+    }
+
     fn event(&mut self, e: TransferEvent) {
         self.out.push_back(Output::Event(e));
     }
@@ -583,6 +646,7 @@ impl Engine {
                     asked: 0,
                     reading: 0,
                     unsent: 0,
+                    owed: BTreeSet::new(),
                     busy_until: None,
                     announced: 0,
                 });
@@ -736,6 +800,7 @@ impl Engine {
                 if let Some(ps) = self.peers.get_mut(&peer) {
                     ps.unsent = ps.unsent.saturating_sub(bytes as u64);
                 }
+                self.pay(&peer);
                 self.pump_uploads(now);
             }
         }
@@ -959,7 +1024,7 @@ impl Engine {
                     });
                 }
                 if self.files[&id].local == Local::Downloading {
-                    self.send(peer, Frame::Subscribe { id });
+                    self.reply(peer, Owed::Subscribe(id));
                     self.fetch_manifest(&id, None, now);
                 }
             }
@@ -983,9 +1048,8 @@ impl Engine {
                     return;
                 };
                 f.subscribers.insert(peer.clone());
-                if let Some(have) = &f.have {
-                    let bits = have.as_bytes().to_vec();
-                    self.send(peer, Frame::Have { id, bits });
+                if f.have.is_some() {
+                    self.reply(peer, Owed::Have(id));
                 }
             }
             Frame::ManifestRequest { id } => {
@@ -1187,6 +1251,9 @@ impl Engine {
             r => r,
         };
         match reason {
+            // Not while its channel takes nothing (it may be asking and not reading): the
+            // request times out there, as a lost answer would.
+            Some(_) if ps.unsent >= self.config.send_window => {}
             Some(reason) => self.send(peer, Frame::Reject { id, block, reason }),
             None => {
                 ps.asked += 1;

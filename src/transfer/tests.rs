@@ -1155,6 +1155,88 @@ fn a_peer_asking_for_a_manifest_over_and_over_gets_a_window_of_it() {
     assert!(sent >= manifest, "not even one manifest: {sent} bytes");
 }
 
+/// The frames `e` sends to `to` until it has nothing more to say (none reported sent).
+fn frames_to(e: &mut Engine, to: &PeerId) -> Vec<Frame> {
+    let mut out = Vec::new();
+    while let Some(o) = e.poll_output() {
+        if let Output::Send(p, bytes) = o {
+            if &p == to {
+                out.push(Frame::decode(&bytes).unwrap());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_peer_that_reads_nothing_is_owed_one_answer_however_often_it_asks() {
+    // A file of 8192 pieces (a 1 KiB bitfield). Its peer fills its channel with manifests it
+    // asks for, then, reading nothing, subscribes and asks for pieces of a file we do not have
+    // ten thousand times each: the answers (10 MiB of bitfields, rejects) would pile up in the
+    // channel's queue; it is owed one bitfield, sent once it reads again.
+    let pieces = 8192u32;
+    let m = Manifest {
+        name: "big".into(),
+        size: u64::from(pieces) * 1024 * 1024,
+        mime: String::new(),
+        piece_size: 1024 * 1024,
+        hashes: vec![[7; 32]; pieces as usize],
+    };
+    let id = m.id();
+    let peer = pid(1);
+    let t = Duration::ZERO;
+    let mut e = Engine::new(Config::default());
+    e.handle(Input::PeerUp(peer.clone(), CHROMIUM_FRAME), t);
+    e.handle(Input::Share(m), t);
+    let bytes = |frames: &[Frame]| frames.iter().map(|f| f.encode().len()).sum::<usize>();
+    let mut sent = bytes(&frames_to(&mut e, &peer));
+    for _ in 0..100 {
+        e.handle(
+            Input::Frame(peer.clone(), Frame::ManifestRequest { id }.encode()),
+            t,
+        );
+    }
+    sent += bytes(&frames_to(&mut e, &peer));
+    let window = Config::default().send_window as usize;
+    assert!(sent >= window, "the window is not out: {sent} bytes");
+    let elsewhere = BlockRef {
+        piece: 0,
+        offset: 0,
+        len: 1024,
+    };
+    for _ in 0..10_000 {
+        e.handle(
+            Input::Frame(peer.clone(), Frame::Subscribe { id }.encode()),
+            t,
+        );
+        let ask = Frame::Request {
+            id: [9; 32],
+            block: elsewhere,
+        };
+        e.handle(Input::Frame(peer.clone(), ask.encode()), t);
+    }
+    let meanwhile = frames_to(&mut e, &peer);
+    assert!(
+        meanwhile.is_empty(),
+        "{} answers to a peer whose channel takes nothing",
+        meanwhile.len()
+    );
+    // It reads what it was sent: the bitfield, once.
+    e.handle(Input::Sent(peer.clone(), sent), t);
+    let after = frames_to(&mut e, &peer);
+    let haves = after
+        .iter()
+        .filter(|f| matches!(f, Frame::Have { id: i, bits } if *i == id && bits.len() == 1024))
+        .count();
+    assert_eq!((haves, after.len()), (1, 1), "{} frames", after.len());
+    // And, reading, it is answered at once.
+    e.handle(
+        Input::Frame(peer.clone(), Frame::Subscribe { id }.encode()),
+        t,
+    );
+    assert_eq!(frames_to(&mut e, &peer).len(), 1);
+}
+
 #[test]
 fn a_store_that_fills_up_stops_the_download_once_and_a_retry_fetches_only_what_is_missing() {
     let (data, m, mut sim) = shared_by_node_0(8 * 1024 * 1024, 16);
