@@ -620,6 +620,57 @@ async fn a_download_is_one_stored_file_and_one_stored_as_before_is_resumed() {
     a.leave();
 }
 
+/// What the download `done` of `id` in `s` settles with, or, if it has not within `secs`,
+/// an error saying how `s` sees the file.
+async fn finished(
+    s: &Swarm,
+    id: &FileId,
+    done: js_sys::Promise,
+    secs: f64,
+) -> Result<JsValue, String> {
+    let result = std::rc::Rc::new(std::cell::RefCell::new(None));
+    let slot = result.clone();
+    wasm_bindgen_futures::spawn_local(async move {
+        *slot.borrow_mut() = Some(JsFuture::from(done).await);
+    });
+    let start = js_sys::Date::now();
+    loop {
+        if let Some(r) = result.borrow_mut().take() {
+            return r.map_err(|e| format!("{e:?}"));
+        }
+        if js_sys::Date::now() - start > secs * 1000.0 {
+            let entry = s
+                .files()
+                .iter()
+                .find(|f| {
+                    js_sys::Reflect::get(f, &"id".into()).unwrap().as_string() == Some(hex(id))
+                })
+                .and_then(|f| js_sys::JSON::stringify(&f).ok())
+                .and_then(|j| j.as_string());
+            return Err(format!("not done in {secs} s: {entry:?}"));
+        }
+        sleep(50).await;
+    }
+}
+
+#[wasm_bindgen_test]
+async fn a_file_deleted_from_the_store_is_downloaded_again_whole() {
+    let (a, b) = two_connected("again").await;
+    let data = random_bytes(2 * MIB + 5);
+    let id = share(&a, &file_of(&data, "again.bin")).await;
+    until("announced", 10.0, || knows(&b, &id)).await;
+    for round in 0..2 {
+        let got = finished(&b, &id, b.download(hex(&id)).unwrap().done(), 15.0)
+            .await
+            .unwrap_or_else(|e| panic!("download {round}: {e}"));
+        assert_eq!(file_bytes(got).await, data, "download {round}");
+        b.delete_stored(hex(&id)).await.unwrap();
+        assert_eq!(b.stored_files().await.unwrap().length(), 0);
+    }
+    a.leave();
+    b.leave();
+}
+
 /// The stored-file summary of `id` in a fresh swarm on `store` (`complete`), then deletes it.
 async fn stored_once_complete_then_delete(store: &str, id: &FileId) {
     let probe = join(&tag("elsewhere"), store).await;

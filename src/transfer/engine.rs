@@ -850,6 +850,13 @@ impl Engine {
         if !self.queue.contains(id) {
             self.queue.push(*id);
         }
+        // A file we had and let go of (unshared, deleted) keeps its manifest: it starts again
+        // with no pieces (there is no manifest to fetch to set that up).
+        if let Some(f) = self.files.get_mut(id) {
+            if let (Some(m), None) = (&f.manifest, &f.have) {
+                f.have = Some(Bitfield::new(m.pieces()));
+            }
+        }
         if self.complete_if_empty(id) {
             return;
         }

@@ -1238,6 +1238,26 @@ fn a_peer_that_reads_nothing_is_owed_one_answer_however_often_it_asks() {
 }
 
 #[test]
+fn a_file_downloaded_then_let_go_of_is_downloaded_again() {
+    // Deleting a stored download unshares it: the file stays known (its source has it) with
+    // its manifest, and a new download of it must start over, not wait forever.
+    let (data, m, mut sim) = shared_by_node_0(3 * 1024 * 1024 + 7, 21);
+    let id = m.id();
+    for round in 0..2 {
+        sim.input(1, Input::Download(id));
+        assert!(
+            sim.run_until(Duration::from_secs(30), |s| s.complete(1, &id)),
+            "download {round} did not finish"
+        );
+        assert_eq!(sim.assembled(1, &m), data, "download {round}");
+        sim.input(1, Input::Unshare(id));
+        sim.nodes[1].store.clear();
+        sim.settle();
+        assert!(announced(&sim, 1, &id), "the source's file is forgotten");
+    }
+}
+
+#[test]
 fn a_store_that_fills_up_stops_the_download_once_and_a_retry_fetches_only_what_is_missing() {
     let (data, m, mut sim) = shared_by_node_0(8 * 1024 * 1024, 16);
     let id = m.id();

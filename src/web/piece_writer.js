@@ -69,6 +69,18 @@ if (inWorker) {
     return dir;
   };
 
+  // `f(dir)` on the folder at `path`; if that fails, once more on the folder opened anew: one
+  // kept from before may have been removed since (its file deleted, by this tab or another;
+  // browsers then fail with NotFoundError, Firefox with UnknownError).
+  const inFolder = async (path, f) => {
+    try {
+      return await f(await folder(path));
+    } catch {
+      folders.delete(path.join("/"));
+      return await f(await folder(path));
+    }
+  };
+
   const locked = (e) => e && e.name === "NoModificationAllowedError";
 
   // A handle still held by a worker that is going away (the page that was just reloaded) is
@@ -126,9 +138,9 @@ if (inWorker) {
     }
     // Once another tab was seen to hold it, one try (no wait) every few seconds.
     const tries = until === undefined ? 40 : 1;
-    const dir = await folder(path);
+    const [dir, file] = await inFolder(path, async (d) => [d, await d.getFileHandle("data", { create: true })]);
     try {
-      const data = await lock(await dir.getFileHandle("data", { create: true }), tries);
+      const data = await lock(file, tries);
       try {
         const laid = trailer(data);
         const old = laid ? null : await existing(dir, "have");
@@ -199,8 +211,10 @@ if (inWorker) {
 
   // A whole file `name`, written under a temporary name then moved (see the top).
   const put = async (path, name, bytes) => {
-    const dir = await folder(path);
-    const file = await dir.getFileHandle(canMove ? `${name}.part` : name, { create: true });
+    const [dir, file] = await inFolder(path, async (d) => [
+      d,
+      await d.getFileHandle(canMove ? `${name}.part` : name, { create: true }),
+    ]);
     const access = await lock(file, 40);
     try {
       access.truncate(0);
@@ -321,7 +335,7 @@ if (inWorker) {
           readAll(h.data, into, req.at);
         } else {
           // Not open here (or held by another tab): read through a snapshot of the file.
-          const file = await (await (await folder(req.path)).getFileHandle("data")).getFile();
+          const file = await inFolder(req.path, async (d) => (await d.getFileHandle("data")).getFile());
           const got = await file.slice(req.at, req.at + req.len).arrayBuffer();
           if (got.byteLength !== req.len) throw new Error(`read ${got.byteLength} of ${req.len} bytes`);
           into.set(new Uint8Array(got));
