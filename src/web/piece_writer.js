@@ -142,8 +142,10 @@ if (inWorker) {
     try {
       const data = await lock(file, tries);
       try {
-        const laid = trailer(data);
-        const old = laid ? null : await existing(dir, "have");
+        // A folder with `have` is stored as before, whatever `data` ends with (a file's own
+        // bytes may end like a trailer).
+        const old = await existing(dir, "have");
+        const laid = old ? null : trailer(data);
         h = { data, laid, have: old && (await lock(old, tries)) };
       } catch (e) {
         data.close();

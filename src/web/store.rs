@@ -762,33 +762,36 @@ impl PieceStore {
                 });
             }
         }
-        // Not open in this worker: read the file as it is on disk.
+        // Not open in this worker: read the file as it is on disk. A folder with `have` is
+        // stored as before (whatever its `data` ends with: a file's own bytes may end like a
+        // trailer).
         let data = Self::file(dir, DATA).await.ok()?;
         let len = data.size() as u64;
-        let trailer = stored::TRAILER_LEN;
-        if len >= trailer {
-            let end = read_blob(&data, (len - trailer) as f64, len as f64)
-                .await
-                .ok()?;
-            if let Some(l) = stored::Layout::parse(&end, len) {
-                let (marks, manifest) = (l.marks(), l.manifest());
-                let both = read_blob(&data, marks.start as f64, manifest.end as f64)
-                    .await
-                    .ok()?;
-                let split = (marks.end - marks.start) as usize;
-                return Some(DataState {
-                    marks: both[..split].to_vec(),
-                    len,
-                    manifest: Some(both[split..].to_vec()),
-                });
-            }
+        if let Ok(have) = Self::file(dir, HAVE).await {
+            let marks = read_blob(&have, 0.0, have.size()).await.ok()?;
+            return Some(DataState {
+                marks,
+                len,
+                manifest: None,
+            });
         }
-        let have = Self::file(dir, HAVE).await.ok()?;
-        let marks = read_blob(&have, 0.0, have.size()).await.ok()?;
+        let trailer = stored::TRAILER_LEN;
+        if len < trailer {
+            return None;
+        }
+        let end = read_blob(&data, (len - trailer) as f64, len as f64)
+            .await
+            .ok()?;
+        let l = stored::Layout::parse(&end, len)?;
+        let (marks, manifest) = (l.marks(), l.manifest());
+        let both = read_blob(&data, marks.start as f64, manifest.end as f64)
+            .await
+            .ok()?;
+        let split = (marks.end - marks.start) as usize;
         Some(DataState {
-            marks,
+            marks: both[..split].to_vec(),
             len,
-            manifest: None,
+            manifest: Some(both[split..].to_vec()),
         })
     }
 
