@@ -1115,18 +1115,23 @@ fn a_source_that_never_sends_the_manifest_is_passed_over() {
     assert!(took < timeout * 2, "done in {took:?}");
 }
 
-#[test]
-fn a_peer_asking_for_a_manifest_over_and_over_gets_a_window_of_it() {
-    // A manifest of 8192 pieces is 256 KiB; a peer whose channel takes nothing asks for it a
-    // hundred times: it is sent a send window's worth, not 25 MiB.
+/// A manifest of 8192 pieces of 1 MiB (256 KiB encoded; a 1 KiB bitfield), of no real bytes.
+fn big_manifest() -> Manifest {
     let pieces = 8192u32;
-    let m = Manifest {
+    Manifest {
         name: "big".into(),
         size: u64::from(pieces) * 1024 * 1024,
         mime: String::new(),
         piece_size: 1024 * 1024,
         hashes: vec![[7; 32]; pieces as usize],
-    };
+    }
+}
+
+#[test]
+fn a_peer_asking_for_a_manifest_over_and_over_gets_a_window_of_it() {
+    // A manifest of 8192 pieces is 256 KiB; a peer whose channel takes nothing asks for it a
+    // hundred times: it is sent a send window's worth, not 25 MiB.
+    let m = big_manifest();
     let id = m.id();
     let mut sim = Sim::new(2);
     sim.input(0, Input::Share(m.clone()));
@@ -1174,14 +1179,7 @@ fn a_peer_that_reads_nothing_is_owed_one_answer_however_often_it_asks() {
     // asks for, then, reading nothing, subscribes and asks for pieces of a file we do not have
     // ten thousand times each: the answers (10 MiB of bitfields, rejects) would pile up in the
     // channel's queue; it is owed one bitfield, sent once it reads again.
-    let pieces = 8192u32;
-    let m = Manifest {
-        name: "big".into(),
-        size: u64::from(pieces) * 1024 * 1024,
-        mime: String::new(),
-        piece_size: 1024 * 1024,
-        hashes: vec![[7; 32]; pieces as usize],
-    };
+    let m = big_manifest();
     let id = m.id();
     let peer = pid(1);
     let t = Duration::ZERO;
