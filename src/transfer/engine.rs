@@ -225,6 +225,10 @@ struct File {
     /// the rarest, so a peer reads its file in runs (one large read serves several pieces).
     last_pick: HashMap<PeerId, u32>,
     subscribers: BTreeSet<PeerId>,
+    /// Peers owed our pieces (a [`Frame::Have`]) and our subscription, answers that wait
+    /// while their channels take nothing (see [`Engine::reply`]).
+    owed_have: BTreeSet<PeerId>,
+    owed_subscribe: BTreeSet<PeerId>,
     /// Manifest being fetched: from whom, bytes so far.
     manifest_fetch: Option<(PeerId, Vec<u8>)>,
     /// When the manifest was asked for or its last part came: one that does not come within
@@ -254,6 +258,8 @@ impl File {
             peer_have: HashMap::new(),
             last_pick: HashMap::new(),
             subscribers: BTreeSet::new(),
+            owed_have: BTreeSet::new(),
+            owed_subscribe: BTreeSet::new(),
             manifest_fetch: None,
             manifest_at: Duration::ZERO,
             partial: BTreeMap::new(),
@@ -311,18 +317,18 @@ struct PeerState {
     busy_until: Option<Time>,
     /// Files it announced (see [`Config::max_files_per_peer`]).
     announced: usize,
-    /// Answers owed to it while its channel has its send window out (see [`Engine::reply`]):
-    /// each sent once, however often it was asked for meanwhile.
-    owed: BTreeSet<Owed>,
+    /// Answers owed to it while its channel has its send window out (see [`Engine::reply`];
+    /// each is sent once, however often it was asked for meanwhile), at least.
+    owed: usize,
 }
 
 /// An answer to a peer's frame that waits while the peer's channel takes nothing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Owed {
-    /// Our pieces of a file it subscribed to (sent as they are when it goes out).
-    Have(FileId),
-    /// Our subscription to a file it announced that we download.
-    Subscribe(FileId),
+    /// Our pieces of the file (sent as they are when it goes out).
+    Have,
+    /// Our subscription to the file.
+    Subscribe,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -560,35 +566,38 @@ impl Engine {
         self.out.push_back(Output::Send(peer.clone(), bytes));
     }
 
-    /// Answers `peer` now, or, while its channel has its send window out (it takes nothing
-    /// of what it was sent), once it has taken some: a peer that asks over and over and reads
-    /// nothing is owed one answer per file, not sent one per question (an unbounded queue).
-    fn reply(&mut self, peer: &PeerId, owed: Owed) {
-        let Some(ps) = self.peers.get_mut(peer) else {
+    /// Answers `peer` about file `id` now, or, while its channel has its send window out (it
+    /// takes nothing of what it was sent), once it has taken some: a peer that asks over and
+    /// over and reads nothing is owed one answer per file, not sent one per question (an
+    /// unbounded queue).
+    fn reply(&mut self, peer: &PeerId, id: FileId, owed: Owed) {
+        let (Some(ps), Some(f)) = (self.peers.get_mut(peer), self.files.get_mut(&id)) else {
             return;
         };
-        if ps.unsent >= self.config.send_window {
-            ps.owed.insert(owed);
-        } else {
-            self.answer(peer, owed);
+        if ps.unsent < self.config.send_window {
+            return self.answer(peer, id, owed);
+        }
+        let set = match owed {
+            Owed::Have => &mut f.owed_have,
+            Owed::Subscribe => &mut f.owed_subscribe,
+        };
+        if set.insert(peer.clone()) {
+            ps.owed += 1;
         }
     }
 
     /// Sends what [`reply`](Self::reply) owed `peer`, as things stand now.
-    fn answer(&mut self, peer: &PeerId, owed: Owed) {
+    fn answer(&mut self, peer: &PeerId, id: FileId, owed: Owed) {
+        let Some(f) = self.files.get(&id) else { return };
         match owed {
-            Owed::Have(id) => {
-                if let Some(have) = self.files.get(&id).and_then(|f| f.have.as_ref()) {
+            Owed::Have => {
+                if let Some(have) = &f.have {
                     let bits = have.as_bytes().to_vec();
                     self.send(peer, Frame::Have { id, bits });
                 }
             }
-            Owed::Subscribe(id) => {
-                let wanted = self
-                    .files
-                    .get(&id)
-                    .is_some_and(|f| f.local == Local::Downloading && f.sources.contains(peer));
-                if wanted {
+            Owed::Subscribe => {
+                if f.local == Local::Downloading && f.sources.contains(peer) {
                     self.send(peer, Frame::Subscribe { id });
                 }
             }
@@ -597,17 +606,40 @@ impl Engine {
 
     /// Sends what is owed to `peer` while its channel has room.
     fn pay(&mut self, peer: &PeerId) {
-        loop {
-            let Some(ps) = self.peers.get_mut(peer) else {
-                return;
-            };
-            if ps.unsent >= self.config.send_window {
-                return;
+        if self.peers.get(peer).is_none_or(|p| p.owed == 0) {
+            return;
+        }
+        let mut owed = Vec::new();
+        for (id, f) in &self.files {
+            for (set, kind) in [
+                (&f.owed_have, Owed::Have),
+                (&f.owed_subscribe, Owed::Subscribe),
+            ] {
+                if set.contains(peer) {
+                    owed.push((*id, kind));
+                }
             }
-            let Some(owed) = ps.owed.pop_first() else {
-                return;
-            };
-            self.answer(peer, owed);
+        }
+        let mut left = owed.len();
+        for (id, kind) in owed {
+            if self
+                .peers
+                .get(peer)
+                .is_none_or(|p| p.unsent >= self.config.send_window)
+            {
+                break;
+            }
+            if let Some(f) = self.files.get_mut(&id) {
+                match kind {
+                    Owed::Have => f.owed_have.remove(peer),
+                    Owed::Subscribe => f.owed_subscribe.remove(peer),
+                };
+            }
+            left -= 1;
+            self.answer(peer, id, kind);
+        }
+        if let Some(ps) = self.peers.get_mut(peer) {
+            ps.owed = left;
         }
     }
 
@@ -646,7 +678,7 @@ impl Engine {
                     asked: 0,
                     reading: 0,
                     unsent: 0,
-                    owed: BTreeSet::new(),
+                    owed: 0,
                     busy_until: None,
                     announced: 0,
                 });
@@ -940,6 +972,8 @@ impl Engine {
             f.peer_have.remove(peer);
             f.last_pick.remove(peer);
             f.subscribers.remove(peer);
+            f.owed_have.remove(peer);
+            f.owed_subscribe.remove(peer);
             if f.manifest_fetch.as_ref().is_some_and(|(p, _)| p == peer) {
                 f.manifest_fetch = None;
                 refetch.push(*id);
@@ -1031,7 +1065,7 @@ impl Engine {
                     });
                 }
                 if self.files[&id].local == Local::Downloading {
-                    self.reply(peer, Owed::Subscribe(id));
+                    self.reply(peer, id, Owed::Subscribe);
                     self.fetch_manifest(&id, None, now);
                 }
             }
@@ -1056,7 +1090,7 @@ impl Engine {
                 };
                 f.subscribers.insert(peer.clone());
                 if f.have.is_some() {
-                    self.reply(peer, Owed::Have(id));
+                    self.reply(peer, id, Owed::Have);
                 }
             }
             Frame::ManifestRequest { id } => {
