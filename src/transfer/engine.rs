@@ -317,8 +317,9 @@ struct PeerState {
     busy_until: Option<Time>,
     /// Files it announced (see [`Config::max_files_per_peer`]).
     announced: usize,
-    /// Answers owed to it while its channel has its send window out (see [`Engine::reply`];
-    /// each is sent once, however often it was asked for meanwhile), at least.
+    /// How many answers are owed to it while its channel has its send window out (see
+    /// [`Engine::reply`]; each is sent once, however often it was asked for meanwhile): those
+    /// of files forgotten since count until the next [`Engine::pay`] recounts.
     owed: usize,
 }
 
