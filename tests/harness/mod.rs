@@ -449,9 +449,9 @@ pub async fn try_call(s: &Session, expr: String) -> Result<Value, String> {
     }
 }
 
-/// One raw transfer (the bench page's `rawSend`/`rawReceive`) from `a` to `b` in a room named
-/// after `room`, run by `run(a, b, room)` (which may wrap it, e.g. to count CPU time): its extra
-/// result and the receiver's result. A raw connection that does not come up, or whose first
+/// One raw transfer (the bench page's `rawSend`/`rawReceive`, e.g. [`raw_transfer`]) in a room
+/// named after `room`, run by `run(room)`, which gives something of its own (CPU time, say) and
+/// both sides' results: its own and the receiver's result. A raw connection that does not come up, or whose first
 /// message is lost (each seen about once in a few hundred rounds; the page then says "not
 /// connected" and closes both sides), is tried again in a new room, twice at most, so one such
 /// round does not end the run; any other failure panics with both sides' errors.
