@@ -95,6 +95,32 @@ type Pool = Rc<RefCell<Vec<js_sys::ArrayBuffer>>>;
 /// Buffers kept in the pool (pieces in flight to and from the worker rarely exceed a few).
 const POOL_MAX: usize = 8;
 
+/// What the store needs of a file to write one of its pieces, and its manifest only while
+/// [`PieceStore::needs_manifest`]: a copy of the manifest (32 bytes a piece) for every piece
+/// written would cost a download time quadratic in its pieces.
+pub struct Shape {
+    /// The file's size.
+    pub size: u64,
+    /// Its number of pieces.
+    pub pieces: u32,
+    /// Its piece size.
+    pub piece_size: u32,
+    /// Its manifest, for the first writes.
+    pub manifest: Option<Manifest>,
+}
+
+impl Shape {
+    /// `m`'s shape, with a copy of `m` if `with_manifest`.
+    pub fn of(m: &Manifest, with_manifest: bool) -> Shape {
+        Shape {
+            size: m.size,
+            pieces: m.pieces(),
+            piece_size: m.piece_size,
+            manifest: with_manifest.then(|| m.clone()),
+        }
+    }
+}
+
 /// What a file's `data` holds (see [`PieceStore::data_state`]): a mark per piece (1: in `data`),
 /// the length of `data`, and the manifest's bytes where `data` holds them.
 #[derive(Default)]
@@ -521,7 +547,13 @@ impl PieceStore {
         self.worker().is_none() && !self.room.borrow().contains_key(id)
     }
 
-    /// Stores verified piece `piece` of file `m` (`stored` of its bytes stored already). The
+    /// Whether a write of file `id` must give its manifest (see [`Shape`]): until its `data`
+    /// holds it (or, where the page writes, its `manifest` file was written).
+    pub fn needs_manifest(&self, id: &FileId) -> bool {
+        !self.told.borrow().contains(id)
+    }
+
+    /// Stores verified piece `piece` of `file` (`stored` of its bytes stored already). The
     /// file's first write records its manifest with it; its first write into its `data` (or,
     /// where the page writes, its first piece file) checks that the browser lets the site store
     /// all of it, so that a file that does not fit fails at once, saying how much it needs,
@@ -532,12 +564,14 @@ impl PieceStore {
     pub async fn write_piece(
         &self,
         id: &FileId,
-        m: &Manifest,
+        file: Shape,
         stored: u64,
         piece: u32,
         data: Vec<u8>,
     ) -> Result<(), WebError> {
-        let at = u64::from(piece) * u64::from(m.piece_size);
+        let at = u64::from(piece) * u64::from(file.piece_size);
+        // (Given while the store needs it; one given after it no longer does is not written.)
+        let manifest = file.manifest.filter(|_| self.needs_manifest(id));
         if let Some(w) = self.worker() {
             let filled = w.filled(&data);
             drop(data);
@@ -545,11 +579,11 @@ impl PieceStore {
             let mut fields = vec![
                 ("piece", JsValue::from_f64(f64::from(piece))),
                 ("at", JsValue::from_f64(at as f64)),
-                ("size", JsValue::from_f64(m.size as f64)),
-                ("pieces", JsValue::from_f64(f64::from(m.pieces()))),
+                ("size", JsValue::from_f64(file.size as f64)),
+                ("pieces", JsValue::from_f64(f64::from(file.pieces))),
             ];
             // With the manifest (the stored file's tail) until its `data` holds it.
-            if !self.told.borrow().contains(id) {
+            if let Some(m) = &manifest {
                 let tail = js_sys::Uint8Array::from(&stored::tail(m)[..]);
                 fields.push(("tail", tail.buffer().into()));
             }
@@ -589,13 +623,13 @@ impl PieceStore {
         let array = js_sys::Uint8Array::from(&data[..]);
         drop(data);
         let dir = self.dir(id, true).await?;
-        if !self.told.borrow().contains(id) {
+        if let Some(m) = &manifest {
             Self::write(&dir, MANIFEST, &js_sys::Uint8Array::from(&m.encode()[..])).await?;
             self.told.borrow_mut().insert(*id);
         }
         let check = self.room.borrow().get(id).cloned();
         let check = check.unwrap_or_else(|| {
-            let need = m.size.saturating_sub(stored);
+            let need = file.size.saturating_sub(stored);
             let check = Self::check_room(dir.clone(), need).boxed_local().shared();
             self.room.borrow_mut().insert(*id, check.clone());
             check
@@ -844,10 +878,10 @@ impl PieceStore {
     /// folder that holds nothing usable.
     async fn listed(&self, id: &FileId) -> Result<Option<(Manifest, Bitfield)>, WebError> {
         let dir = self.dir(id, false).await?;
-        let state = self.data_state(id, &dir).await;
+        let mut state = self.data_state(id, &dir).await;
         // The manifest: in `data` (laid out), else in its own file (stored before that, or
         // beside piece files).
-        let bytes = match state.as_ref().and_then(|s| s.manifest.clone()) {
+        let bytes = match state.as_mut().and_then(|s| s.manifest.take()) {
             Some(bytes) => bytes,
             None => {
                 let Ok(file) = Self::file(&dir, MANIFEST).await else {

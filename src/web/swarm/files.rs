@@ -9,7 +9,7 @@ use crate::transfer::{
 };
 use crate::web::error::WebError;
 use crate::web::peer::DataChannel;
-use crate::web::store::{get, read_blob, read_chunks, PieceStore};
+use crate::web::store::{get, read_blob, read_chunks, PieceStore, Shape};
 use crate::web::task::Task;
 use futures::channel::mpsc;
 use futures::{FutureExt, StreamExt};
@@ -303,7 +303,7 @@ async fn store_piece(
     piece: u32,
     data: Vec<u8>,
 ) -> Result<(), WebError> {
-    let (store, manifest, stored) = {
+    let (store, file, stored) = {
         let inner = shared.borrow();
         let store = inner
             .files
@@ -317,9 +317,10 @@ async fn store_piece(
         } else {
             0
         };
-        (store, m.clone(), stored)
+        let file = Shape::of(m, store.needs_manifest(id));
+        (store, file, stored)
     };
-    store.write_piece(id, &manifest, stored, piece, data).await
+    store.write_piece(id, file, stored, piece, data).await
 }
 
 /// Has the store let go of a file this swarm no longer downloads, so that another tab of the
