@@ -30,7 +30,6 @@ struct Peer {
     /// ICE restarts tried since the last time it was connected.
     restarts: u8,
     key: Option<PeerKey>,
-    connected_at: Option<Time>,
     /// It declined a connection (at its budget): not asked again while it is in the room.
     declined: bool,
     /// We invited it to offer.
@@ -58,6 +57,25 @@ struct HelloState {
     resend: Option<(Time, Duration)>,
 }
 
+/// Our hello on a twin connection: we have had the peer's, and ask it to say it had ours.
+const TWIN_HELLO: PeerCommand = PeerCommand::SendHello {
+    seen: true,
+    ask: true,
+};
+
+/// A connection to a peer we turned out to be connected to already (it was met again under a
+/// new signaling id, see `Swarm::on_hello`). It is no peer of the application's any more, but
+/// it stays open until the peer has had our hello on it, so that the peer finds the twin too:
+/// closed sooner (with our hello lost on the way), it would leave the peer holding a
+/// connection attempt to a stranger it never learns is us, while we hold its new signaling id.
+#[derive(Debug)]
+struct Twin {
+    /// When our hello goes out again, and the wait after that.
+    resend: (Time, Duration),
+    /// Closed at this time, had or not.
+    deadline: Time,
+}
+
 impl Peer {
     fn new(signal_id: PeerId) -> Self {
         Peer {
@@ -71,7 +89,6 @@ impl Peer {
             deadline: None,
             restarts: 0,
             key: None,
-            connected_at: None,
             declined: false,
             invited: false,
             refused: false,
@@ -104,6 +121,9 @@ pub struct Swarm {
     /// Peers by their public id: the signaling id they were first seen with (stable for the
     /// application even when their signaling id changes).
     peers: BTreeMap<PeerId, Peer>,
+    /// Connections found to be duplicates of live ones, by the id they were made under, until
+    /// the peer has had our hello on them (see [`Twin`]).
+    twins: BTreeMap<PeerId, Twin>,
     out: VecDeque<Output>,
     left: bool,
 }
@@ -122,6 +142,7 @@ impl Swarm {
             attempt: 0,
             reconnect_at: None,
             peers: BTreeMap::new(),
+            twins: BTreeMap::new(),
             out: VecDeque::new(),
             left: false,
         };
@@ -154,6 +175,12 @@ impl Swarm {
         self.peers.get(id).map(|p| p.state)
     }
 
+    /// The signaling id a peer is reached at now (tests drive a fake server with it).
+    #[cfg(test)]
+    pub(crate) fn signal_id_of(&self, id: &PeerId) -> Option<&PeerId> {
+        self.peers.get(id)?.signal_id.as_ref()
+    }
+
     /// The next thing for the driver to do.
     pub fn poll_output(&mut self) -> Option<Output> {
         self.out.pop_front()
@@ -165,6 +192,7 @@ impl Swarm {
             .values()
             .flat_map(|p| [p.deadline, p.hello.resend.map(|(t, _)| t)])
             .flatten()
+            .chain(self.twins.values().map(|t| t.resend.0.min(t.deadline)))
             .chain(self.reconnect_at)
             .min()
     }
@@ -235,6 +263,14 @@ impl Swarm {
         let Some(p) = self.peers.get_mut(id) else {
             return;
         };
+        // Not reachable through signaling (it left the room, or our signaling went down since
+        // it connected): there is nothing to try again with, and a peer still in the room is
+        // listed afresh by the next welcome.
+        if p.signal_id.is_none() {
+            self.drop_peer(id, PeerState::Failed, &reason);
+            self.rebalance_at(now);
+            return;
+        }
         let created = p.created;
         p.created = false;
         p.pending.clear();
@@ -247,7 +283,7 @@ impl Swarm {
             .retry_base
             .saturating_mul(1u32 << (p.failures - 1).min(16))
             .min(self.config.retry_max);
-        p.deadline = p.signal_id.is_some().then(|| now + backoff);
+        p.deadline = Some(now + backoff);
         if created {
             self.out
                 .push_back(Output::Peer(id.clone(), PeerCommand::Close));
@@ -300,20 +336,40 @@ impl Swarm {
                     self.send_hello(&id, true, now);
                 }
             }
-            Input::Hello(id, key, seen) => self.on_hello(&id, key, seen, now),
+            Input::Hello(id, key, seen, ask) => self.on_hello(&id, key, seen, ask, now),
             Input::ChannelClosed(id) => {
-                if self.peers.contains_key(&id) {
+                if self.close_twin(&id) {
+                    return;
+                }
+                let Some(p) = self.peers.get(&id) else {
+                    return;
+                };
+                // Still in the room (the server has not said it left): the connection failed,
+                // at either end, and is tried again later — forgotten, the two of us would
+                // stay unconnected, since the server lists a member only once. Gone from the
+                // room: gone.
+                if p.signal_id.is_some() {
+                    self.fail(&id, "connection closed".into(), now);
+                } else {
                     self.drop_peer(&id, PeerState::Closed, "connection closed");
                     self.rebalance_at(now);
                 }
             }
-            Input::PeerError(id, reason) => self.fail(&id, reason, now),
+            Input::PeerError(id, reason) => {
+                if !self.close_twin(&id) {
+                    self.fail(&id, reason, now);
+                }
+            }
             Input::Leave => {
                 self.send(ClientMessage::Leave);
                 self.out.push_back(Output::CloseSignal);
                 let ids: Vec<PeerId> = self.peers.keys().cloned().collect();
                 for id in ids {
                     self.drop_peer(&id, PeerState::Closed, "we left");
+                }
+                let twins: Vec<PeerId> = self.twins.keys().cloned().collect();
+                for id in twins {
+                    self.close_twin(&id);
                 }
                 self.signal = SignalState::Closed;
                 self.event(SwarmEvent::SignalState(SignalState::Closed));
@@ -403,6 +459,9 @@ impl Swarm {
         if Some(&signal_id) == self.my_id.as_ref() || self.by_signal_id(&signal_id).is_some() {
             return;
         }
+        // (A connection under this id that was a twin is done with: the driver keeps one
+        // connection per id.)
+        self.close_twin(&signal_id);
         self.peers
             .insert(signal_id.clone(), Peer::new(signal_id.clone()));
         self.event(SwarmEvent::PeerJoined(signal_id));
@@ -465,6 +524,9 @@ impl Swarm {
             if Role::between(&me, &sid) == Role::Answerer {
                 if !p.invited {
                     p.invited = true;
+                    // An invitation lost on the way, or one the peer ignored (it had not seen
+                    // our old connection close yet), fails at the deadline like an offer.
+                    p.deadline = Some(now + self.config.connect_timeout);
                     invite.push(id);
                 }
                 continue;
@@ -495,6 +557,10 @@ impl Swarm {
     fn decline(&mut self, id: &PeerId) {
         if let Some(p) = self.peers.get_mut(id) {
             p.refused = true;
+            // Nor do we wait for an offer we invited (see `rebalance_at`).
+            if p.state == PeerState::New {
+                p.deadline = None;
+            }
         }
         self.signal_to(
             id,
@@ -653,11 +719,23 @@ impl Swarm {
 
     /// Sends our hello; `again`: as the one due now, so the next goes out after the next wait
     /// (while the peer has not had it).
+    /// Closes the twin connection `id`, if it is one.
+    fn close_twin(&mut self, id: &PeerId) -> bool {
+        let was = self.twins.remove(id).is_some();
+        if was {
+            self.out
+                .push_back(Output::Peer(id.clone(), PeerCommand::Close));
+        }
+        was
+    }
+
     fn send_hello(&mut self, id: &PeerId, again: bool, now: Time) {
         let Some(p) = self.peers.get_mut(id) else {
             return;
         };
         let seen = p.hello.got;
+        // A hello sent again (we wait for the peer's word that it had ours) asks for its.
+        let ask = again && seen && !p.hello.confirmed;
         p.hello.told |= seen;
         if again {
             p.hello.resend = match p.hello.resend {
@@ -667,11 +745,22 @@ impl Swarm {
                 _ => None,
             };
         }
-        self.out
-            .push_back(Output::Peer(id.clone(), PeerCommand::SendHello { seen }));
+        self.out.push_back(Output::Peer(
+            id.clone(),
+            PeerCommand::SendHello { seen, ask },
+        ));
     }
 
-    fn on_hello(&mut self, id: &PeerId, key: PeerKey, seen: bool, now: Time) {
+    fn on_hello(&mut self, id: &PeerId, key: PeerKey, seen: bool, ask: bool, now: Time) {
+        if self.twins.contains_key(id) {
+            // It has had ours (and so found the twin too): done. Else it asks for ours.
+            if seen {
+                self.close_twin(id);
+            } else {
+                self.out.push_back(Output::Peer(id.clone(), TWIN_HELLO));
+            }
+            return;
+        }
         let Some(p) = self.peers.get_mut(id) else {
             return;
         };
@@ -686,8 +775,7 @@ impl Swarm {
             .find(|(other, q)| {
                 *other != id
                     && q.key == Some(key)
-                    && q.state != PeerState::Failed
-                    && q.connected_at.is_some()
+                    && matches!(q.state, PeerState::Connected | PeerState::Reconnecting)
             })
             .map(|(other, _)| other.clone());
         if let Some(twin) = twin {
@@ -696,11 +784,20 @@ impl Swarm {
                     t.signal_id = signal_id;
                 }
             }
-            let created = self.peers[id].created;
-            self.peers.remove(id);
-            if created {
+            let dup = self.peers.remove(id).expect("present");
+            if dup.hello.confirmed || seen {
                 self.out
                     .push_back(Output::Peer(id.clone(), PeerCommand::Close));
+            } else {
+                let wait = self.config.hello_resend;
+                self.twins.insert(
+                    id.clone(),
+                    Twin {
+                        resend: (now + wait, wait * 2),
+                        deadline: now + self.config.connect_timeout,
+                    },
+                );
+                self.out.push_back(Output::Peer(id.clone(), TWIN_HELLO));
             }
             self.event(SwarmEvent::PeerLeft(
                 id.clone(),
@@ -714,7 +811,9 @@ impl Swarm {
         if p.hello.confirmed {
             p.hello.resend = None;
         }
-        if !p.hello.told {
+        // Once we have had its hello, it hears so; and again when it asks (ours that said so
+        // was lost: it has sent its hello again).
+        if !p.hello.told || ask {
             self.send_hello(id, false, now);
         }
         let p = self.peers.get_mut(id).expect("present");
@@ -724,7 +823,6 @@ impl Swarm {
         p.deadline = None;
         p.restarts = 0;
         p.failures = 0;
-        p.connected_at.get_or_insert(now);
         self.set_state(id, PeerState::Connected, None);
     }
 
@@ -738,6 +836,26 @@ impl Swarm {
             self.signal = SignalState::Connecting;
             self.event(SwarmEvent::SignalState(SignalState::Connecting));
             self.out.push_back(Output::OpenSignal);
+        }
+        let twins: Vec<PeerId> = self
+            .twins
+            .iter()
+            .filter(|(_, t)| t.resend.0.min(t.deadline) <= now)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in twins {
+            let Some(t) = self.twins.get_mut(&id) else {
+                continue;
+            };
+            if t.deadline <= now {
+                self.close_twin(&id);
+                continue;
+            }
+            t.resend = (
+                now + t.resend.1,
+                (t.resend.1 * 2).min(Duration::from_secs(2)),
+            );
+            self.out.push_back(Output::Peer(id, TWIN_HELLO));
         }
         let resend: Vec<PeerId> = self
             .peers
@@ -768,6 +886,10 @@ impl Swarm {
                     let secs = self.config.connect_timeout.as_secs_f64();
                     self.fail(&id, format!("no connection within {secs:.0} s"), now);
                 }
+                PeerState::New if p.invited => {
+                    let secs = self.config.connect_timeout.as_secs_f64();
+                    self.fail(&id, format!("invited, no offer within {secs:.0} s"), now);
+                }
                 PeerState::Reconnecting if p.restarts == 0 => {
                     p.restarts = 1;
                     p.deadline = Some(now + self.config.restart_timeout);
@@ -780,14 +902,8 @@ impl Swarm {
                 PeerState::Reconnecting => {
                     // Still in the room: failed like any other connection, so it is tried
                     // again later with a fresh one. Gone from the room: gone.
-                    let reason = "connection lost (ICE restart failed)";
-                    if p.signal_id.is_some() {
-                        p.restarts = 0;
-                        self.fail(&id, reason.into(), now);
-                    } else {
-                        self.drop_peer(&id, PeerState::Failed, reason);
-                        self.rebalance_at(now);
-                    }
+                    p.restarts = 0;
+                    self.fail(&id, "connection lost (ICE restart failed)".into(), now);
                 }
                 PeerState::Failed => {
                     // Its retry time: start over as a peer in the room.

@@ -26,22 +26,31 @@ pub type Time = Duration;
 /// hello. It recognises a peer whose signaling id changed (after a signaling reconnect).
 pub type PeerKey = u64;
 
-/// The body of a hello on the data channel (after its tag): our key, big-endian, and 1 if we
-/// have had the peer's hello, else 0.
-pub fn hello_body(key: PeerKey, seen: bool) -> [u8; 9] {
+/// The body of a hello on the data channel (after its tag): our key, big-endian, then 0 if we
+/// have not had the peer's hello, 1 if we have, 2 if we have but have not had the peer's word
+/// that it had ours (`ask`: answer with yours).
+pub fn hello_body(key: PeerKey, seen: bool, ask: bool) -> [u8; 9] {
     let mut b = [0; 9];
     b[..8].copy_from_slice(&key.to_be_bytes());
-    b[8] = u8::from(seen);
+    b[8] = match (seen, ask) {
+        (false, _) => 0,
+        (true, false) => 1,
+        (true, true) => 2,
+    };
     b
 }
 
-/// A hello's key and `seen` flag; `None` if the body is malformed. A body of the key alone
-/// (the first version, whose senders never wait for the flag) counts as seen.
-pub fn parse_hello(body: &[u8]) -> Option<(PeerKey, bool)> {
+/// A hello's key and its `seen` and `ask` flags (see [`hello_body`]); `None` if the body is
+/// malformed. A body of the key alone (the first version, whose senders never wait for the
+/// flag) counts as seen. (Flag 2 is newer than 0 and 1: a page older than it fails such a
+/// hello, sent only after a hello was lost, as malformed.)
+pub fn parse_hello(body: &[u8]) -> Option<(PeerKey, bool, bool)> {
     let key = PeerKey::from_be_bytes(body.get(..8)?.try_into().ok()?);
     match body.get(8..)? {
-        [] => Some((key, true)),
-        [flag @ (0 | 1)] => Some((key, *flag == 1)),
+        [] => Some((key, true, false)),
+        [0] => Some((key, false, false)),
+        [1] => Some((key, true, false)),
+        [2] => Some((key, true, true)),
         _ => None,
     }
 }
@@ -207,8 +216,9 @@ pub enum Input {
     Ice(PeerId, IceState),
     /// `peer`'s data channel opened.
     ChannelOpen(PeerId),
-    /// `peer` said hello on the data channel: its key, and whether it has had our hello.
-    Hello(PeerId, PeerKey, bool),
+    /// `peer` said hello on the data channel: its key, whether it has had our hello, and
+    /// whether it asks for ours (see [`hello_body`]).
+    Hello(PeerId, PeerKey, bool, bool),
     /// `peer`'s data channel closed.
     ChannelClosed(PeerId),
     /// The browser rejected something of `peer`'s (bad SDP, a candidate it cannot add).
@@ -231,10 +241,12 @@ pub enum PeerCommand {
     AddCandidate(PeerSignal),
     /// Create an ICE-restart offer.
     RestartIce,
-    /// Send our hello (our key) on the data channel; `seen`: we have had the peer's.
+    /// Send our hello (our key) on the data channel (see [`hello_body`]).
     SendHello {
         /// Whether we have had the peer's hello.
         seen: bool,
+        /// Whether we ask for the peer's: we have not had its word that it had ours.
+        ask: bool,
     },
     /// Close and forget the connection.
     Close,

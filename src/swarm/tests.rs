@@ -22,6 +22,8 @@ struct Node {
     /// Hellos this node sends that are lost on the way (as when they reach the remote end
     /// before its channel is ready).
     lose_hellos: usize,
+    /// Hellos saying it had the other's that this node sends and are lost.
+    lose_seen_hellos: usize,
     /// Hellos this node sent.
     hellos_sent: usize,
     /// Reply to offers with a reversed role (breaks the glare rule).
@@ -59,6 +61,7 @@ impl World {
                     restarts: 0,
                     mute: false,
                     lose_hellos: 0,
+                    lose_seen_hellos: 0,
                     hellos_sent: 0,
                     pending_inputs: Vec::new(),
                 }
@@ -193,6 +196,9 @@ impl World {
 
     /// The public id under which node `remote` holds connection `conn`.
     fn conn_at(&self, remote: usize, conn: u64) -> Option<PeerId> {
+        if conn == u64::MAX {
+            return None; // an answerer's, before the offer came: not a connection yet
+        }
         self.nodes[remote]
             .conns
             .iter()
@@ -203,13 +209,20 @@ impl World {
     fn peer_command(&mut self, i: usize, id: PeerId, cmd: PeerCommand) {
         match cmd {
             PeerCommand::Create { offerer } => {
-                let remote = self
+                // (A remote that left the server in the meantime is not reached: the
+                // connection fails at its deadline.)
+                // (The public id is the signaling id the peer was first seen with; it is
+                // reached at the one it has now.)
+                let at = self.nodes[i].swarm.signal_id_of(&id).unwrap_or(&id).clone();
+                let Some(remote) = self
                     .members
                     .iter()
-                    .find(|(m, _)| m == &id)
+                    .find(|(m, _)| *m == at)
                     .map(|(_, n)| *n)
-                    .or_else(|| self.nodes.iter().position(|n| n.id.as_ref() == Some(&id)))
-                    .expect("the remote is on the server");
+                    .or_else(|| self.nodes.iter().position(|n| n.id.as_ref() == Some(&at)))
+                else {
+                    return;
+                };
                 let conn = if offerer {
                     self.next_conn += 1;
                     self.next_conn
@@ -225,6 +238,12 @@ impl World {
             PeerCommand::ApplyRemote(PeerSignal::Offer { sdp }) => {
                 let conn: u64 = sdp.trim_start_matches("offer-").parse().unwrap();
                 if let Some(c) = self.nodes[i].conns.get_mut(&id) {
+                    // An offer from another connection than the one this one is bound to (its
+                    // certificate differs): the browser refuses it.
+                    if c.1 != u64::MAX && c.1 != conn {
+                        let refused = "the offer's fingerprint changed".to_string();
+                        return self.input(i, Input::PeerError(id, refused));
+                    }
                     c.1 = conn;
                 }
                 self.input(i, Input::RemoteApplied(id.clone()));
@@ -242,7 +261,9 @@ impl World {
             PeerCommand::ApplyRemote(PeerSignal::Answer { .. }) => {
                 self.input(i, Input::RemoteApplied(id.clone()));
                 // ICE connects: both channels open and say hello.
-                let (remote, conn) = self.nodes[i].conns[&id];
+                let Some(&(remote, conn)) = self.nodes[i].conns.get(&id) else {
+                    return;
+                };
                 let Some(back) = self.conn_at(remote, conn) else {
                     return;
                 };
@@ -251,7 +272,7 @@ impl World {
                 self.input(remote, Input::Ice(back.clone(), IceState::Connected));
                 self.input(remote, Input::ChannelOpen(back));
             }
-            PeerCommand::SendHello { seen } => {
+            PeerCommand::SendHello { seen, ask } => {
                 self.nodes[i].hellos_sent += 1;
                 let Some(&(remote, conn)) = self.nodes[i].conns.get(&id) else {
                     return;
@@ -263,8 +284,12 @@ impl World {
                     self.nodes[i].lose_hellos -= 1;
                     return;
                 }
+                if seen && self.nodes[i].lose_seen_hellos > 0 {
+                    self.nodes[i].lose_seen_hellos -= 1;
+                    return;
+                }
                 let key = self.nodes[i].swarm.key();
-                self.input(remote, Input::Hello(back, key, seen));
+                self.input(remote, Input::Hello(back, key, seen, ask));
             }
             PeerCommand::ApplyRemote(other) => panic!("apply {other:?}"),
             PeerCommand::AddCandidate(_) => {}
@@ -284,7 +309,9 @@ impl World {
     }
 
     fn local_offer(&mut self, i: usize, id: &PeerId) {
-        let conn = self.nodes[i].conns[id].1;
+        let Some(&(_, conn)) = self.nodes[i].conns.get(id) else {
+            return;
+        };
         self.input(
             i,
             Input::LocalSignal(
@@ -790,6 +817,61 @@ fn lost_hellos_are_made_up_for() {
 }
 
 #[test]
+fn a_lost_hello_saying_the_other_was_had_is_asked_for_again() {
+    for loser in [0, 1] {
+        // Its first hello arrives; the one saying it had the other's is lost. It is connected
+        // (it had the other's hello, which said it had its own), the other waits for word
+        // that its hello arrived: its next one asks, and the loser answers.
+        let mut w = World::new(2, 20);
+        w.nodes[loser].lose_seen_hellos = 1;
+        w.join_all();
+        assert_eq!(w.connected(loser).len(), 1);
+        assert_eq!(w.connected(1 - loser).len(), 0);
+        w.advance(Duration::from_millis(250));
+        w.assert_pair_connected(&format!("loser {loser}"));
+        w.advance(30 * S);
+        assert_eq!(w.nodes[loser].hellos_sent, 3);
+        assert_eq!(w.nodes[1 - loser].hellos_sent, 3);
+    }
+}
+
+/// The invitations `s` sent (to any peer) among its outputs so far.
+fn invitations(s: &mut Swarm) -> usize {
+    std::iter::from_fn(|| s.poll_output())
+        .filter(|o| {
+            matches!(o, Output::SendSignal(ClientMessage::Signal { data, .. })
+                if PeerSignal::parse(data.get()) == Ok(PeerSignal::Invite))
+        })
+        .count()
+}
+
+#[test]
+fn an_invitation_that_brings_no_offer_is_sent_again() {
+    // "a" offers to us ("m") by the glare rule; we invite it, and nothing comes back (lost on
+    // the way, or "a" not offering for its own reasons): we do not wait for ever.
+    let (mut s, _, _) = joined_pair();
+    let a = PeerId::new("a").unwrap();
+    s.handle(
+        Input::Server(ServerMessage::PeerJoined { id: a.clone() }),
+        Duration::ZERO,
+    );
+    assert_eq!(invitations(&mut s), 1);
+    let mut now = Duration::ZERO;
+    while s.peer_state(&a) != Some(PeerState::Failed) {
+        now = s.poll_timeout().expect("a deadline");
+        assert!(now <= 15 * S, "still waiting at {now:?}");
+        s.handle_timeout(now);
+    }
+    assert_eq!(now, 15 * S);
+    assert_eq!(invitations(&mut s), 0);
+    // Tried again later, like any failed connection: a new invitation.
+    now = s.poll_timeout().expect("a retry");
+    s.handle_timeout(now);
+    assert_eq!(s.peer_state(&a), Some(PeerState::New));
+    assert_eq!(invitations(&mut s), 1);
+}
+
+#[test]
 fn hellos_that_never_arrive_are_resent_with_backoff_until_the_deadline() {
     let mut w = World::new(2, 20);
     w.nodes[1].lose_hellos = usize::MAX;
@@ -822,14 +904,307 @@ fn a_failed_peer_is_sent_no_more_hellos() {
 
 #[test]
 fn hello_bodies_round_trip_and_malformed_ones_are_refused() {
-    for (key, seen) in [(0, false), (u64::MAX, true), (0x0102_0304_0506_0708, true)] {
-        assert_eq!(parse_hello(&hello_body(key, seen)), Some((key, seen)));
+    let cases = [
+        (0, false, false),
+        (u64::MAX, true, false),
+        (0x0102_0304_0506_0708, true, true),
+    ];
+    for (key, seen, ask) in cases {
+        assert_eq!(
+            parse_hello(&hello_body(key, seen, ask)),
+            Some((key, seen, ask))
+        );
     }
+    // A hello that says it has not had ours asks for it whatever its flag.
+    assert_eq!(hello_body(7, false, true), hello_body(7, false, false));
     // The first version: the key alone, from a sender that never waits for the flag.
-    assert_eq!(parse_hello(&7u64.to_be_bytes()), Some((7, true)));
-    let mut two = hello_body(7, true).to_vec();
-    two[8] = 2;
-    for bad in [&[][..], &[1, 2, 3], &two, &[0; 10]] {
+    assert_eq!(parse_hello(&7u64.to_be_bytes()), Some((7, true, false)));
+    let mut three = hello_body(7, true, true).to_vec();
+    three[8] = 3;
+    for bad in [&[][..], &[1, 2, 3], &three, &[0; 10]] {
         assert_eq!(parse_hello(bad), None, "{bad:?}");
     }
+}
+
+/// One thing that happens in [`a_room_under_churn_ends_as_a_full_mesh`].
+#[derive(Debug, Clone)]
+enum Step {
+    /// A node's user leaves the room.
+    Leave(usize),
+    /// A node's tab reloads (or one that left joins again): a new swarm, its old connections
+    /// closed.
+    Reload(usize),
+    /// The signaling server goes away: every socket closes, rooms are forgotten.
+    ServerDown,
+    /// It comes back, handing out ids starting with this letter.
+    ServerUp(char),
+    /// A node's signals are lost, or not.
+    Mute(usize, bool),
+    /// A node's next hellos are lost.
+    LoseHellos(usize, usize),
+    /// ICE between two nodes changes (both ends see it): lost, back, or given up.
+    Ice(usize, usize, IceState),
+    /// The data channel between two nodes closes (both ends see it).
+    CloseChannel(usize, usize),
+    /// The browser rejects something of a node's connection to another.
+    PeerError(usize, usize),
+    /// Time passes (ms).
+    Wait(u64),
+}
+
+/// Nodes in the churn test.
+const CHURN_NODES: usize = 4;
+
+// (proptest is a native dev-dependency only.)
+#[cfg(not(target_arch = "wasm32"))]
+fn arb_step() -> impl proptest::strategy::Strategy<Value = Step> {
+    use proptest::prelude::*;
+    let n = CHURN_NODES;
+    prop_oneof![
+        1 => (0..n).prop_map(Step::Leave),
+        3 => (0..n).prop_map(Step::Reload),
+        1 => Just(Step::ServerDown),
+        2 => proptest::char::range('a', 'z').prop_map(Step::ServerUp),
+        2 => (0..n, any::<bool>()).prop_map(|(i, m)| Step::Mute(i, m)),
+        1 => (0..n, 1usize..4).prop_map(|(i, k)| Step::LoseHellos(i, k)),
+        3 => (0..n, 0..n, prop_oneof![
+            Just(IceState::Disconnected),
+            Just(IceState::Connected),
+            Just(IceState::Failed),
+        ]).prop_map(|(i, j, state)| Step::Ice(i, j, state)),
+        1 => (0..n, 0..n).prop_map(|(i, j)| Step::CloseChannel(i, j)),
+        1 => (0..n, 0..n).prop_map(|(i, j)| Step::PeerError(i, j)),
+        6 => (0u64..20_000).prop_map(Step::Wait),
+    ]
+}
+
+impl World {
+    /// The public id under which node `i` holds its connection to node `j`, if it has one.
+    fn link(&self, i: usize, j: usize) -> Option<PeerId> {
+        self.nodes[i]
+            .conns
+            .iter()
+            .find(|(_, (remote, _))| *remote == j)
+            .map(|(id, _)| id.clone())
+    }
+
+    /// Node `i`'s tab is gone: the server sees its socket close, its peers their channels; a
+    /// new tab (a new swarm) joins in its place.
+    fn reload(&mut self, i: usize, seed: u64) {
+        self.disconnect(i);
+        for (_, (remote, conn)) in std::mem::take(&mut self.nodes[i].conns) {
+            if let Some(back) = self.conn_at(remote, conn) {
+                self.nodes[remote].conns.remove(&back);
+                self.input(remote, Input::ChannelClosed(back));
+            }
+        }
+        let mut cfg = Config::new(room(), seed);
+        cfg.max_peers = 20;
+        let node = &mut self.nodes[i];
+        node.swarm = Swarm::new(cfg);
+        node.pending_inputs.clear();
+        node.mute = false;
+        node.lose_hellos = 0;
+    }
+}
+
+/// Runs `steps` in a room of [`CHURN_NODES`], then lets it all stop (the server up, nothing
+/// lost) for 300 s: the world, and who is in the room.
+fn churn(steps: &[Step]) -> (World, [bool; CHURN_NODES]) {
+    let mut w = World::new(CHURN_NODES, 20);
+    w.join_all();
+    let mut in_room = [true; CHURN_NODES];
+    for (k, step) in steps.iter().enumerate() {
+        match *step {
+            Step::Leave(i) => {
+                in_room[i] = false;
+                w.input(i, Input::Leave);
+            }
+            Step::Reload(i) => {
+                in_room[i] = true;
+                w.reload(i, 5000 + k as u64);
+            }
+            Step::ServerDown => {
+                w.server_up = false;
+                w.members.clear();
+                for i in 0..CHURN_NODES {
+                    if w.nodes[i].id.take().is_some() {
+                        w.input(i, Input::SignalClosed);
+                    }
+                }
+            }
+            Step::ServerUp(prefix) => {
+                w.server_up = true;
+                w.id_prefix = prefix;
+            }
+            Step::Mute(i, m) => w.nodes[i].mute = m,
+            Step::LoseHellos(i, k) => w.nodes[i].lose_hellos = k,
+            Step::Ice(i, j, state) => {
+                for (a, b) in [(i, j), (j, i)] {
+                    if let Some(id) = w.link(a, b) {
+                        w.input(a, Input::Ice(id, state));
+                    }
+                }
+            }
+            Step::CloseChannel(i, j) => {
+                for (a, b) in [(i, j), (j, i)] {
+                    if let Some(id) = w.link(a, b) {
+                        w.input(a, Input::ChannelClosed(id));
+                    }
+                }
+            }
+            Step::PeerError(i, j) => {
+                if let Some(id) = w.link(i, j) {
+                    w.input(i, Input::PeerError(id, "the browser refused it".into()));
+                }
+            }
+            Step::Wait(ms) => w.advance(Duration::from_millis(ms)),
+        }
+        w.settle();
+    }
+    w.server_up = true;
+    for n in &mut w.nodes {
+        n.mute = false;
+        n.lose_hellos = 0;
+    }
+    w.advance(300 * S);
+    (w, in_room)
+}
+
+/// Every node in the room holds exactly one connected peer for each other node in the room,
+/// and nothing else; a node that left holds none.
+fn full_mesh(w: &World, in_room: &[bool; CHURN_NODES]) -> Result<(), String> {
+    let members = in_room.iter().filter(|r| **r).count();
+    for i in 0..CHURN_NODES {
+        let peers: Vec<(PeerId, PeerState)> = w.nodes[i]
+            .swarm
+            .peers()
+            .map(|(id, s)| (id.clone(), s))
+            .collect();
+        if !in_room[i] {
+            if !peers.is_empty() {
+                return Err(format!("node {i} left but holds {peers:?}"));
+            }
+            continue;
+        }
+        let mut remotes: Vec<usize> = w
+            .connected(i)
+            .iter()
+            .filter_map(|id| w.nodes[i].conns.get(id).map(|(r, _)| *r))
+            .collect();
+        remotes.sort_unstable();
+        let others: Vec<usize> = (0..CHURN_NODES)
+            .filter(|j| *j != i && in_room[*j])
+            .collect();
+        if remotes != others || peers.len() != members - 1 {
+            return Err(format!(
+                "node {i} is connected to {remotes:?}, not {others:?}; its peers: {peers:?}"
+            ));
+        }
+        if w.nodes[i].swarm.signal_state() != SignalState::Open {
+            return Err(format!("node {i}'s signaling is not open"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 2000, ..Default::default() })]
+
+    /// Tabs reload and leave, the server restarts with new ids, signals and hellos are lost,
+    /// ICE drops and browsers reject things: nothing panics, and once it all stops, every
+    /// node in the room holds exactly one connected peer for each other node in the room,
+    /// and nothing else.
+    #[test]
+    fn a_room_under_churn_ends_as_a_full_mesh(
+        steps in proptest::collection::vec(arb_step(), 0..30),
+    ) {
+        let (w, in_room) = churn(&steps);
+        if let Err(e) = full_mesh(&w, &in_room) {
+            return Err(proptest::test_runner::TestCaseError::fail(e));
+        }
+    }
+}
+
+/// The cases the property test above found, each of which left two nodes in the room
+/// unconnected for good (or one holding a peer that was gone), kept as they were found.
+#[test]
+fn churn_cases_once_found_end_as_a_full_mesh() {
+    use Step::*;
+    let cases: [(&str, &[Step]); 9] = [
+        (
+            "a connection failed while signaling was down was kept, failed, forever",
+            &[ServerDown, PeerError(0, 1), Leave(1)],
+        ),
+        (
+            "an invitation to offer that was lost was never sent again",
+            &[PeerError(2, 0), Mute(2, true), Wait(3000)],
+        ),
+        (
+            "a data channel that closed with both in the room was never opened again",
+            &[CloseChannel(0, 1)],
+        ),
+        (
+            "after a server restart, a duplicate closed at once left the peer whose hello \
+             was lost with a stranger it kept trying",
+            &[ServerDown, LoseHellos(1, 1), ServerUp('a'), Wait(173)],
+        ),
+        (
+            "the same, while ICE was down: neither could reach the other again",
+            &[
+                ServerDown,
+                Ice(2, 0, IceState::Disconnected),
+                LoseHellos(2, 3),
+                ServerUp('a'),
+                Wait(227),
+            ],
+        ),
+        (
+            "a peer whose connection had failed was taken for a live one when met again (a \
+             connection of its found to be a duplicate, closed)",
+            &[
+                Reload(0),
+                Mute(0, true),
+                PeerError(1, 0),
+                Wait(3000),
+                ServerDown,
+            ],
+        ),
+        (
+            "a lost hello saying ours was had left that side connecting until it failed",
+            &[
+                LoseHellos(1, 2),
+                PeerError(0, 2),
+                ServerUp('a'),
+                PeerError(0, 2),
+                ServerUp('a'),
+                Wait(0),
+                LoseHellos(0, 1),
+                Reload(0),
+                LoseHellos(0, 2),
+                ServerDown,
+                Wait(250),
+            ],
+        ),
+        (
+            "a connection met again under new ids was taken for a live one while it was \
+             still connecting (it had been connected once)",
+            &[LoseHellos(1, 2), Reload(2), ServerDown],
+        ),
+        (
+            "ICE lost while signaling was down: the restart could not be sent",
+            &[ServerDown, Wait(10835), Ice(1, 0, IceState::Disconnected)],
+        ),
+    ];
+    let failed: Vec<String> = cases
+        .iter()
+        .filter_map(|(what, steps)| {
+            let (w, in_room) = churn(steps);
+            full_mesh(&w, &in_room)
+                .err()
+                .map(|e| format!("{what}: {e}"))
+        })
+        .collect();
+    assert!(failed.is_empty(), "{failed:#?}");
 }

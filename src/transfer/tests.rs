@@ -49,6 +49,11 @@ struct Node {
     /// `Reject Busy` frames it sent.
     busy_sent: usize,
     up: bool,
+    /// Counts its leaves: a frame sent before one is not delivered after (a closed channel's
+    /// messages never arrive on the next).
+    epoch: u64,
+    /// Where set, its next store fails (quota, I/O) and this is cleared.
+    fail_store: bool,
 }
 
 #[derive(PartialEq, Eq, PartialOrd, Ord)]
@@ -57,6 +62,8 @@ struct InFlight {
     seq: u64,
     from: usize,
     to: usize,
+    /// The sender's and the receiver's epochs when it was sent.
+    epochs: (u64, u64),
     bytes: Vec<u8>,
 }
 
@@ -98,6 +105,8 @@ impl Sim {
                 unsent: None,
                 busy_sent: 0,
                 up: true,
+                epoch: 0,
+                fail_store: false,
             })
             .collect();
         let mut links = HashMap::new();
@@ -200,6 +209,7 @@ impl Sim {
                                 seq: self.seq,
                                 from: i,
                                 to,
+                                epochs: (self.nodes[i].epoch, self.nodes[to].epoch),
                                 bytes,
                             }));
                         }
@@ -213,6 +223,12 @@ impl Sim {
                         Output::Store(id, piece, data) => {
                             let node = &mut self.nodes[i];
                             node.stored.push(piece);
+                            if std::mem::take(&mut node.fail_store) {
+                                let full = "the store is full".to_string();
+                                node.engine
+                                    .handle(Input::StoreFailed(id, piece, full), self.now);
+                                continue;
+                            }
                             if let Some(held) = &mut node.held {
                                 held.push((id, piece, data));
                                 continue;
@@ -273,7 +289,8 @@ impl Sim {
             self.now = self.now.max(t);
             while self.queue.peek().is_some_and(|Reverse(m)| m.at <= self.now) {
                 let Reverse(m) = self.queue.pop().unwrap();
-                if self.nodes[m.to].up && self.nodes[m.from].up {
+                let (to, from) = (&self.nodes[m.to], &self.nodes[m.from]);
+                if to.up && from.up && (from.epoch, to.epoch) == m.epochs {
                     self.nodes[m.to]
                         .engine
                         .handle(Input::Frame(pid(m.from), m.bytes), self.now);
@@ -301,6 +318,7 @@ impl Sim {
     /// Node `i` leaves: everyone sees its channel close.
     fn leave(&mut self, i: usize) {
         self.nodes[i].up = false;
+        self.nodes[i].epoch += 1;
         for j in 0..self.nodes.len() {
             if j != i && self.nodes[j].up {
                 self.nodes[j]
@@ -1754,4 +1772,248 @@ fn downloading_a_file_we_have_whole_changes_nothing() {
     let files = sim.nodes[0].engine.files();
     assert!(files[0].complete && !files[0].downloading, "{files:?}");
     assert!(sim.nodes[0].served.is_empty());
+}
+
+/// One thing that happens to a swarm in [`a_swarm_under_churn_delivers_every_file_whole`].
+#[derive(Debug, Clone)]
+enum Step {
+    /// A node's channels close (its tab is hidden, its network drops).
+    Leave(usize),
+    /// A node that left connects again, with the state it had.
+    Back(usize),
+    /// A node's page reloads: a new engine resumes what its store holds.
+    Reload(usize),
+    Download(usize, usize),
+    Cancel(usize, usize),
+    /// A node lets go of a file it downloaded, and its store of it is deleted.
+    Unshare(usize, usize),
+    /// A node serves corrupt blocks from now on.
+    Corrupt(usize),
+    /// The link from one node to another becomes slow: latency (ms) and bytes a second.
+    Slow(usize, usize, u64, f64),
+    /// A node's next store fails (its quota is full).
+    StoreFails(usize),
+    /// Time passes (ms).
+    Wait(u64),
+}
+
+/// Nodes in the churn test; node 0 shares every file and never turns bad.
+const CHURN_NODES: usize = 5;
+
+fn arb_step(files: usize) -> impl Strategy<Value = Step> {
+    let n = CHURN_NODES;
+    prop_oneof![
+        3 => (0..n).prop_map(Step::Leave),
+        3 => (0..n).prop_map(Step::Back),
+        2 => (1..n).prop_map(Step::Reload),
+        6 => (1..n, 0..files).prop_map(|(i, f)| Step::Download(i, f)),
+        2 => (1..n, 0..files).prop_map(|(i, f)| Step::Cancel(i, f)),
+        1 => (1..n, 0..files).prop_map(|(i, f)| Step::Unshare(i, f)),
+        1 => (1..n).prop_map(Step::Corrupt),
+        1 => (0..n, 0..n, 0u64..3000, 2e5..2e7)
+            .prop_filter("a link joins two nodes", |(a, b, _, _)| a != b)
+            .prop_map(|(a, b, ms, rate)| Step::Slow(a, b, ms, rate)),
+        1 => (1..n).prop_map(Step::StoreFails),
+        6 => (0u64..1500).prop_map(Step::Wait),
+    ]
+}
+
+impl Sim {
+    /// Node `i`, which left, connects to every node that is up again: its channels to them
+    /// closed when it left and open anew.
+    fn back(&mut self, i: usize) {
+        if self.nodes[i].up {
+            return;
+        }
+        self.nodes[i].up = true;
+        for j in 0..self.nodes.len() {
+            if j == i {
+                continue;
+            }
+            self.nodes[i]
+                .engine
+                .handle(Input::PeerDown(pid(j)), self.now);
+            if self.nodes[j].up {
+                let (to_i, to_j) = (self.accepts[i], self.accepts[j]);
+                self.nodes[i]
+                    .engine
+                    .handle(Input::PeerUp(pid(j), to_j), self.now);
+                self.nodes[j]
+                    .engine
+                    .handle(Input::PeerUp(pid(i), to_i), self.now);
+            }
+        }
+    }
+
+    /// Node `i`'s page reloads: a new engine, which resumes every file its store holds part
+    /// of. Returns those files.
+    fn reload(&mut self, i: usize, manifests: &[Manifest]) -> Vec<bool> {
+        let was_up = self.nodes[i].up;
+        if was_up {
+            self.leave(i);
+        }
+        let seed = 1000 + self.now.as_millis() as u64;
+        self.nodes[i].engine = Engine::new(Config {
+            seed,
+            ..Config::default()
+        });
+        self.nodes[i].fail_store = false;
+        if was_up {
+            // (`back` closes its channels first, which a new engine never had: no matter.)
+            self.back(i);
+        }
+        manifests
+            .iter()
+            .map(|m| {
+                let id = m.id();
+                let mut have = Bitfield::new(m.pieces());
+                for p in 0..m.pieces() {
+                    if self.nodes[i].store.contains_key(&(id, p)) {
+                        have.set(p);
+                    }
+                }
+                let any = have.count() > 0;
+                if any {
+                    self.input(i, Input::Resume(m.clone(), have));
+                }
+                any
+            })
+            .collect()
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Peers leave, come back, reload, turn bad, cancel, delete, fill their storage, while
+    /// links slow down: nothing panics, no node ever stores a piece that is not the file's,
+    /// and once everyone is back, every download asked for (again, where storage had failed)
+    /// finishes whole.
+    #[test]
+    fn a_swarm_under_churn_delivers_every_file_whole(
+        sizes in prop::collection::vec(prop_oneof![
+            Just(0usize),
+            1usize..5000,
+            (1usize << 20) - 8..(1usize << 20) + 8,
+            (1usize << 20)..(7usize << 19),
+        ], 1..=3),
+        steps in prop::collection::vec(arb_step(3), 0..40),
+    ) {
+        let files: Vec<(Vec<u8>, Manifest)> = sizes
+            .iter()
+            .enumerate()
+            .map(|(f, &len)| {
+                let data = content(len, 100 + f as u64);
+                let m = manifest_of(&format!("f{f}"), &data);
+                (data, m)
+            })
+            .collect();
+        let manifests: Vec<Manifest> = files.iter().map(|(_, m)| m.clone()).collect();
+        let mut sim = Sim::new(CHURN_NODES);
+        for (data, m) in &files {
+            sim.share(0, data, m);
+        }
+        sim.settle();
+        // Which downloads the nodes' users want (and expect whole in the end).
+        let mut wanted = [[false; 3]; CHURN_NODES];
+        for step in &steps {
+            match *step {
+                Step::Leave(i) => {
+                    if sim.nodes[i].up {
+                        sim.leave(i);
+                    }
+                }
+                Step::Back(i) => sim.back(i),
+                Step::Reload(i) => {
+                    let resumed = sim.reload(i, &manifests);
+                    for (f, any) in resumed.into_iter().enumerate() {
+                        wanted[i][f] = any;
+                    }
+                }
+                Step::Download(_, f) | Step::Cancel(_, f) | Step::Unshare(_, f)
+                    if f >= files.len() => {}
+                Step::Download(i, f) => {
+                    // The page offers only files announced to it (`download` of another is
+                    // an error).
+                    let id = files[f].1.id();
+                    if sim.nodes[i].engine.files().iter().any(|x| x.id == id) {
+                        wanted[i][f] = true;
+                        sim.input(i, Input::Download(id));
+                    }
+                }
+                Step::Cancel(i, f) => {
+                    wanted[i][f] = false;
+                    sim.input(i, Input::Cancel(files[f].1.id()));
+                }
+                Step::Unshare(i, f) => {
+                    wanted[i][f] = false;
+                    let id = files[f].1.id();
+                    sim.input(i, Input::Unshare(id));
+                    sim.nodes[i].store.retain(|(of, _), _| *of != id);
+                }
+                Step::Corrupt(i) => sim.nodes[i].corrupt = true,
+                Step::Slow(a, b, ms, rate) => sim.slow_link(a, b, Duration::from_millis(ms), rate),
+                Step::StoreFails(i) => sim.nodes[i].fail_store = true,
+                Step::Wait(ms) => {
+                    sim.run_until(Duration::from_millis(ms), |_| false);
+                }
+            }
+            sim.drain();
+            // Nothing but the file's own pieces is ever stored.
+            for (i, node) in sim.nodes.iter().enumerate() {
+                for ((id, p), bytes) in &node.store {
+                    let (data, m) = files.iter().find(|(_, m)| m.id() == *id).unwrap();
+                    let start = *p as usize * m.piece_size as usize;
+                    prop_assert!(
+                        bytes[..] == data[start..start + m.piece_len(*p) as usize],
+                        "node {} stored a bad piece {} of {:?}", i, p, m.name
+                    );
+                }
+            }
+        }
+        // Everyone comes back; downloads that stopped on a storage error are asked for again
+        // (the page's retry), the others go on by themselves.
+        for i in 0..CHURN_NODES {
+            sim.back(i);
+            sim.nodes[i].fail_store = false;
+        }
+        sim.settle();
+        for (i, want) in wanted.iter().enumerate() {
+            for (f, (_, m)) in files.iter().enumerate() {
+                // (The page said why; the file may have been forgotten since, with its error,
+                // when all its sources left.)
+                let stopped = sim.nodes[i]
+                    .events
+                    .iter()
+                    .any(|e| matches!(e, TransferEvent::Error(id, _) if *id == m.id()));
+                if want[f] && stopped {
+                    sim.input(i, Input::Download(m.id()));
+                }
+            }
+        }
+        let whole = |s: &Sim| {
+            wanted.iter().enumerate().all(|(i, want)| {
+                files
+                    .iter()
+                    .enumerate()
+                    .all(|(f, (_, m))| !want[f] || s.complete(i, &m.id()))
+            })
+        };
+        let done = sim.run_until(Duration::from_secs(600), whole);
+        for (i, want) in wanted.iter().enumerate() {
+            for (f, (data, m)) in files.iter().enumerate() {
+                if !want[f] {
+                    continue;
+                }
+                prop_assert!(
+                    done && sim.complete(i, &m.id()),
+                    "node {} never finished file {} ({} bytes): {:?}; its events: {:?}",
+                    i, f, m.size,
+                    sim.nodes[i].engine.files().into_iter().find(|x| x.id == m.id()),
+                    sim.nodes[i].events.iter().rev().take(8).collect::<Vec<_>>()
+                );
+                prop_assert!(sim.assembled(i, m) == *data, "node {} assembled file {} wrong", i, f);
+            }
+        }
+    }
 }

@@ -309,7 +309,7 @@ fn peer_command(shared: &Shared, id: PeerId, cmd: PeerCommand) {
             let handle = shared.borrow_mut().peers.remove(&id);
             drop(handle);
         }
-        PeerCommand::SendHello { seen } => {
+        PeerCommand::SendHello { seen, ask } => {
             let (found, key) = {
                 let inner = shared.borrow();
                 let found = inner
@@ -323,7 +323,7 @@ fn peer_command(shared: &Shared, id: PeerId, cmd: PeerCommand) {
                 return;
             }
             let mut hello = vec![TAG_HELLO];
-            hello.extend_from_slice(&hello_body(key, seen));
+            hello.extend_from_slice(&hello_body(key, seen, ask));
             let shared = Rc::clone(shared);
             spawn_local(async move {
                 if let Err(e) = channel.send(&hello).await {
@@ -515,8 +515,9 @@ async fn run_channel(
     while let Some(msg) = incoming.next().await {
         match msg {
             Message::Binary(b) if b.first() == Some(&TAG_HELLO) => match parse_hello(&b[1..]) {
-                Some((key, seen)) => {
-                    feed_peer(&shared, &id, gen, Input::Hello(id.clone(), key, seen));
+                Some((key, seen, ask)) => {
+                    let hello = Input::Hello(id.clone(), key, seen, ask);
+                    feed_peer(&shared, &id, gen, hello);
                 }
                 None => {
                     let malformed = Input::PeerError(id.clone(), "malformed hello".into());
