@@ -557,9 +557,11 @@ impl Swarm {
     fn decline(&mut self, id: &PeerId) {
         if let Some(p) = self.peers.get_mut(id) {
             p.refused = true;
-            // Nor do we wait for an offer we invited (see `rebalance_at`).
+            // Nor do we wait for an offer we invited (see `rebalance_at`); once we have room
+            // again, we invite it anew (it may have taken our `bye` as final).
             if p.state == PeerState::New {
                 p.deadline = None;
+                p.invited = false;
             }
         }
         self.signal_to(
@@ -590,6 +592,10 @@ impl Swarm {
         let Some(p) = self.peers.get_mut(&id) else {
             return;
         };
+        // A peer that offers or invites has room for us again, whatever it said before.
+        if matches!(signal, PeerSignal::Offer { .. } | PeerSignal::Invite) {
+            p.declined = false;
+        }
         match signal {
             PeerSignal::Offer { .. } => {
                 let role = p
@@ -803,6 +809,8 @@ impl Swarm {
                 id.clone(),
                 "duplicate of a live connection".into(),
             ));
+            // It counted against the budget: there may be room for another now.
+            self.rebalance_at(now);
             return;
         }
         let p = self.peers.get_mut(id).expect("present");

@@ -40,6 +40,8 @@ struct World {
     /// Ids handed out in this order, so tests control who offers.
     id_prefix: char,
     next_conn: u64,
+    /// Every node's connection budget.
+    max_peers: usize,
 }
 
 fn room() -> RoomName {
@@ -75,6 +77,7 @@ impl World {
             now: Duration::ZERO,
             id_prefix: 'a',
             next_conn: 0,
+            max_peers,
         }
     }
 
@@ -999,7 +1002,7 @@ impl World {
             }
         }
         let mut cfg = Config::new(room(), seed);
-        cfg.max_peers = 20;
+        cfg.max_peers = self.max_peers;
         let node = &mut self.nodes[i];
         node.swarm = Swarm::new(cfg);
         node.pending_inputs.clear();
@@ -1011,7 +1014,12 @@ impl World {
 /// Runs `steps` in a room of [`CHURN_NODES`], then lets it all stop (the server up, nothing
 /// lost) for 300 s: the world, and who is in the room.
 fn churn(steps: &[Step]) -> (World, [bool; CHURN_NODES]) {
-    let mut w = World::new(CHURN_NODES, 20);
+    churn_within(steps, 20)
+}
+
+/// The same with a connection budget of `max_peers` for every node.
+fn churn_within(steps: &[Step], max_peers: usize) -> (World, [bool; CHURN_NODES]) {
+    let mut w = World::new(CHURN_NODES, max_peers);
     w.join_all();
     let mut in_room = [true; CHURN_NODES];
     for (k, step) in steps.iter().enumerate() {
@@ -1127,6 +1135,70 @@ proptest::proptest! {
     }
 }
 
+/// Within the budget: no tab holds more active connections than its budget, every connection
+/// is known to both ends, and no two tabs in the room that both have room are left apart.
+fn within_budget(w: &World, in_room: &[bool; CHURN_NODES]) -> Result<(), String> {
+    let mut links = vec![Vec::new(); CHURN_NODES];
+    for i in (0..CHURN_NODES).filter(|i| in_room[*i]) {
+        let active = w.nodes[i]
+            .swarm
+            .peers()
+            .filter(|(_, s)| {
+                matches!(
+                    s,
+                    PeerState::Connecting | PeerState::Connected | PeerState::Reconnecting
+                )
+            })
+            .count();
+        if active > w.max_peers {
+            return Err(format!("node {i} has {active} connections"));
+        }
+        links[i] = w
+            .connected(i)
+            .iter()
+            .filter_map(|id| w.nodes[i].conns.get(id).map(|(r, _)| *r))
+            .collect();
+    }
+    for i in 0..CHURN_NODES {
+        for &j in &links[i] {
+            if !links[j].contains(&i) {
+                return Err(format!(
+                    "node {i} is connected to {j}, not {j} to {i}: {links:?}"
+                ));
+            }
+        }
+    }
+    let room = |i: usize| in_room[i] && links[i].len() < w.max_peers;
+    for i in 0..CHURN_NODES {
+        for j in i + 1..CHURN_NODES {
+            if room(i) && room(j) && !links[i].contains(&j) {
+                let peers: Vec<_> = w.nodes[i].swarm.peers().collect();
+                return Err(format!(
+                    "nodes {i} and {j} both have room and are apart: {links:?}; {i}'s peers: {peers:?}"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 2000, ..Default::default() })]
+
+    /// The same churn in a room where each tab connects to at most one or two others.
+    #[test]
+    fn a_room_under_churn_within_a_budget_leaves_no_two_tabs_with_room_apart(
+        steps in proptest::collection::vec(arb_step(), 0..30),
+        max_peers in 1usize..=2,
+    ) {
+        let (w, in_room) = churn_within(&steps, max_peers);
+        if let Err(e) = within_budget(&w, &in_room) {
+            return Err(proptest::test_runner::TestCaseError::fail(e));
+        }
+    }
+}
+
 /// The cases the property test above found, each of which left two nodes in the room
 /// unconnected for good (or one holding a peer that was gone), kept as they were found.
 #[test]
@@ -1202,6 +1274,32 @@ fn churn_cases_once_found_end_as_a_full_mesh() {
         .filter_map(|(what, steps)| {
             let (w, in_room) = churn(steps);
             full_mesh(&w, &in_room)
+                .err()
+                .map(|e| format!("{what}: {e}"))
+        })
+        .collect();
+    assert!(failed.is_empty(), "{failed:#?}");
+}
+
+/// The cases the budget's property test found, kept as they were found.
+#[test]
+fn churn_cases_once_found_within_a_budget_leave_no_two_tabs_with_room_apart() {
+    use Step::*;
+    let cases: [(&str, &[Step]); 2] = [
+        (
+            "each had declined the other while full, and neither asked again once it had room",
+            &[Reload(0), Reload(1), Leave(1)],
+        ),
+        (
+            "a duplicate found and closed freed room that was not used",
+            &[ServerDown, ServerUp('a'), Leave(0), Wait(178), Reload(1)],
+        ),
+    ];
+    let failed: Vec<String> = cases
+        .iter()
+        .filter_map(|(what, steps)| {
+            let (w, in_room) = churn_within(steps, 2);
+            within_budget(&w, &in_room)
                 .err()
                 .map(|e| format!("{what}: {e}"))
         })
