@@ -26,8 +26,34 @@ struct Node {
     lose_seen_hellos: usize,
     /// Hellos this node sent.
     hellos_sent: usize,
-    /// Reply to offers with a reversed role (breaks the glare rule).
+    /// Inputs waiting to be handled.
     pending_inputs: Vec<Input>,
+    /// Per connection, the number of the answering end's RTCPeerConnection (its certificate),
+    /// as the offering end first had it in an answer: one from another is refused.
+    answerers: BTreeMap<PeerId, u64>,
+    /// Per connection, its own number (see `answerers`).
+    own: BTreeMap<PeerId, u64>,
+    /// Its signaling sessions so far: what the server sent in an older one is lost with its
+    /// socket.
+    session: u64,
+}
+
+/// Something on its way from one node to another (see [`World::latency`]).
+enum Flight {
+    /// From the server, in the receiver's signaling session `session`.
+    Server {
+        to: usize,
+        session: u64,
+        msg: ServerMessage,
+    },
+    /// On connection `conn`, which the receiver holds as `back`: lost if it no longer does.
+    /// A close ends the receiver's end of it.
+    Channel {
+        to: usize,
+        back: PeerId,
+        conn: u64,
+        input: Input,
+    },
 }
 
 struct World {
@@ -42,7 +68,19 @@ struct World {
     next_conn: u64,
     /// Every node's connection budget.
     max_peers: usize,
+    /// Where set, what the server sends a node and what a node sends another on a connection
+    /// arrive up to this long later (drawn from `rng`), in order on each path.
+    latency: Option<Duration>,
+    rng: crate::swarm::Rng,
+    /// In flight, by arrival time and order.
+    in_flight: BTreeMap<(Time, u64), Flight>,
+    /// When each path (from, to, through the server) last delivers: order is kept on it.
+    paths: BTreeMap<(usize, usize, bool), Time>,
+    flights: u64,
 }
+
+/// The server, as the sender on a path.
+const SERVER: usize = usize::MAX;
 
 fn room() -> RoomName {
     RoomName::new("test-room").unwrap()
@@ -66,6 +104,9 @@ impl World {
                     lose_seen_hellos: 0,
                     hellos_sent: 0,
                     pending_inputs: Vec::new(),
+                    answerers: BTreeMap::new(),
+                    own: BTreeMap::new(),
+                    session: 0,
                 }
             })
             .collect();
@@ -78,7 +119,58 @@ impl World {
             id_prefix: 'a',
             next_conn: 0,
             max_peers,
+            latency: None,
+            rng: crate::swarm::Rng::new(1),
+            in_flight: BTreeMap::new(),
+            paths: BTreeMap::new(),
+            flights: 0,
         }
+    }
+
+    /// Sends `flight` from node `from` (or [`SERVER`]): at once, or after the world's latency.
+    fn send(&mut self, from: usize, flight: Flight) {
+        let Some(max) = self.latency else {
+            return self.land(flight);
+        };
+        let (to, via_server) = match &flight {
+            Flight::Server { to, .. } => (*to, true),
+            Flight::Channel { to, .. } => (*to, false),
+        };
+        let path = self.paths.entry((from, to, via_server)).or_default();
+        let at = (self.now + max.mul_f64(self.rng.unit())).max(*path);
+        *path = at;
+        self.flights += 1;
+        self.in_flight.insert((at, self.flights), flight);
+    }
+
+    /// `flight` arrives, unless what it was sent on is gone.
+    fn land(&mut self, flight: Flight) {
+        match flight {
+            Flight::Server { to, session, msg } => {
+                if self.nodes[to].session == session {
+                    self.input(to, Input::Server(msg));
+                }
+            }
+            Flight::Channel {
+                to,
+                back,
+                conn,
+                input,
+            } => {
+                if self.nodes[to].conns.get(&back).map(|c| c.1) != Some(conn) {
+                    return;
+                }
+                if matches!(input, Input::ChannelClosed(_)) {
+                    self.nodes[to].conns.remove(&back);
+                }
+                self.input(to, input);
+            }
+        }
+    }
+
+    /// Node `i`'s signaling session ends: what the server sent it and it has not had is lost.
+    fn end_session(&mut self, i: usize) {
+        self.nodes[i].session += 1;
     }
 
     fn input(&mut self, i: usize, input: Input) {
@@ -93,7 +185,8 @@ impl World {
     }
 
     fn server_send(&mut self, to: usize, msg: ServerMessage) {
-        self.input(to, Input::Server(msg));
+        let session = self.nodes[to].session;
+        self.send(SERVER, Flight::Server { to, session, msg });
     }
 
     /// Runs until nothing moves.
@@ -118,7 +211,7 @@ impl World {
         panic!("the world does not settle");
     }
 
-    /// Advances the clock to `t`, firing deadlines on the way.
+    /// Advances the clock to `t`, firing deadlines and landing flights on the way.
     fn advance(&mut self, by: Duration) {
         let end = self.now + by;
         loop {
@@ -127,10 +220,18 @@ impl World {
                 .nodes
                 .iter()
                 .filter_map(|n| n.swarm.poll_timeout())
+                .chain(self.in_flight.keys().next().map(|(t, _)| *t))
                 .filter(|t| *t <= end)
                 .min();
             let Some(t) = next else { break };
             self.now = self.now.max(t);
+            while let Some(entry) = self.in_flight.first_entry() {
+                if entry.key().0 > self.now {
+                    break;
+                }
+                let flight = entry.remove();
+                self.land(flight);
+            }
             for n in &mut self.nodes {
                 n.swarm.handle_timeout(self.now);
             }
@@ -156,6 +257,7 @@ impl World {
     }
 
     fn disconnect(&mut self, i: usize) {
+        self.end_session(i);
         if let Some(id) = self.nodes[i].id.take() {
             self.members.retain(|(m, _)| m != &id);
             for (_, n) in self.members.clone() {
@@ -233,6 +335,9 @@ impl World {
                     u64::MAX // set by the offer
                 };
                 self.nodes[i].conns.insert(id.clone(), (remote, conn));
+                self.nodes[i].answerers.remove(&id);
+                self.next_conn += 1;
+                self.nodes[i].own.insert(id.clone(), self.next_conn);
                 if offerer {
                     self.nodes[i].created_offers += 1;
                     self.local_offer(i, &id);
@@ -249,19 +354,33 @@ impl World {
                     }
                     c.1 = conn;
                 }
+                // The answering connection's own number (its certificate).
+                let pc = self.nodes[i].own.get(&id).copied().unwrap_or(0);
                 self.input(i, Input::RemoteApplied(id.clone()));
                 self.input(
                     i,
                     Input::LocalSignal(
                         id.clone(),
                         PeerSignal::Answer {
-                            sdp: format!("answer-{conn}"),
+                            sdp: format!("answer-{conn}-{pc}"),
                         },
                     ),
                 );
                 self.input(i, Input::LocalSignal(id, candidate()));
             }
-            PeerCommand::ApplyRemote(PeerSignal::Answer { .. }) => {
+            PeerCommand::ApplyRemote(PeerSignal::Answer { sdp }) => {
+                let answerer: u64 = sdp.rsplit('-').next().unwrap().parse().unwrap();
+                // An answer from another connection than the one that answered before (an ICE
+                // restart's offer answered by a new connection): the browser refuses it.
+                if *self.nodes[i]
+                    .answerers
+                    .entry(id.clone())
+                    .or_insert(answerer)
+                    != answerer
+                {
+                    let refused = "the answer's fingerprint changed".to_string();
+                    return self.input(i, Input::PeerError(id, refused));
+                }
                 self.input(i, Input::RemoteApplied(id.clone()));
                 // ICE connects: both channels open and say hello.
                 let Some(&(remote, conn)) = self.nodes[i].conns.get(&id) else {
@@ -272,8 +391,12 @@ impl World {
                 };
                 self.input(i, Input::Ice(id.clone(), IceState::Connected));
                 self.input(i, Input::ChannelOpen(id));
-                self.input(remote, Input::Ice(back.clone(), IceState::Connected));
-                self.input(remote, Input::ChannelOpen(back));
+                for input in [
+                    Input::Ice(back.clone(), IceState::Connected),
+                    Input::ChannelOpen(back.clone()),
+                ] {
+                    self.on_channel(i, remote, &back, conn, input);
+                }
             }
             PeerCommand::SendHello { seen, ask } => {
                 self.nodes[i].hellos_sent += 1;
@@ -292,7 +415,8 @@ impl World {
                     return;
                 }
                 let key = self.nodes[i].swarm.key();
-                self.input(remote, Input::Hello(back, key, seen, ask));
+                let hello = Input::Hello(back.clone(), key, seen, ask);
+                self.on_channel(i, remote, &back, conn, hello);
             }
             PeerCommand::ApplyRemote(other) => panic!("apply {other:?}"),
             PeerCommand::AddCandidate(_) => {}
@@ -303,12 +427,25 @@ impl World {
             PeerCommand::Close => {
                 if let Some((remote, conn)) = self.nodes[i].conns.remove(&id) {
                     if let Some(back) = self.conn_at(remote, conn) {
-                        self.nodes[remote].conns.remove(&back);
-                        self.input(remote, Input::ChannelClosed(back));
+                        self.on_channel(i, remote, &back.clone(), conn, Input::ChannelClosed(back));
                     }
                 }
             }
         }
+    }
+
+    /// Node `i` sends `input` on connection `conn` to node `remote`, which holds it as `back`.
+    fn on_channel(&mut self, i: usize, remote: usize, back: &PeerId, conn: u64, input: Input) {
+        let back = back.clone();
+        self.send(
+            i,
+            Flight::Channel {
+                to: remote,
+                back,
+                conn,
+                input,
+            },
+        );
     }
 
     fn local_offer(&mut self, i: usize, id: &PeerId) {
@@ -958,6 +1095,16 @@ enum Step {
 /// Nodes in the churn test.
 const CHURN_NODES: usize = 4;
 
+/// No latency (half the runs), or up to 1–300 ms with a seed.
+#[cfg(not(target_arch = "wasm32"))]
+fn arb_latency() -> impl proptest::strategy::Strategy<Value = Option<(Duration, u64)>> {
+    use proptest::prelude::*;
+    prop_oneof![
+        Just(None),
+        (1u64..300, any::<u64>()).prop_map(|(ms, seed)| Some((Duration::from_millis(ms), seed))),
+    ]
+}
+
 // (proptest is a native dev-dependency only.)
 #[cfg(not(target_arch = "wasm32"))]
 fn arb_step() -> impl proptest::strategy::Strategy<Value = Step> {
@@ -997,8 +1144,7 @@ impl World {
         self.disconnect(i);
         for (_, (remote, conn)) in std::mem::take(&mut self.nodes[i].conns) {
             if let Some(back) = self.conn_at(remote, conn) {
-                self.nodes[remote].conns.remove(&back);
-                self.input(remote, Input::ChannelClosed(back));
+                self.on_channel(i, remote, &back.clone(), conn, Input::ChannelClosed(back));
             }
         }
         let mut cfg = Config::new(room(), seed);
@@ -1014,13 +1160,22 @@ impl World {
 /// Runs `steps` in a room of [`CHURN_NODES`], then lets it all stop (the server up, nothing
 /// lost) for 300 s: the world, and who is in the room.
 fn churn(steps: &[Step]) -> (World, [bool; CHURN_NODES]) {
-    churn_within(steps, 20)
+    churn_within(steps, 20, None)
 }
 
-/// The same with a connection budget of `max_peers` for every node.
-fn churn_within(steps: &[Step], max_peers: usize) -> (World, [bool; CHURN_NODES]) {
+/// The same with a connection budget of `max_peers` for every node and, where given, messages
+/// between nodes taking up to that long (drawn with that seed; see [`World::latency`]).
+fn churn_within(
+    steps: &[Step],
+    max_peers: usize,
+    latency: Option<(Duration, u64)>,
+) -> (World, [bool; CHURN_NODES]) {
     let mut w = World::new(CHURN_NODES, max_peers);
     w.join_all();
+    if let Some((max, seed)) = latency {
+        w.latency = Some(max);
+        w.rng = crate::swarm::Rng::new(seed);
+    }
     let mut in_room = [true; CHURN_NODES];
     for (k, step) in steps.iter().enumerate() {
         match *step {
@@ -1036,6 +1191,7 @@ fn churn_within(steps: &[Step], max_peers: usize) -> (World, [bool; CHURN_NODES]
                 w.server_up = false;
                 w.members.clear();
                 for i in 0..CHURN_NODES {
+                    w.end_session(i);
                     if w.nodes[i].id.take().is_some() {
                         w.input(i, Input::SignalClosed);
                     }
@@ -1127,8 +1283,9 @@ proptest::proptest! {
     #[test]
     fn a_room_under_churn_ends_as_a_full_mesh(
         steps in proptest::collection::vec(arb_step(), 0..30),
+        latency in arb_latency(),
     ) {
-        let (w, in_room) = churn(&steps);
+        let (w, in_room) = churn_within(&steps, 20, latency);
         if let Err(e) = full_mesh(&w, &in_room) {
             return Err(proptest::test_runner::TestCaseError::fail(e));
         }
@@ -1191,8 +1348,9 @@ proptest::proptest! {
     fn a_room_under_churn_within_a_budget_leaves_no_two_tabs_with_room_apart(
         steps in proptest::collection::vec(arb_step(), 0..30),
         max_peers in 1usize..=2,
+        latency in arb_latency(),
     ) {
-        let (w, in_room) = churn_within(&steps, max_peers);
+        let (w, in_room) = churn_within(&steps, max_peers, latency);
         if let Err(e) = within_budget(&w, &in_room) {
             return Err(proptest::test_runner::TestCaseError::fail(e));
         }
@@ -1285,20 +1443,36 @@ fn churn_cases_once_found_end_as_a_full_mesh() {
 #[test]
 fn churn_cases_once_found_within_a_budget_leave_no_two_tabs_with_room_apart() {
     use Step::*;
-    let cases: [(&str, &[Step]); 2] = [
+    let ms = Duration::from_millis;
+    let cases: [(&str, &[Step], _); 3] = [
         (
             "each had declined the other while full, and neither asked again once it had room",
             &[Reload(0), Reload(1), Leave(1)],
+            None,
         ),
         (
             "a duplicate found and closed freed room that was not used",
             &[ServerDown, ServerUp('a'), Leave(0), Wait(178), Reload(1)],
+            None,
+        ),
+        (
+            "an ICE restart's offer reached a tab that had just closed its end, which answered \
+             it with a new connection (the world had taken that for the old one)",
+            &[
+                Ice(0, 2, IceState::Failed),
+                PeerError(3, 1),
+                PeerError(2, 0),
+                Wait(100),
+                Reload(3),
+                PeerError(0, 0),
+            ],
+            Some((ms(72), 3060749219591874321)),
         ),
     ];
     let failed: Vec<String> = cases
         .iter()
-        .filter_map(|(what, steps)| {
-            let (w, in_room) = churn_within(steps, 2);
+        .filter_map(|(what, steps, latency)| {
+            let (w, in_room) = churn_within(steps, 2, *latency);
             within_budget(&w, &in_room)
                 .err()
                 .map(|e| format!("{what}: {e}"))
