@@ -54,6 +54,8 @@ struct Node {
     epoch: u64,
     /// Where set, its next store fails (quota, I/O) and this is cleared.
     fail_store: bool,
+    /// Its next this many block reads fail (a shared file changed on disk).
+    fail_reads: usize,
 }
 
 #[derive(PartialEq, Eq, PartialOrd, Ord)]
@@ -107,6 +109,7 @@ impl Sim {
                 up: true,
                 epoch: 0,
                 fail_store: false,
+                fail_reads: 0,
             })
             .collect();
         let mut links = HashMap::new();
@@ -237,6 +240,12 @@ impl Sim {
                             node.engine.handle(Input::Stored(id, piece), self.now);
                         }
                         Output::Read(peer, id, block) => {
+                            if self.nodes[i].fail_reads > 0 {
+                                self.nodes[i].fail_reads -= 1;
+                                let failed = Input::ReadFailed(peer, id, block);
+                                self.nodes[i].engine.handle(failed, self.now);
+                                continue;
+                            }
                             self.nodes[i].served.push(block.piece);
                             let piece = &self.nodes[i].store[&(id, block.piece)];
                             let mut data = piece
@@ -1785,7 +1794,8 @@ enum Step {
     Reload(usize),
     Download(usize, usize),
     Cancel(usize, usize),
-    /// A node lets go of a file it downloaded, and its store of it is deleted.
+    /// A node lets go of a file: one it downloaded is deleted from its store; node 0 (whose
+    /// files are the user's own) shares it again at the end.
     Unshare(usize, usize),
     /// A node serves corrupt blocks from now on.
     Corrupt(usize),
@@ -1793,6 +1803,8 @@ enum Step {
     Slow(usize, usize, u64, f64),
     /// A node's next store fails (its quota is full).
     StoreFails(usize),
+    /// A node's next block reads fail.
+    ReadsFail(usize, usize),
     /// Time passes (ms).
     Wait(u64),
 }
@@ -1808,12 +1820,13 @@ fn arb_step(files: usize) -> impl Strategy<Value = Step> {
         2 => (1..n).prop_map(Step::Reload),
         6 => (1..n, 0..files).prop_map(|(i, f)| Step::Download(i, f)),
         2 => (1..n, 0..files).prop_map(|(i, f)| Step::Cancel(i, f)),
-        1 => (1..n, 0..files).prop_map(|(i, f)| Step::Unshare(i, f)),
+        1 => (0..n, 0..files).prop_map(|(i, f)| Step::Unshare(i, f)),
         1 => (1..n).prop_map(Step::Corrupt),
         1 => (0..n, 0..n, 0u64..3000, 2e5..2e7)
             .prop_filter("a link joins two nodes", |(a, b, _, _)| a != b)
             .prop_map(|(a, b, ms, rate)| Step::Slow(a, b, ms, rate)),
         1 => (1..n).prop_map(Step::StoreFails),
+        1 => (0..n, 1usize..20).prop_map(|(i, k)| Step::ReadsFail(i, k)),
         6 => (0u64..1500).prop_map(Step::Wait),
     ]
 }
@@ -1885,8 +1898,8 @@ impl Sim {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
-    /// Peers leave, come back, reload, turn bad, cancel, delete, fill their storage, while
-    /// links slow down: nothing panics, no node ever stores a piece that is not the file's,
+    /// Peers leave, come back, reload, turn bad, cancel, delete, fill their storage, fail to
+    /// read what they share, while links slow down: nothing panics, no node ever stores a piece that is not the file's,
     /// and once everyone is back, every download asked for (again, where storage had failed)
     /// finishes whole.
     #[test]
@@ -1949,11 +1962,14 @@ proptest! {
                     wanted[i][f] = false;
                     let id = files[f].1.id();
                     sim.input(i, Input::Unshare(id));
-                    sim.nodes[i].store.retain(|(of, _), _| *of != id);
+                    if i != 0 {
+                        sim.nodes[i].store.retain(|(of, _), _| *of != id);
+                    }
                 }
                 Step::Corrupt(i) => sim.nodes[i].corrupt = true,
                 Step::Slow(a, b, ms, rate) => sim.slow_link(a, b, Duration::from_millis(ms), rate),
                 Step::StoreFails(i) => sim.nodes[i].fail_store = true,
+                Step::ReadsFail(i, k) => sim.nodes[i].fail_reads = k,
                 Step::Wait(ms) => {
                     sim.run_until(Duration::from_millis(ms), |_| false);
                 }
@@ -1976,6 +1992,10 @@ proptest! {
         for i in 0..CHURN_NODES {
             sim.back(i);
             sim.nodes[i].fail_store = false;
+            sim.nodes[i].fail_reads = 0;
+        }
+        for (data, m) in &files {
+            sim.share(0, data, m);
         }
         sim.settle();
         for (i, want) in wanted.iter().enumerate() {
