@@ -723,8 +723,6 @@ impl Swarm {
         }
     }
 
-    /// Sends our hello; `again`: as the one due now, so the next goes out after the next wait
-    /// (while the peer has not had it).
     /// Closes the twin connection `id`, if it is one.
     fn close_twin(&mut self, id: &PeerId) -> bool {
         let was = self.twins.remove(id).is_some();
@@ -735,6 +733,8 @@ impl Swarm {
         was
     }
 
+    /// Sends our hello; `again`: as the one due now, so the next goes out after the next wait
+    /// (while the peer has not had it).
     fn send_hello(&mut self, id: &PeerId, again: bool, now: Time) {
         let Some(p) = self.peers.get_mut(id) else {
             return;
