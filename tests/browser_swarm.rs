@@ -459,6 +459,41 @@ fn tracing_events_reach_the_console_with_their_level_and_fields() {
 }
 
 #[wasm_bindgen_test]
+async fn a_data_channel_that_closes_while_both_stay_is_opened_again() {
+    // The data channel between two tabs closes (the browser gave up on it) while both stay in
+    // the room: each fails the connection and tries again (3 s later), so they are connected
+    // again in a few seconds under the same ids, and talk. (Forgotten, they would never meet
+    // again: the server lists a member only once.)
+    let r = room("channel-closed");
+    let a = join(&r).await;
+    let b = join(&r).await;
+    until("connected", 10.0, || {
+        connected(&a).len() == 1 && connected(&b).len() == 1
+    })
+    .await;
+    let (ib, ia) = (connected(&a)[0].clone(), connected(&b)[0].clone());
+    a.close_channel_for_testing(&ib);
+    until("both see it gone", 5.0, || {
+        connected(&a).is_empty() && connected(&b).is_empty()
+    })
+    .await;
+    let start = now_ms();
+    until("connected again", 15.0, || {
+        connected(&a) == [ib.clone()] && connected(&b) == [ia.clone()]
+    })
+    .await;
+    web_sys::console::log_1(&format!("connected again after {:.0} ms", now_ms() - start).into());
+    let mut eb = b.events();
+    a.send_text(&ib, "after the channel closed").await.unwrap();
+    assert_eq!(
+        next_message(&mut eb, 5).await,
+        (ia, Message::Text("after the channel closed".into()))
+    );
+    a.leave();
+    b.leave();
+}
+
+#[wasm_bindgen_test]
 async fn lost_hellos_are_sent_again_so_peers_connect_in_a_moment() {
     // A message sent on a channel that has just opened can be lost (it reaches the remote
     // end before that end's channel is ready): the first hellos of both swarms here are.

@@ -416,6 +416,11 @@ impl DataChannel {
         }
     }
 
+    /// Closes the channel (its connection stays): both ends see it close.
+    pub fn close(&self) {
+        self.ch.close();
+    }
+
     /// Bytes queued and not yet sent.
     pub fn buffered_amount(&self) -> u32 {
         self.ch.buffered_amount()

@@ -1112,6 +1112,21 @@ impl Swarm {
             .collect()
     }
 
+    /// Test hook: closes the data channel to `id` (its connection stays), as a browser does that
+    /// gives up on it.
+    #[doc(hidden)]
+    pub fn close_channel_for_testing(&self, id: &PeerId) {
+        if let Some(ch) = self
+            .shared
+            .borrow()
+            .peers
+            .get(id)
+            .and_then(|h| h.channel.clone())
+        {
+            ch.close();
+        }
+    }
+
     /// The safety number of a connected peer.
     pub fn safety_number(&self, id: &PeerId) -> Option<String> {
         self.shared.borrow().peers.get(id)?.safety.clone()
