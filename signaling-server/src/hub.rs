@@ -636,6 +636,134 @@ mod tests {
         assert_eq!(hub.rooms(), 0);
     }
 
+    /// One thing that happens to a hub in [`every_member_sees_the_room_as_it_is`].
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// Local peer `l<k>` joins room `r` (if in no room).
+        Join(usize, usize),
+        /// Local peer `l<k>` leaves its room.
+        Leave(usize),
+        /// Remote peer `x<k>` (on instance `k % 2`) joined room `r` there.
+        RemoteJoined(usize, usize),
+        /// It left.
+        RemoteLeft(usize, usize),
+        /// Instance `i` has exactly these remote peers (of its own) in room `r`.
+        Roster(usize, usize, Vec<usize>),
+        /// Instance `i` is gone.
+        DropInstance(usize),
+    }
+
+    fn arb_op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            4 => (0..6usize, 0..2usize).prop_map(|(k, r)| Op::Join(k, r)),
+            3 => (0..6usize).prop_map(Op::Leave),
+            3 => (0..6usize, 0..2usize).prop_map(|(k, r)| Op::RemoteJoined(k, r)),
+            2 => (0..6usize, 0..2usize).prop_map(|(k, r)| Op::RemoteLeft(k, r)),
+            2 => (0..2usize, 0..2usize, proptest::collection::vec(0..3usize, 0..3))
+                .prop_map(|(i, r, ks)| Op::Roster(i, r, ks)),
+            1 => (0..2usize).prop_map(Op::DropInstance),
+        ]
+    }
+
+    /// A local member: its room and inbox, and the room as it has been told (the others).
+    struct Seen {
+        room: RoomName,
+        inbox: Inbox,
+        view: Vec<PeerId>,
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 2000, ..Default::default() })]
+
+        /// Local peers join and leave, remote instances report joins, leaves and rosters and
+        /// die: every local member's view of its room (who was there when it joined, then
+        /// every peer-joined and peer-left) is the room as it is — the same for all of its
+        /// local members, never told of a peer twice or of one that was not there — and every
+        /// peer in it can be signaled, no other.
+        #[test]
+        fn every_member_sees_the_room_as_it_is(ops in proptest::collection::vec(arb_op(), 0..60)) {
+            let hub = Hub::new();
+            let rooms = [RoomName::new("r0").unwrap(), RoomName::new("r1").unwrap()];
+            let insts: [Arc<str>; 2] = ["inst-0".into(), "inst-1".into()];
+            let local = |k: usize| PeerId::new(format!("l{k}")).unwrap();
+            let remote = |k: usize| PeerId::new(format!("x{k}")).unwrap();
+            let mut seen: HashMap<usize, Seen> = HashMap::new();
+            for op in ops {
+                match op {
+                    Op::Join(k, r) if !seen.contains_key(&k) => {
+                        let (o, inbox) = outbox(1000);
+                        let view = hub.join(&rooms[r], Member::local(local(k), o), 100, 100).unwrap();
+                        seen.insert(k, Seen { room: rooms[r].clone(), inbox, view });
+                    }
+                    Op::Join(..) => {}
+                    Op::Leave(k) => {
+                        if let Some(s) = seen.remove(&k) {
+                            hub.leave(&s.room, &local(k));
+                        }
+                    }
+                    Op::RemoteJoined(k, r) => hub.remote_joined(&rooms[r], &remote(k), &insts[k % 2]),
+                    Op::RemoteLeft(k, r) => hub.remote_left(&rooms[r], &remote(k), &insts[k % 2]),
+                    Op::Roster(i, r, ks) => {
+                        let ids: Vec<PeerId> = ks.iter().map(|j| remote(2 * j + i)).collect();
+                        hub.remote_roster(&rooms[r], &insts[i], &ids);
+                    }
+                    Op::DropInstance(i) => hub.drop_instance(&insts[i]),
+                }
+                // Each member takes in what it was told.
+                for (k, s) in seen.iter_mut() {
+                    while let Some(out) = s.inbox.try_recv() {
+                        let Out::Text(t, _) = out else { continue };
+                        match ServerMessage::parse(t.as_str()).unwrap() {
+                            ServerMessage::PeerJoined { id } => {
+                                proptest::prop_assert!(!s.view.contains(&id), "l{} told {} joined twice", k, id);
+                                s.view.push(id);
+                            }
+                            ServerMessage::PeerLeft { id } => {
+                                proptest::prop_assert!(s.view.contains(&id), "l{} told {} left, not there", k, id);
+                                s.view.retain(|v| *v != id);
+                            }
+                            other => proptest::prop_assert!(false, "l{} told {:?}", k, other),
+                        }
+                    }
+                }
+                // The members of a room see it alike, themselves included.
+                for room in &rooms {
+                    let mut views = seen.iter().filter(|(_, s)| s.room == *room).map(|(k, s)| {
+                        let mut v = s.view.clone();
+                        v.push(local(*k));
+                        v.sort();
+                        v
+                    });
+                    if let Some(first) = views.next() {
+                        for v in views {
+                            proptest::prop_assert_eq!(&v, &first);
+                        }
+                        let mut locals = hub.local_members(room);
+                        locals.sort();
+                        let listed: Vec<PeerId> = first.iter().filter(|id| id.as_str().starts_with('l')).cloned().collect();
+                        proptest::prop_assert_eq!(listed, locals);
+                    } else {
+                        proptest::prop_assert!(hub.local_members(room).is_empty());
+                    }
+                }
+                // Whoever a member sees can be signaled; no one else.
+                for (k, s) in &seen {
+                    for to in (0..6).map(local).chain((0..6).map(remote)) {
+                        let data = RawValue::from_string("1".into()).unwrap();
+                        let sent = hub.relay(&s.room, &local(*k), &to, data, Instant::now());
+                        let member = s.view.contains(&to) || to == local(*k);
+                        proptest::prop_assert_eq!(sent.is_ok(), member, "l{} to {}", k, to);
+                    }
+                    // (Signals to itself, queued just now, are not part of its view.)
+                }
+                for s in seen.values_mut() {
+                    while s.inbox.try_recv().is_some() {}
+                }
+            }
+        }
+    }
+
     #[test]
     fn admission_counts_per_ip() {
         let hub = Hub::new();
