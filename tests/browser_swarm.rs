@@ -216,6 +216,21 @@ async fn a_socket_the_page_opened_early_carries_the_join() {
 
 #[wasm_bindgen_test]
 async fn server_restart_reconnects_while_channels_keep_working() {
+    server_restart_keeps_one_connection(0).await;
+}
+
+#[wasm_bindgen_test]
+async fn a_hello_lost_after_a_server_restart_still_leaves_one_connection_each() {
+    // After the restart each swarm meets the other again under its new id and connects once
+    // more, which the hellos show to be a duplicate of the live connection; the first of
+    // those hellos is lost here. The side that had the other's keeps the duplicate open until
+    // its own has arrived, so both find it and close it.
+    server_restart_keeps_one_connection(1).await;
+}
+
+/// Two swarms connected, the server restarted (with the first `lost_hellos` hellos after it
+/// lost): still exactly one live connection each, under the same public id, and talking.
+async fn server_restart_keeps_one_connection(lost_hellos: u32) {
     let Some(control) = CONTROL else {
         panic!("run with `cargo xtask test` (it provides the restart endpoint)");
     };
@@ -243,6 +258,7 @@ async fn server_restart_reconnects_while_channels_keep_working() {
         next_message(&mut eb, 5).await.1,
         Message::Text("during outage".into())
     );
+    swarmdrop::web::lose_hellos_for_testing(lost_hellos);
     let resp = restart.await.expect("restart endpoint");
     let resp: web_sys::Response = resp.dyn_into().unwrap();
     assert!(resp.ok());
@@ -261,6 +277,7 @@ async fn server_restart_reconnects_while_channels_keep_working() {
             && b.peer_states().len() == 1
     })
     .await;
+    swarmdrop::web::lose_hellos_for_testing(0);
     a.send_text(&b_at_a, "after restart").await.unwrap();
     assert_eq!(
         next_message(&mut eb, 5).await.1,
