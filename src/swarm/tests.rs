@@ -395,7 +395,7 @@ impl World {
                     Input::Ice(back.clone(), IceState::Connected),
                     Input::ChannelOpen(back.clone()),
                 ] {
-                    self.on_channel(i, remote, &back, conn, input);
+                    self.on_channel(i, remote, back.clone(), conn, input);
                 }
             }
             PeerCommand::SendHello { seen, ask } => {
@@ -416,7 +416,7 @@ impl World {
                 }
                 let key = self.nodes[i].swarm.key();
                 let hello = Input::Hello(back.clone(), key, seen, ask);
-                self.on_channel(i, remote, &back, conn, hello);
+                self.on_channel(i, remote, back, conn, hello);
             }
             PeerCommand::ApplyRemote(other) => panic!("apply {other:?}"),
             PeerCommand::AddCandidate(_) => {}
@@ -427,7 +427,7 @@ impl World {
             PeerCommand::Close => {
                 if let Some((remote, conn)) = self.nodes[i].conns.remove(&id) {
                     if let Some(back) = self.conn_at(remote, conn) {
-                        self.on_channel(i, remote, &back.clone(), conn, Input::ChannelClosed(back));
+                        self.on_channel(i, remote, back.clone(), conn, Input::ChannelClosed(back));
                     }
                 }
             }
@@ -435,8 +435,7 @@ impl World {
     }
 
     /// Node `i` sends `input` on connection `conn` to node `remote`, which holds it as `back`.
-    fn on_channel(&mut self, i: usize, remote: usize, back: &PeerId, conn: u64, input: Input) {
-        let back = back.clone();
+    fn on_channel(&mut self, i: usize, remote: usize, back: PeerId, conn: u64, input: Input) {
         self.send(
             i,
             Flight::Channel {
@@ -1144,7 +1143,7 @@ impl World {
         self.disconnect(i);
         for (_, (remote, conn)) in std::mem::take(&mut self.nodes[i].conns) {
             if let Some(back) = self.conn_at(remote, conn) {
-                self.on_channel(i, remote, &back.clone(), conn, Input::ChannelClosed(back));
+                self.on_channel(i, remote, back.clone(), conn, Input::ChannelClosed(back));
             }
         }
         let mut cfg = Config::new(room(), seed);
