@@ -516,6 +516,51 @@ async fn a_download_resumes_from_opfs_after_the_swarm_is_recreated() {
     b2.leave();
 }
 
+#[wasm_bindgen_test]
+async fn a_download_goes_on_after_its_data_channel_closes_and_opens_again() {
+    // Mid-download the data channel between the two tabs closes (both stay in the room): the
+    // swarm connects them again a few seconds later and the download finishes, whole, without
+    // fetching again what it had stored.
+    let room = tag("channel-drop");
+    let a = join_capped(&room, 4e6).await;
+    let b = join(&room, &tag("b")).await;
+    until("connected", 20.0, || {
+        connected(&a) == 1 && connected(&b) == 1
+    })
+    .await;
+    let data = random_bytes(16 * MIB);
+    let id = share(&a, &file_of(&data, "drop.bin")).await;
+    until("announced", 10.0, || knows(&b, &id)).await;
+    let mut events = b.events();
+    let dl = b.download(hex(&id)).unwrap();
+    wait_event(&mut events, 20.0, |e| {
+        matches!(e, Event::Transfer(TransferEvent::Progress(f, have, _)) if *f == id && *have >= 2 * MIB as u64)
+    })
+    .await;
+    let a_at_b = b.peer_states()[0].0.clone();
+    b.close_channel_for_testing(&a_at_b);
+    until("the channel gone", 5.0, || connected(&b) == 0).await;
+    assert!(b.received_from(&id).values().sum::<u64>() < data.len() as u64);
+    let done = JsFuture::from(dl.done());
+    let timeout = sleep(30_000);
+    futures::pin_mut!(done, timeout);
+    let got = match futures::future::select(done, timeout).await {
+        futures::future::Either::Left((got, _)) => got.expect("the download"),
+        futures::future::Either::Right(_) => panic!("not finished 30 s after the channel closed"),
+    };
+    assert_eq!(file_bytes(got).await, data);
+    // What was in flight when the channel closed is fetched again, nothing stored.
+    let fetched = b.received_from(&id).values().sum::<u64>();
+    assert!(
+        fetched <= (data.len() + 8 * MIB) as u64,
+        "fetched {fetched} for a file of {}",
+        data.len()
+    );
+    b.delete_stored(hex(&id)).await.unwrap();
+    a.leave();
+    b.leave();
+}
+
 /// Runs JS `body` (the statements of an async function of `args`) with `values`; its result.
 async fn run_js(args: &str, body: &str, values: &[JsValue]) -> JsValue {
     let f = js_sys::Function::new_with_args(args, &format!("return (async () => {{ {body} }})();"));
