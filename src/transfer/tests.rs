@@ -1899,9 +1899,9 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
     /// Peers leave, come back, reload, turn bad, cancel, delete, fill their storage, fail to
-    /// read what they share, while links slow down: nothing panics, no node ever stores a piece that is not the file's,
-    /// and once everyone is back, every download asked for (again, where storage had failed)
-    /// finishes whole.
+    /// read what they share, while links slow down: nothing panics, no node ever stores a
+    /// piece that is not the file's, and once everyone is back, every download asked for
+    /// (again, where storage had failed) finishes whole.
     #[test]
     fn a_swarm_under_churn_delivers_every_file_whole(
         sizes in prop::collection::vec(prop_oneof![
