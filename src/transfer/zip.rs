@@ -5,7 +5,7 @@
 //! as it is read once. Zip64 where a size, an offset or the number of entries needs it, so
 //! files and archives past 4 GiB open in every common reader.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 /// CRC-32 (IEEE 802.3, as zip uses it).
 #[derive(Debug, Clone)]
@@ -120,7 +120,11 @@ pub struct ZipWriter {
     offset: u64,
     central: Vec<u8>,
     entries: u64,
-    names: HashSet<String>,
+    /// The entries' names so far, and the folders they lie in.
+    files: HashSet<String>,
+    folders: HashSet<String>,
+    /// Folders of names asked for that had to be put elsewhere (a file has the name): where.
+    moved: HashMap<String, String>,
 }
 
 /// A name safe to unpack anywhere: `/`-separated, no empty, `.` or `..` parts, no leading
@@ -139,6 +143,15 @@ pub fn safe_name(name: &str) -> String {
         "file".into()
     } else {
         parts.join("/")
+    }
+}
+
+/// `part` inside folder `at` ("" for the top).
+fn join(at: &str, part: &str) -> String {
+    if at.is_empty() {
+        part.to_string()
+    } else {
+        format!("{at}/{part}")
     }
 }
 
@@ -176,21 +189,55 @@ impl ZipWriter {
             offset: 0,
             central: Vec::new(),
             entries: 0,
-            names: HashSet::new(),
+            files: HashSet::new(),
+            folders: HashSet::new(),
+            moved: HashMap::new(),
         }
     }
 
-    /// The bytes that go before the next file, of `size` bytes with CRC-32 `crc`, named `name`
-    /// (made safe, and unique in the archive by a number where another entry has it). Returns
-    /// them with the name the entry got.
-    pub fn entry(&mut self, name: &str, size: u64, crc: u32) -> (Vec<u8>, String) {
-        let base = safe_name(name);
-        let mut name = base.clone();
-        let mut n = 2;
-        while !self.names.insert(name.clone()) {
-            name = numbered(&base, n);
-            n += 1;
+    /// Where an entry asked to be `safe` (a [`safe_name`]) goes: each folder of it where a file
+    /// of that name is already, or where an earlier name's folder went, then the file itself
+    /// under a number where a file or folder already has its name — so that every entry
+    /// unpacks to a place of its own.
+    fn place(&mut self, safe: &str) -> String {
+        let mut parts: Vec<&str> = safe.split('/').collect();
+        let file = parts.pop().unwrap_or_default();
+        let mut at = String::new();
+        for part in parts {
+            let asked = join(&at, part);
+            at = match self.moved.get(&asked) {
+                Some(to) => to.clone(),
+                None if self.files.contains(&asked) => {
+                    let to = (2..)
+                        .map(|n| format!("{asked} ({n})"))
+                        .find(|c| {
+                            !self.files.contains(c)
+                                && !self.folders.contains(c)
+                                && !self.moved.contains_key(c)
+                        })
+                        .expect("a free number");
+                    self.moved.insert(asked, to.clone());
+                    to
+                }
+                None => asked,
+            };
+            self.folders.insert(at.clone());
         }
+        let asked = join(&at, file);
+        let taken = |c: &String| self.files.contains(c) || self.folders.contains(c);
+        let name = std::iter::once(asked.clone())
+            .chain((2..).map(|n| numbered(&asked, n)))
+            .find(|c| !taken(c))
+            .expect("a free number");
+        self.files.insert(name.clone());
+        name
+    }
+
+    /// The bytes that go before the next file, of `size` bytes with CRC-32 `crc`, named `name`
+    /// (made safe, and put where no other entry is by a number, see [`ZipWriter::place`]).
+    /// Returns them with the name the entry got.
+    pub fn entry(&mut self, name: &str, size: u64, crc: u32) -> (Vec<u8>, String) {
+        let name = self.place(&safe_name(name));
         let big = size >= U32_MAX;
         let far = self.offset >= U32_MAX;
         let version: u16 = if big || far { 45 } else { 20 };
@@ -323,6 +370,69 @@ mod tests {
         }
         out.extend_from_slice(&w.finish());
         (out, names)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 500, ..Default::default() })]
+
+        /// Whatever the names (separators, dots, duplicates, a file named like another's
+        /// folder), every entry unpacks to a place of its own inside the archive's folder:
+        /// names unique, no empty, `.` or `..` part, no backslash, none a folder of another,
+        /// and each entry's bytes read back.
+        #[test]
+        fn any_names_unpack_each_to_a_place_of_its_own(
+            names in proptest::collection::vec("(a|b|\\.|\\.\\.|/|\\\\|\\.txt| |é){0,8}", 1..12),
+        ) {
+            let files: Vec<(&str, Vec<u8>)> = names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (n.as_str(), vec![i as u8; i % 3]))
+                .collect();
+            let (bytes, got) = archive(&files);
+            for (i, n) in got.iter().enumerate() {
+                proptest::prop_assert!(!n.starts_with('/') && !n.contains('\\'), "{:?}", n);
+                proptest::prop_assert!(
+                    n.split('/').all(|p| !p.is_empty() && p != "." && p != ".."),
+                    "{:?}", n
+                );
+                for (j, m) in got.iter().enumerate() {
+                    proptest::prop_assert!(i == j || n != m, "{:?} twice", n);
+                    proptest::prop_assert!(
+                        !m.starts_with(&format!("{n}/")),
+                        "{:?} is a file and a folder of {:?}", n, m
+                    );
+                }
+            }
+            let mut z = ::zip::ZipArchive::new(std::io::Cursor::new(bytes)).expect("a zip");
+            for (i, (_, data)) in files.iter().enumerate() {
+                let mut e = z.by_index(i).unwrap();
+                proptest::prop_assert_eq!(e.name(), got[i].as_str());
+                let mut back = Vec::new();
+                e.read_to_end(&mut back).unwrap();
+                proptest::prop_assert_eq!(&back, data);
+            }
+        }
+    }
+
+    #[test]
+    fn a_file_named_like_a_folder_moves_the_later_of_the_two() {
+        let files: Vec<(&str, Vec<u8>)> =
+            ["photos", "photos/a.jpg", "photos/b.jpg", "x/y", "x", "x/z"]
+                .iter()
+                .map(|n| (*n, Vec::new()))
+                .collect();
+        let (_, names) = archive(&files);
+        assert_eq!(
+            names,
+            [
+                "photos",
+                "photos (2)/a.jpg",
+                "photos (2)/b.jpg",
+                "x/y",
+                "x (2)",
+                "x/z"
+            ]
+        );
     }
 
     #[test]
