@@ -70,6 +70,8 @@ const TWIN_HELLO: PeerCommand = PeerCommand::SendHello {
 /// connection attempt to a stranger it never learns is us, while we hold its new signaling id.
 #[derive(Debug)]
 struct Twin {
+    /// The id the connection was made under.
+    id: PeerId,
     /// When our hello goes out again, and the wait after that.
     resend: (Time, Duration),
     /// Closed at this time, had or not.
@@ -121,9 +123,9 @@ pub struct Swarm {
     /// Peers by their public id: the signaling id they were first seen with (stable for the
     /// application even when their signaling id changes).
     peers: BTreeMap<PeerId, Peer>,
-    /// Connections found to be duplicates of live ones, by the id they were made under, until
-    /// the peer has had our hello on them (see [`Twin`]).
-    twins: BTreeMap<PeerId, Twin>,
+    /// Connections found to be duplicates of live ones, until the peer has had our hello on
+    /// them (see [`Twin`]). (A few at most: a `Vec` costs the wasm less than another map.)
+    twins: Vec<Twin>,
     out: VecDeque<Output>,
     left: bool,
 }
@@ -142,7 +144,7 @@ impl Swarm {
             attempt: 0,
             reconnect_at: None,
             peers: BTreeMap::new(),
-            twins: BTreeMap::new(),
+            twins: Vec::new(),
             out: VecDeque::new(),
             left: false,
         };
@@ -192,7 +194,7 @@ impl Swarm {
             .values()
             .flat_map(|p| [p.deadline, p.hello.resend.map(|(t, _)| t)])
             .flatten()
-            .chain(self.twins.values().map(|t| t.resend.0.min(t.deadline)))
+            .chain(self.twins.iter().map(|t| t.resend.0.min(t.deadline)))
             .chain(self.reconnect_at)
             .min()
     }
@@ -367,9 +369,8 @@ impl Swarm {
                 for id in ids {
                     self.drop_peer(&id, PeerState::Closed, "we left");
                 }
-                let twins: Vec<PeerId> = self.twins.keys().cloned().collect();
-                for id in twins {
-                    self.close_twin(&id);
+                for t in std::mem::take(&mut self.twins) {
+                    self.out.push_back(Output::Peer(t.id, PeerCommand::Close));
                 }
                 self.signal = SignalState::Closed;
                 self.event(SwarmEvent::SignalState(SignalState::Closed));
@@ -725,12 +726,13 @@ impl Swarm {
 
     /// Closes the twin connection `id`, if it is one.
     fn close_twin(&mut self, id: &PeerId) -> bool {
-        let was = self.twins.remove(id).is_some();
-        if was {
-            self.out
-                .push_back(Output::Peer(id.clone(), PeerCommand::Close));
-        }
-        was
+        let Some(i) = self.twins.iter().position(|t| t.id == *id) else {
+            return false;
+        };
+        self.twins.swap_remove(i);
+        self.out
+            .push_back(Output::Peer(id.clone(), PeerCommand::Close));
+        true
     }
 
     /// Sends our hello; `again`: as the one due now, so the next goes out after the next wait
@@ -758,7 +760,7 @@ impl Swarm {
     }
 
     fn on_hello(&mut self, id: &PeerId, key: PeerKey, seen: bool, ask: bool, now: Time) {
-        if self.twins.contains_key(id) {
+        if self.twins.iter().any(|t| t.id == *id) {
             // It has had ours (and so found the twin too): done. Else it asks for ours.
             if seen {
                 self.close_twin(id);
@@ -796,13 +798,11 @@ impl Swarm {
                     .push_back(Output::Peer(id.clone(), PeerCommand::Close));
             } else {
                 let wait = self.config.hello_resend;
-                self.twins.insert(
-                    id.clone(),
-                    Twin {
-                        resend: (now + wait, wait * 2),
-                        deadline: now + self.config.connect_timeout,
-                    },
-                );
+                self.twins.push(Twin {
+                    id: id.clone(),
+                    resend: (now + wait, wait * 2),
+                    deadline: now + self.config.connect_timeout,
+                });
                 self.out.push_back(Output::Peer(id.clone(), TWIN_HELLO));
             }
             self.event(SwarmEvent::PeerLeft(
@@ -845,25 +845,20 @@ impl Swarm {
             self.event(SwarmEvent::SignalState(SignalState::Connecting));
             self.out.push_back(Output::OpenSignal);
         }
-        let twins: Vec<PeerId> = self
-            .twins
-            .iter()
-            .filter(|(_, t)| t.resend.0.min(t.deadline) <= now)
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in twins {
-            let Some(t) = self.twins.get_mut(&id) else {
-                continue;
-            };
+        let mut closed = Vec::new();
+        for t in &mut self.twins {
             if t.deadline <= now {
-                self.close_twin(&id);
-                continue;
+                closed.push(t.id.clone());
+            } else if t.resend.0 <= now {
+                t.resend = (
+                    now + t.resend.1,
+                    (t.resend.1 * 2).min(Duration::from_secs(2)),
+                );
+                self.out.push_back(Output::Peer(t.id.clone(), TWIN_HELLO));
             }
-            t.resend = (
-                now + t.resend.1,
-                (t.resend.1 * 2).min(Duration::from_secs(2)),
-            );
-            self.out.push_back(Output::Peer(id, TWIN_HELLO));
+        }
+        for id in closed {
+            self.close_twin(&id);
         }
         let resend: Vec<PeerId> = self
             .peers

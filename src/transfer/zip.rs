@@ -5,7 +5,7 @@
 //! as it is read once. Zip64 where a size, an offset or the number of entries needs it, so
 //! files and archives past 4 GiB open in every common reader.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 /// CRC-32 (IEEE 802.3, as zip uses it).
 #[derive(Debug, Clone)]
@@ -123,8 +123,9 @@ pub struct ZipWriter {
     /// The entries' names so far, and the folders they lie in.
     files: HashSet<String>,
     folders: HashSet<String>,
-    /// Folders of names asked for that had to be put elsewhere (a file has the name): where.
-    moved: HashMap<String, String>,
+    /// Folders of names asked for that had to be put elsewhere (a file has the name), and
+    /// where. (Rare: a `Vec` costs the wasm less than a map.)
+    moved: Vec<(String, String)>,
 }
 
 /// A name safe to unpack anywhere: `/`-separated, no empty, `.` or `..` parts, no leading
@@ -191,7 +192,7 @@ impl ZipWriter {
             entries: 0,
             files: HashSet::new(),
             folders: HashSet::new(),
-            moved: HashMap::new(),
+            moved: Vec::new(),
         }
     }
 
@@ -205,18 +206,18 @@ impl ZipWriter {
         let mut at = String::new();
         for part in parts {
             let asked = join(&at, part);
-            at = match self.moved.get(&asked) {
-                Some(to) => to.clone(),
+            at = match self.moved.iter().find(|(from, _)| *from == asked) {
+                Some((_, to)) => to.clone(),
                 None if self.files.contains(&asked) => {
                     let to = (2..)
                         .map(|n| format!("{asked} ({n})"))
                         .find(|c| {
                             !self.files.contains(c)
                                 && !self.folders.contains(c)
-                                && !self.moved.contains_key(c)
+                                && !self.moved.iter().any(|(from, _)| from == c)
                         })
                         .expect("a free number");
-                    self.moved.insert(asked, to.clone());
+                    self.moved.push((asked, to.clone()));
                     to
                 }
                 None => asked,
