@@ -1722,6 +1722,8 @@ pub(super) fn block_ref(m: &Manifest, piece: u32, b: u32, block: u32) -> BlockRe
     BlockRef {
         piece,
         offset,
-        len: (len - offset).min(block),
+        // (Saturating: a peer's block may claim an offset past the piece's end; such a block
+        // is refused by the caller, not a panic here.)
+        len: len.saturating_sub(offset).min(block),
     }
 }

@@ -2037,3 +2037,114 @@ proptest! {
         }
     }
 }
+
+/// `f` about file `id` instead (where `real`), and with pieces, offsets and lengths brought
+/// near the file's own (so that they meet real state).
+fn aimed(f: Frame, id: FileId, real: bool) -> Frame {
+    let to = |old: FileId| if real { id } else { old };
+    let near = |b: BlockRef| BlockRef {
+        piece: b.piece % 5,
+        offset: b.offset % (2 << 20),
+        len: b.len % (300 << 10),
+    };
+    match f {
+        Frame::Announce {
+            id: i,
+            name,
+            size,
+            mime,
+        } => Frame::Announce {
+            id: to(i),
+            name,
+            size: size % (8 << 20),
+            mime,
+        },
+        Frame::Unannounce { id: i } => Frame::Unannounce { id: to(i) },
+        Frame::Subscribe { id: i } => Frame::Subscribe { id: to(i) },
+        Frame::ManifestRequest { id: i } => Frame::ManifestRequest { id: to(i) },
+        Frame::ManifestPart {
+            id: i,
+            offset,
+            total,
+            bytes,
+        } => Frame::ManifestPart {
+            id: to(i),
+            offset: offset % 512,
+            total: total % 1024,
+            bytes,
+        },
+        Frame::Have { id: i, bits } => Frame::Have { id: to(i), bits },
+        Frame::HaveOne { id: i, piece } => Frame::HaveOne {
+            id: to(i),
+            piece: piece % 6,
+        },
+        Frame::Request { id: i, block } => Frame::Request {
+            id: to(i),
+            block: near(block),
+        },
+        Frame::Block {
+            id: i,
+            piece,
+            offset,
+            data,
+        } => Frame::Block {
+            id: to(i),
+            piece: piece % 5,
+            offset: offset % (2 << 20),
+            data,
+        },
+        Frame::Cancel { id: i, block } => Frame::Cancel {
+            id: to(i),
+            block: near(block),
+        },
+        Frame::Reject {
+            id: i,
+            block,
+            reason,
+        } => Frame::Reject {
+            id: to(i),
+            block: near(block),
+            reason,
+        },
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 100, ..ProptestConfig::default() })]
+
+    /// A peer that sends anything well-formed — announcements of files it lacks, blocks never
+    /// asked for, rejects, cancels and manifest parts of real files, at any time — to a seeder
+    /// and a downloader: neither panics, nothing wrong is stored, and the download from the
+    /// honest seeder finishes whole.
+    #[test]
+    fn a_peer_sending_anything_well_formed_costs_the_others_nothing(
+        attacks in prop::collection::vec(
+            (arb_frame(), any::<bool>(), any::<bool>(), 0u64..400),
+            0..80,
+        ),
+        len in (1usize << 20)..(9usize << 19),
+    ) {
+        let data = content(len, 77);
+        let m = manifest_of("target", &data);
+        let id = m.id();
+        let mut sim = Sim::new(3);
+        sim.share(0, &data, &m);
+        sim.settle();
+        // Node 2 is the attacker: its own engine says nothing; what it "sends" is injected.
+        sim.nodes[2].up = false;
+        sim.input(1, Input::Download(id));
+        for (frame, real, to_seeder, wait) in attacks {
+            let to = if to_seeder { 0 } else { 1 };
+            sim.input(to, Input::Frame(pid(2), aimed(frame, id, real).encode()));
+            sim.run_until(Duration::from_millis(wait), |_| false);
+        }
+        let done = sim.run_until(Duration::from_secs(120), |s| s.complete(1, &id));
+        prop_assert!(
+            done,
+            "the download did not finish: {:?}; node 1's events: {:?}",
+            sim.nodes[1].engine.files(),
+            sim.nodes[1].events.iter().rev().take(6).collect::<Vec<_>>()
+        );
+        prop_assert!(sim.assembled(1, &m) == data, "assembled wrong");
+    }
+}
