@@ -769,7 +769,8 @@ impl Swarm {
             }
             return;
         }
-        let Some(p) = self.peers.get_mut(id) else {
+        // (A hello comes on a connection we made; one for a peer without one is ignored.)
+        let Some(p) = self.peers.get_mut(id).filter(|p| p.created) else {
             return;
         };
         p.key = Some(key);

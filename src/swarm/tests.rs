@@ -1479,3 +1479,138 @@ fn churn_cases_once_found_within_a_budget_leave_no_two_tabs_with_room_apart() {
         .collect();
     assert!(failed.is_empty(), "{failed:#?}");
 }
+
+/// Anything a driver, a server or peers may hand one swarm (see [`Spec::input`]).
+#[cfg(not(target_arch = "wasm32"))]
+#[derive(Debug, Clone)]
+enum Spec {
+    SignalOpened,
+    SignalClosed,
+    Welcome(usize, Vec<usize>),
+    Joined(usize),
+    Left(usize),
+    Signal(usize, String),
+    Local(usize, bool),
+    Applied(usize),
+    Ice(usize, usize),
+    Open(usize),
+    Hello(usize, u64, bool, bool),
+    Closed(usize),
+    Error(usize),
+    Leave,
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl Spec {
+    fn input(&self) -> Input {
+        let p = |i: &usize| PeerId::new(["a", "b", "m", "n", "y", "z"][*i]).unwrap();
+        match self {
+            Spec::SignalOpened => Input::SignalOpened,
+            Spec::SignalClosed => Input::SignalClosed,
+            Spec::Welcome(id, peers) => Input::Server(ServerMessage::Welcome {
+                id: p(id),
+                peers: peers.iter().map(p).collect(),
+                ice_servers: vec![],
+            }),
+            Spec::Joined(i) => Input::Server(ServerMessage::PeerJoined { id: p(i) }),
+            Spec::Left(i) => Input::Server(ServerMessage::PeerLeft { id: p(i) }),
+            Spec::Signal(i, data) => Input::Server(ServerMessage::Signal {
+                from: p(i),
+                data: crate::signal::raw_json(data.clone()).unwrap_or_else(|_| raw("0")),
+            }),
+            Spec::Local(i, offer) => Input::LocalSignal(
+                p(i),
+                if *offer {
+                    PeerSignal::Offer { sdp: "o".into() }
+                } else {
+                    candidate()
+                },
+            ),
+            Spec::Applied(i) => Input::RemoteApplied(p(i)),
+            Spec::Ice(i, s) => Input::Ice(
+                p(i),
+                [
+                    IceState::Checking,
+                    IceState::Connected,
+                    IceState::Disconnected,
+                    IceState::Failed,
+                    IceState::Closed,
+                ][*s],
+            ),
+            Spec::Open(i) => Input::ChannelOpen(p(i)),
+            Spec::Hello(i, key, seen, ask) => Input::Hello(p(i), *key, *seen, *ask),
+            Spec::Closed(i) => Input::ChannelClosed(p(i)),
+            Spec::Error(i) => Input::PeerError(p(i), "refused".into()),
+            Spec::Leave => Input::Leave,
+        }
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn arb_spec() -> impl proptest::strategy::Strategy<Value = Spec> {
+    use proptest::prelude::*;
+    let peer = 0..6usize;
+    let signal = prop_oneof![
+        Just(r#"{"kind":"offer","sdp":"o"}"#.to_string()),
+        Just(r#"{"kind":"answer","sdp":"a"}"#.to_string()),
+        Just(r#"{"kind":"candidate","candidate":"c","sdpMid":"0"}"#.to_string()),
+        Just(r#"{"kind":"invite"}"#.to_string()),
+        Just(r#"{"kind":"bye","reason":"full"}"#.to_string()),
+        "[ -~]{0,12}",
+    ];
+    prop_oneof![
+        Just(Spec::SignalOpened),
+        Just(Spec::SignalClosed),
+        (peer.clone(), proptest::collection::vec(peer.clone(), 0..4))
+            .prop_map(|(i, ps)| Spec::Welcome(i, ps)),
+        peer.clone().prop_map(Spec::Joined),
+        peer.clone().prop_map(Spec::Left),
+        (peer.clone(), signal).prop_map(|(i, d)| Spec::Signal(i, d)),
+        (peer.clone(), any::<bool>()).prop_map(|(i, o)| Spec::Local(i, o)),
+        peer.clone().prop_map(Spec::Applied),
+        (peer.clone(), 0..5usize).prop_map(|(i, s)| Spec::Ice(i, s)),
+        peer.clone().prop_map(Spec::Open),
+        (peer.clone(), 0u64..3, any::<bool>(), any::<bool>())
+            .prop_map(|(i, k, seen, ask)| Spec::Hello(i, k, seen, ask)),
+        peer.clone().prop_map(Spec::Closed),
+        peer.prop_map(Spec::Error),
+        Just(Spec::Leave),
+    ]
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 2000, ..Default::default() })]
+
+    /// One swarm handed anything, in any order, with time passing: it never panics, never
+    /// holds more connections than its budget, and its next deadline is never in the past.
+    #[test]
+    fn a_swarm_handed_anything_in_any_order_keeps_its_rules(
+        inputs in proptest::collection::vec((arb_spec(), 0u64..20_000), 0..60),
+        max_peers in 1usize..4,
+    ) {
+        let mut cfg = Config::new(room(), 9);
+        cfg.max_peers = max_peers;
+        let mut s = Swarm::new(cfg);
+        let mut now = Duration::ZERO;
+        for (spec, wait) in inputs {
+            s.handle(spec.input(), now);
+            while s.poll_output().is_some() {}
+            let target = now + Duration::from_millis(wait);
+            while let Some(t) = s.poll_timeout().filter(|t| *t <= target) {
+                proptest::prop_assert!(t >= now, "a deadline in the past: {:?} < {:?}", t, now);
+                now = t;
+                s.handle_timeout(now);
+                while s.poll_output().is_some() {}
+            }
+            now = target;
+            let active = s
+                .peers()
+                .filter(|(_, st)| {
+                    matches!(st, PeerState::Connecting | PeerState::Connected | PeerState::Reconnecting)
+                })
+                .count();
+            proptest::prop_assert!(active <= max_peers, "{} active, budget {}", active, max_peers);
+        }
+    }
+}
