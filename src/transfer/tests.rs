@@ -2039,8 +2039,47 @@ proptest! {
 }
 
 /// `f` about file `id` instead (where `real`), and with pieces, offsets and lengths brought
-/// near the file's own (so that they meet real state).
-fn aimed(f: Frame, id: FileId, real: bool) -> Frame {
+/// near the file's own (so that they meet real state; not where `wild`).
+fn aimed(f: Frame, id: FileId, real: bool, wild: bool) -> Frame {
+    if wild {
+        return match f {
+            Frame::Announce {
+                name, size, mime, ..
+            } if real => Frame::Announce {
+                id,
+                name,
+                size,
+                mime,
+            },
+            Frame::Request { block, .. } if real => Frame::Request { id, block },
+            Frame::Block {
+                piece,
+                offset,
+                data,
+                ..
+            } if real => Frame::Block {
+                id,
+                piece,
+                offset,
+                data,
+            },
+            Frame::Cancel { block, .. } if real => Frame::Cancel { id, block },
+            Frame::Reject { block, reason, .. } if real => Frame::Reject { id, block, reason },
+            Frame::HaveOne { piece, .. } if real => Frame::HaveOne { id, piece },
+            Frame::ManifestPart {
+                offset,
+                total,
+                bytes,
+                ..
+            } if real => Frame::ManifestPart {
+                id,
+                offset,
+                total,
+                bytes,
+            },
+            other => other,
+        };
+    }
     let to = |old: FileId| if real { id } else { old };
     let near = |b: BlockRef| BlockRef {
         piece: b.piece % 5,
@@ -2119,7 +2158,7 @@ proptest! {
     #[test]
     fn a_peer_sending_anything_well_formed_costs_the_others_nothing(
         attacks in prop::collection::vec(
-            (arb_frame(), any::<bool>(), any::<bool>(), 0u64..400),
+            (arb_frame(), any::<bool>(), any::<bool>(), any::<bool>(), 0u64..400),
             0..80,
         ),
         len in (1usize << 20)..(9usize << 19),
@@ -2133,9 +2172,9 @@ proptest! {
         // Node 2 is the attacker: its own engine says nothing; what it "sends" is injected.
         sim.nodes[2].up = false;
         sim.input(1, Input::Download(id));
-        for (frame, real, to_seeder, wait) in attacks {
+        for (frame, real, wild, to_seeder, wait) in attacks {
             let to = if to_seeder { 0 } else { 1 };
-            sim.input(to, Input::Frame(pid(2), aimed(frame, id, real).encode()));
+            sim.input(to, Input::Frame(pid(2), aimed(frame, id, real, wild).encode()));
             sim.run_until(Duration::from_millis(wait), |_| false);
         }
         let done = sim.run_until(Duration::from_secs(120), |s| s.complete(1, &id));
