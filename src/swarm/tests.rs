@@ -46,12 +46,14 @@ enum Flight {
         session: u64,
         msg: ServerMessage,
     },
-    /// On connection `conn`, which the receiver holds as `back`: lost if it no longer does.
-    /// A close ends the receiver's end of it.
+    /// On connection `conn`, which the receiver holds as `back` with its RTCPeerConnection
+    /// `pc` (see `Node::own`): lost if it no longer does (a new RTCPeerConnection there, even
+    /// answering the same offerer, is another connection). A close ends the receiver's end.
     Channel {
         to: usize,
         back: PeerId,
         conn: u64,
+        pc: Option<u64>,
         input: Input,
     },
 }
@@ -155,9 +157,12 @@ impl World {
                 to,
                 back,
                 conn,
+                pc,
                 input,
             } => {
-                if self.nodes[to].conns.get(&back).map(|c| c.1) != Some(conn) {
+                if self.nodes[to].conns.get(&back).map(|c| c.1) != Some(conn)
+                    || self.nodes[to].own.get(&back).copied() != pc
+                {
                     return;
                 }
                 if matches!(input, Input::ChannelClosed(_)) {
@@ -436,12 +441,14 @@ impl World {
 
     /// Node `i` sends `input` on connection `conn` to node `remote`, which holds it as `back`.
     fn on_channel(&mut self, i: usize, remote: usize, back: PeerId, conn: u64, input: Input) {
+        let pc = self.nodes[remote].own.get(&back).copied();
         self.send(
             i,
             Flight::Channel {
                 to: remote,
                 back,
                 conn,
+                pc,
                 input,
             },
         );
@@ -1443,15 +1450,17 @@ fn churn_cases_once_found_end_as_a_full_mesh() {
 fn churn_cases_once_found_within_a_budget_leave_no_two_tabs_with_room_apart() {
     use Step::*;
     let ms = Duration::from_millis;
-    let cases: [(&str, &[Step], _); 3] = [
+    let cases: [(&str, &[Step], usize, _); 4] = [
         (
             "each had declined the other while full, and neither asked again once it had room",
             &[Reload(0), Reload(1), Leave(1)],
+            2,
             None,
         ),
         (
             "a duplicate found and closed freed room that was not used",
             &[ServerDown, ServerUp('a'), Leave(0), Wait(178), Reload(1)],
+            2,
             None,
         ),
         (
@@ -1465,13 +1474,32 @@ fn churn_cases_once_found_within_a_budget_leave_no_two_tabs_with_room_apart() {
                 Reload(3),
                 PeerError(0, 0),
             ],
+            2,
             Some((ms(72), 3060749219591874321)),
+        ),
+        (
+            "the same with budget 1: messages of the old connection reached the new one that \
+             answered the restart (the world had bound them by the offerer's connection alone)",
+            &[
+                Reload(0),
+                ServerUp('y'),
+                Reload(3),
+                Wait(1021),
+                ServerUp('t'),
+                Reload(2),
+                Wait(632),
+                Ice(2, 3, IceState::Failed),
+                ServerUp('a'),
+                Reload(0),
+            ],
+            1,
+            Some((ms(201), 224973938853103057)),
         ),
     ];
     let failed: Vec<String> = cases
         .iter()
-        .filter_map(|(what, steps, latency)| {
-            let (w, in_room) = churn_within(steps, 2, *latency);
+        .filter_map(|(what, steps, budget, latency)| {
+            let (w, in_room) = churn_within(steps, *budget, *latency);
             within_budget(&w, &in_room)
                 .err()
                 .map(|e| format!("{what}: {e}"))
