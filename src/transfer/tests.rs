@@ -2041,50 +2041,12 @@ proptest! {
 /// `f` about file `id` instead (where `real`), and with pieces, offsets and lengths brought
 /// near the file's own (so that they meet real state; not where `wild`).
 fn aimed(f: Frame, id: FileId, real: bool, wild: bool) -> Frame {
-    if wild {
-        return match f {
-            Frame::Announce {
-                name, size, mime, ..
-            } if real => Frame::Announce {
-                id,
-                name,
-                size,
-                mime,
-            },
-            Frame::Request { block, .. } if real => Frame::Request { id, block },
-            Frame::Block {
-                piece,
-                offset,
-                data,
-                ..
-            } if real => Frame::Block {
-                id,
-                piece,
-                offset,
-                data,
-            },
-            Frame::Cancel { block, .. } if real => Frame::Cancel { id, block },
-            Frame::Reject { block, reason, .. } if real => Frame::Reject { id, block, reason },
-            Frame::HaveOne { piece, .. } if real => Frame::HaveOne { id, piece },
-            Frame::ManifestPart {
-                offset,
-                total,
-                bytes,
-                ..
-            } if real => Frame::ManifestPart {
-                id,
-                offset,
-                total,
-                bytes,
-            },
-            other => other,
-        };
-    }
     let to = |old: FileId| if real { id } else { old };
+    let cut = |x: u32, m: u32| if wild { x } else { x % m };
     let near = |b: BlockRef| BlockRef {
-        piece: b.piece % 5,
-        offset: b.offset % (2 << 20),
-        len: b.len % (300 << 10),
+        piece: cut(b.piece, 5),
+        offset: cut(b.offset, 2 << 20),
+        len: cut(b.len, 300 << 10),
     };
     match f {
         Frame::Announce {
@@ -2095,7 +2057,7 @@ fn aimed(f: Frame, id: FileId, real: bool, wild: bool) -> Frame {
         } => Frame::Announce {
             id: to(i),
             name,
-            size: size % (8 << 20),
+            size: if wild { size } else { size % (8 << 20) },
             mime,
         },
         Frame::Unannounce { id: i } => Frame::Unannounce { id: to(i) },
@@ -2108,14 +2070,14 @@ fn aimed(f: Frame, id: FileId, real: bool, wild: bool) -> Frame {
             bytes,
         } => Frame::ManifestPart {
             id: to(i),
-            offset: offset % 512,
-            total: total % 1024,
+            offset: cut(offset, 512),
+            total: cut(total, 1024),
             bytes,
         },
         Frame::Have { id: i, bits } => Frame::Have { id: to(i), bits },
         Frame::HaveOne { id: i, piece } => Frame::HaveOne {
             id: to(i),
-            piece: piece % 6,
+            piece: cut(piece, 6),
         },
         Frame::Request { id: i, block } => Frame::Request {
             id: to(i),
@@ -2128,8 +2090,8 @@ fn aimed(f: Frame, id: FileId, real: bool, wild: bool) -> Frame {
             data,
         } => Frame::Block {
             id: to(i),
-            piece: piece % 5,
-            offset: offset % (2 << 20),
+            piece: cut(piece, 5),
+            offset: cut(offset, 2 << 20),
             data,
         },
         Frame::Cancel { id: i, block } => Frame::Cancel {
