@@ -221,6 +221,64 @@ async fn raw_cpu_round(
     .await
 }
 
+/// The three transfers of a round.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Leg {
+    /// The raw channel, nothing stored.
+    Raw,
+    /// The raw channel, the receiver storing to OPFS.
+    Stored,
+    /// swarmdrop: shared by `a`, downloaded by `b`.
+    Swarmdrop,
+}
+
+/// `SWARMDROP_BENCH_ORDER=fixed`: every round runs raw, stored, swarmdrop in that order (as
+/// before 2026-12-07), for comparing with the turns the legs take now.
+fn fixed_order() -> bool {
+    std::env::var("SWARMDROP_BENCH_ORDER").as_deref() == Ok("fixed")
+}
+
+/// One swarmdrop transfer in `room`: `a` shares a generated file of `size` bytes, `b` downloads
+/// it; CPU ms per MB and the downloader's result. Both leave the swarm after it.
+async fn swarmdrop_leg(a: &Session, b: &Session, room: &str, size: u64) -> (f64, Value) {
+    let (id, _) = tokio::join!(
+        call(a, format!("bench.swarmShare('{room}', {size}, 0)")),
+        call(b, format!("bench.swarmJoin('{room}')")),
+    );
+    let id = id.as_str().expect("file id").to_string();
+    // `SWARMDROP_BENCH_PROFILE=1`: the main threads of Chromium pages, sampled.
+    let profile = std::env::var("SWARMDROP_BENCH_PROFILE").as_deref() == Ok("1");
+    let profiled: Vec<(&str, &Session)> = [("sender", a), ("receiver", b)]
+        .into_iter()
+        .filter(|(_, s)| profile && s.browser == Browser::Chromium)
+        .collect();
+    for (_, s) in &profiled {
+        cdp(s, "Profiler.enable", json!({})).await;
+        cdp(s, "Profiler.setSamplingInterval", json!({"interval": 200})).await;
+        cdp(s, "Profiler.start", json!({})).await;
+    }
+    let out = cpu_per_mb(
+        "swarmdrop",
+        size,
+        call(b, format!("bench.swarmDownload('{id}', 1)")),
+    )
+    .await;
+    for (who, s) in &profiled {
+        print_profile(&cdp(s, "Profiler.stop", json!({})).await, who);
+    }
+    // Leave the swarm (before WebTorrent or the next leg runs).
+    for s in [a, b] {
+        let _ = s
+            .client
+            .execute(
+                "if (window.swarm) { window.swarm.leave(); window.swarm = null; } return null",
+                vec![],
+            )
+            .await;
+    }
+    out
+}
+
 /// A wait for the next bytes this long or longer is a pause: on loopback here the SCTP
 /// retransmission timer after a lost packet, 0.4–1.2 s, in raw and swarmdrop transfers alike;
 /// a transfer's longest wait is otherwise at most ~0.25 s (swarmdrop's first piece included).
@@ -228,6 +286,11 @@ const PAUSE_MS: f64 = 300.0;
 
 fn pause_ms(v: &Value) -> f64 {
     v["pauseMs"].as_f64().unwrap_or(0.0)
+}
+
+/// The rate over the middle half of a transfer (`midMbps` in bench.js).
+fn mid_mbps(v: &Value) -> f64 {
+    v["midMbps"].as_f64().unwrap_or(f64::NAN)
 }
 
 fn mb_per_s(v: &Value, size: u64) -> f64 {
@@ -258,58 +321,68 @@ async fn transfer_throughput() {
             // Each transfer's longest wait for its next bytes (`pauses` in bench.js), per round:
             // raw, raw stored (where it runs), swarmdrop.
             let mut waits: Vec<Vec<f64>> = Vec::new();
+            // What each swarmdrop download's page said (its timings), per round.
+            let mut said: Vec<Value> = Vec::new();
             for round in 0..rounds() {
-                let (cpu, recv) =
-                    raw_cpu_round(&a, &b, &format!("raw-{n}-{round}"), size, false).await;
-                raw_cpu.push(cpu);
-                raws.push(mb_per_s(&recv, size));
-                let mut wait = vec![pause_ms(&recv)];
-                if tracker.is_none() {
-                    let (cpu, recv) =
-                        raw_cpu_round(&a, &b, &format!("rawst-{n}-{round}"), size, true).await;
-                    stored_cpu.push(cpu);
-                    stored.push(mb_per_s(&recv, size));
-                    wait.push(pause_ms(&recv));
+                // The three legs take turns going first (raw, stored, swarmdrop; then stored,
+                // swarmdrop, raw; …), so that whatever one leg leaves behind in the two browsers
+                // and the machine (garbage, page cache, the shared file's bytes) does not always
+                // fall on the same next leg.
+                let mut legs = vec![Leg::Raw, Leg::Stored, Leg::Swarmdrop];
+                if tracker.is_some() {
+                    legs.retain(|l| *l != Leg::Stored);
                 }
-                let room = format!("sd-{n}-{round}");
-                let (id, _) = tokio::join!(
-                    call(&a, format!("bench.swarmShare('{room}', {size}, 0)")),
-                    call(&b, format!("bench.swarmJoin('{room}')")),
+                if !fixed_order() {
+                    let k = round % legs.len();
+                    legs.rotate_left(k);
+                }
+                let (mut raw_wait, mut stored_wait, mut our_wait) = (0.0, None, 0.0);
+                let order = format!("{legs:?}");
+                // Each transfer's rate over its middle half (from a quarter of the bytes to three
+                // quarters): the steady rate, without the start and the end.
+                let mut mids = Vec::new();
+                for leg in legs {
+                    match leg {
+                        Leg::Raw => {
+                            let (cpu, recv) =
+                                raw_cpu_round(&a, &b, &format!("raw-{n}-{round}"), size, false)
+                                    .await;
+                            raw_cpu.push(cpu);
+                            raws.push(mb_per_s(&recv, size));
+                            raw_wait = pause_ms(&recv);
+                            mids.push(format!("raw {:.1}", mid_mbps(&recv)));
+                        }
+                        Leg::Stored => {
+                            let (cpu, recv) =
+                                raw_cpu_round(&a, &b, &format!("rawst-{n}-{round}"), size, true)
+                                    .await;
+                            stored_cpu.push(cpu);
+                            stored.push(mb_per_s(&recv, size));
+                            stored_wait = Some(pause_ms(&recv));
+                            mids.push(format!("stored {:.1}", mid_mbps(&recv)));
+                        }
+                        Leg::Swarmdrop => {
+                            let got = swarmdrop_leg(&a, &b, &format!("sd-{n}-{round}"), size).await;
+                            our_cpu.push(got.0);
+                            ours.push(mb_per_s(&got.1, size));
+                            our_wait = pause_ms(&got.1);
+                            mids.push(format!("sd {:.1}", mid_mbps(&got.1)));
+                            said.push(got.1);
+                            if let Some(t) = &tracker {
+                                wts.push(webtorrent(&a, &b, size, t).await);
+                            }
+                        }
+                    }
+                }
+                let got = &said[round];
+                waits.push(
+                    [Some(raw_wait), stored_wait, Some(our_wait)]
+                        .into_iter()
+                        .flatten()
+                        .collect(),
                 );
-                let id = id.as_str().expect("file id").to_string();
-                // `SWARMDROP_BENCH_PROFILE=1`: the main threads of Chromium pages, sampled.
-                let profile = std::env::var("SWARMDROP_BENCH_PROFILE").as_deref() == Ok("1");
-                let profiled: Vec<(&str, &Session)> = [("sender", &a), ("receiver", &b)]
-                    .into_iter()
-                    .filter(|(_, s)| profile && s.browser == Browser::Chromium)
-                    .collect();
-                for (_, s) in &profiled {
-                    cdp(s, "Profiler.enable", json!({})).await;
-                    cdp(s, "Profiler.setSamplingInterval", json!({"interval": 200})).await;
-                    cdp(s, "Profiler.start", json!({})).await;
-                }
-                let (cpu, got) = cpu_per_mb(
-                    "swarmdrop",
-                    size,
-                    call(&b, format!("bench.swarmDownload('{id}', 1)")),
-                )
-                .await;
-                our_cpu.push(cpu);
-                for (who, s) in &profiled {
-                    print_profile(&cdp(s, "Profiler.stop", json!({})).await, who);
-                }
-                ours.push(mb_per_s(&got, size));
-                wait.push(pause_ms(&got));
-                waits.push(wait);
-                // Leave the swarm before WebTorrent runs.
-                for s in [&a, &b] {
-                    let _ = s.client.execute("if (window.swarm) { window.swarm.leave(); window.swarm = null; } return null", vec![]).await;
-                }
-                if let Some(t) = &tracker {
-                    wts.push(webtorrent(&a, &b, size, t).await);
-                }
                 eprintln!(
-                    "{from:?}→{to:?} {} MiB, round {}: raw {:.1} MB/s ({:.0} CPU ms/MB){}, swarmdrop {:.1} MB/s ({:.0} CPU ms/MB) (first piece stored {:.0} ms after download(), the last {:.0} ms, done {:.0} ms){}; longest waits {} ms",
+                    "{from:?}→{to:?} {} MiB, round {} {order}: raw {:.1} MB/s ({:.0} CPU ms/MB){}, swarmdrop {:.1} MB/s ({:.0} CPU ms/MB) (first piece stored {:.0} ms after download(), the last {:.0} ms, done {:.0} ms){}; longest waits {} ms; middle half {} MB/s",
                     size / MIB,
                     round + 1,
                     raws[round],
@@ -330,7 +403,8 @@ async fn transfer_throughput() {
                         .iter()
                         .map(|w| format!("{w:.0}"))
                         .collect::<Vec<_>>()
-                        .join(" / ")
+                        .join(" / "),
+                    mids.join(", ")
                 );
             }
             // The rates of the transfers (the `k`th of each round) that did not pause: their

@@ -237,6 +237,9 @@ const bench = {
       const result = await new Promise((resolve, reject) => {
         let got = 0;
         let last = 0;
+        // When a quarter and three quarters of the bytes had come: the rate over the middle half
+        // is the steady rate, without the start and the end (`midMbps`).
+        let q1 = null, q3 = null;
         let since = performance.now();
         // The longest wait for a message, from the request on (see `pauses`).
         const pause = pauses();
@@ -246,8 +249,10 @@ const bench = {
           if (writer) writer.worker.postMessage({ data: e.data, at: got }, [e.data]);
           got += n;
           pause.tick();
+          if (q1 === null && got >= size / 4) q1 = performance.now();
+          if (q3 === null && got >= size * 3 / 4) q3 = performance.now();
           if (got >= size) {
-            const done = () => resolve({ bytes: got, ms: performance.now() - t0, pauseMs: pause.longest });
+            const done = () => resolve({ bytes: got, ms: performance.now() - t0, pauseMs: pause.longest, midMbps: size / 2 / 1e3 / (q3 - q1) });
             if (!writer) done();
             else writer.ask({ close: true }).then(done, reject);
           }
@@ -299,8 +304,12 @@ const bench = {
     let lastMs = null;
     const pause = pauses();
     pause.from(t0);
+    // As in `rawReceive`: the rate over the middle half of the stored bytes.
+    let q1 = null, q3 = null;
     dl.on("progress", (p) => {
       pause.tick();
+      if (q1 === null && p.have >= p.total / 4) q1 = performance.now();
+      if (q3 === null && p.have >= p.total * 3 / 4) q3 = performance.now();
       const t = performance.now() - t0;
       if (firstMs === null && p.have > 0) firstMs = t;
       if (p.have >= p.total) lastMs = t;
@@ -309,7 +318,7 @@ const bench = {
     const ms = performance.now() - t0;
     const bytes = file.size;
     await swarm.deleteStored(id);
-    return { bytes, ms, firstMs, lastMs, pauseMs: pause.longest };
+    return { bytes, ms, firstMs, lastMs, pauseMs: pause.longest, midMbps: bytes / 2 / 1e3 / (q3 - q1) };
   },
 };
 // WebTorrent with nothing outside loopback: no ICE servers, no DHT/LSD/PEX, only `tracker`.
