@@ -184,7 +184,8 @@ pub enum ClientMessage {
     Signal {
         /// The receiving peer.
         to: PeerId,
-        /// Opaque JSON, relayed verbatim.
+        /// Opaque JSON, relayed verbatim (not `null`: a frame whose `data` is `null` has none,
+        /// and the server refuses it).
         data: RawJson,
     },
     /// Leave the room; the server closes the connection.

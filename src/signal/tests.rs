@@ -222,3 +222,202 @@ fn peer_signal_fixtures() {
     assert!(PeerSignal::parse(r#"{"kind":"nope"}"#).is_err());
     assert!(PeerSignal::parse(r#"{"sdp":"x"}"#).is_err());
 }
+
+/// Any message round-trips through its JSON; any text, and any valid frame cut or with a byte
+/// changed, parses or is a clear error — never a panic (the server parses what any client
+/// sends, and the page what the server sends).
+#[cfg(not(target_arch = "wasm32"))]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn name() -> impl Strategy<Value = String> {
+        "[A-Za-z0-9_-]{1,64}"
+    }
+
+    /// Any JSON value but `null`, a few levels deep (a `signal` frame's opaque `data`: a frame
+    /// whose `data` is `null` has none, and is refused as such).
+    fn json() -> impl Strategy<Value = serde_json::Value> {
+        any_json().prop_filter("data is not null", |v| !v.is_null())
+    }
+
+    fn any_json() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            any::<String>().prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
+                proptest::collection::btree_map(any::<String>(), inner, 0..4)
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn client() -> impl Strategy<Value = ClientMessage> {
+        prop_oneof![
+            (name(), any::<u32>()).prop_map(|(r, v)| ClientMessage::Join {
+                room: RoomName::new(r).unwrap(),
+                v
+            }),
+            (name(), json()).prop_map(|(to, d)| ClientMessage::Signal {
+                to: peer(&to),
+                data: json::raw_json(d.to_string()).unwrap(),
+            }),
+            Just(ClientMessage::Leave),
+        ]
+    }
+
+    fn code() -> impl Strategy<Value = ErrorCode> {
+        use ErrorCode::*;
+        proptest::sample::select(vec![
+            BadMessage,
+            BinaryFrame,
+            FrameTooLarge,
+            UnknownType,
+            UnsupportedVersion,
+            BadRoom,
+            NotJoined,
+            AlreadyJoined,
+            UnknownPeer,
+            RoomFull,
+            TooManyRooms,
+            RateLimited,
+            JoinTimeout,
+            PayloadTooLarge,
+            Timeout,
+            ServerFull,
+            TooManyConnections,
+            Unavailable,
+        ])
+    }
+
+    fn server() -> impl Strategy<Value = ServerMessage> {
+        let ice = (
+            proptest::collection::vec(any::<String>(), 0..3),
+            proptest::option::of(any::<String>()),
+            proptest::option::of(any::<String>()),
+        )
+            .prop_map(|(urls, username, credential)| IceServer {
+                urls,
+                username,
+                credential,
+            });
+        prop_oneof![
+            (
+                name(),
+                proptest::collection::vec(name(), 0..4),
+                proptest::collection::vec(ice, 0..3)
+            )
+                .prop_map(|(id, peers, ice_servers)| ServerMessage::Welcome {
+                    id: peer(&id),
+                    peers: peers.iter().map(|p| peer(p)).collect(),
+                    ice_servers,
+                }),
+            name().prop_map(|id| ServerMessage::PeerJoined { id: peer(&id) }),
+            name().prop_map(|id| ServerMessage::PeerLeft { id: peer(&id) }),
+            (name(), json()).prop_map(|(from, d)| ServerMessage::Signal {
+                from: peer(&from),
+                data: json::raw_json(d.to_string()).unwrap(),
+            }),
+            (code(), any::<String>())
+                .prop_map(|(code, message)| ServerMessage::Error { code, message }),
+        ]
+    }
+
+    /// What peers put in `data` (the page parses what any peer sends).
+    fn peer_signal() -> impl Strategy<Value = PeerSignal> {
+        prop_oneof![
+            any::<String>().prop_map(|sdp| PeerSignal::Offer { sdp }),
+            any::<String>().prop_map(|sdp| PeerSignal::Answer { sdp }),
+            (
+                any::<String>(),
+                proptest::option::of(any::<String>()),
+                proptest::option::of(any::<u16>())
+            )
+                .prop_map(|(candidate, sdp_mid, sdp_m_line_index)| {
+                    PeerSignal::Candidate {
+                        candidate,
+                        sdp_mid,
+                        sdp_m_line_index,
+                    }
+                }),
+            Just(PeerSignal::Invite),
+            any::<String>().prop_map(|reason| PeerSignal::Bye { reason }),
+        ]
+    }
+
+    /// Parsing `text` as either side's frame, or as a peer's signal: a message, or an error
+    /// that says something.
+    fn parses_or_says_why(text: &str) -> Result<(), TestCaseError> {
+        if let Err(e) = PeerSignal::parse(text) {
+            prop_assert!(!e.to_string().is_empty());
+        }
+        if let Err(e) = ClientMessage::parse(text) {
+            prop_assert!(!e.to_string().is_empty());
+            let _ = ErrorCode::from(&e);
+        }
+        if let Err(e) = ServerMessage::parse(text) {
+            prop_assert!(!e.to_string().is_empty());
+        }
+        Ok(())
+    }
+
+    /// `text` cut at `at`, or with its byte at `at` replaced by `byte` (as text: lossy).
+    fn damaged(text: &str, at: usize, byte: u8, cut: bool) -> String {
+        let mut b = text.as_bytes().to_vec();
+        let at = at % b.len().max(1);
+        if cut {
+            b.truncate(at);
+        } else if let Some(x) = b.get_mut(at) {
+            *x = byte;
+        }
+        String::from_utf8_lossy(&b).into_owned()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+        #[test]
+        fn any_client_message_round_trips(m in client()) {
+            let text = m.to_json();
+            let back = ClientMessage::parse(&text).map_err(|e| TestCaseError::fail(format!("{text}: {e}")))?;
+            prop_assert_eq!(back.to_json(), text);
+        }
+
+        #[test]
+        fn any_server_message_round_trips(m in server()) {
+            let text = m.to_json();
+            let back = ServerMessage::parse(&text).map_err(|e| TestCaseError::fail(format!("{text}: {e}")))?;
+            prop_assert_eq!(back.to_json(), text);
+        }
+
+        #[test]
+        fn any_peer_signal_round_trips(m in peer_signal()) {
+            let text = m.to_json();
+            prop_assert_eq!(PeerSignal::parse(&text).map_err(|e| TestCaseError::fail(format!("{text}: {e}")))?, m);
+        }
+
+        #[test]
+        fn any_text_parses_or_is_a_clear_error(text in any::<String>()) {
+            parses_or_says_why(&text)?;
+        }
+
+        #[test]
+        fn any_damaged_frame_parses_or_is_a_clear_error(
+            c in client(),
+            s in server(),
+            p in peer_signal(),
+            at in any::<usize>(),
+            byte in any::<u8>(),
+            cut in any::<bool>(),
+        ) {
+            parses_or_says_why(&damaged(&c.to_json(), at, byte, cut))?;
+            parses_or_says_why(&damaged(&s.to_json(), at, byte, cut))?;
+            parses_or_says_why(&damaged(&p.to_json(), at, byte, cut))?;
+        }
+    }
+}

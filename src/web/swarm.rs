@@ -1138,7 +1138,9 @@ impl Swarm {
         inner.peers.get(id).map(|h| (h.route, h.rtt_ms))
     }
 
-    /// A stream of everything that happens from now on.
+    /// A stream of everything that happens from now on. Unbounded (events are small and the
+    /// swarm must not wait on a listener); a stream dropped stops its queue, so take events as
+    /// they come or drop the stream.
     pub fn events(&self) -> mpsc::UnboundedReceiver<Event> {
         let (tx, rx) = mpsc::unbounded();
         self.shared.borrow_mut().subscribers.push(tx);

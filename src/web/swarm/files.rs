@@ -138,6 +138,8 @@ pub(super) fn feed(shared: &Shared, input: TIn) {
 /// Opens a send queue to a newly connected peer whose channel carries messages of up to
 /// `max_message` bytes, and tells the engine.
 pub(super) fn peer_up(shared: &Shared, id: &PeerId, channel: Rc<DataChannel>, max_message: usize) {
+    // Unbounded: the engine bounds what it gives a peer to send (its send window, counted down
+    // as `TIn::Sent` reports each frame handed to the channel), so this queue holds at most that.
     let (tx, mut rx) = mpsc::unbounded::<Outgoing>();
     // Less the tag byte in front of every file frame.
     let max_frame = max_message.saturating_sub(1);
@@ -271,9 +273,9 @@ pub(super) fn act(shared: &Shared, out: TOut) {
     }
 }
 
-/// SHA-256 of `data`: with WebCrypto (native code, off the main thread: several times cheaper
-/// than hashing in wasm, and hashing is the costliest step per received byte), or in wasm where
-/// WebCrypto is missing (an insecure context).
+/// SHA-256 of `data`: with WebCrypto (native code, several times cheaper than hashing in wasm,
+/// and hashing is the costliest step per received byte; Chromium runs it on the calling
+/// thread), or in wasm where WebCrypto is missing (an insecure context).
 async fn sha256(data: &[u8]) -> [u8; 32] {
     use sha2::Digest;
     let subtle = js_sys::global()
