@@ -366,7 +366,7 @@ async fn transfer_throughput() {
                             our_cpu.push(got.0);
                             ours.push(mb_per_s(&got.1, size));
                             our_wait = pause_ms(&got.1);
-                            mids.push(format!("sd {:.1}", mid_mbps(&got.1)));
+                            mids.push(format!("swarmdrop {:.1}", mid_mbps(&got.1)));
                             said.push(got.1);
                             if let Some(t) = &tracker {
                                 wts.push(webtorrent(&a, &b, size, t).await);
