@@ -1045,3 +1045,95 @@ async fn folders_picked_or_dropped_are_shared_whole_and_a_file_being_prepared_ca
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// During a download its row is drawn anew as it progresses, which drops the keyboard's focus
+/// unless the page gives it back: a keyboard user tabs to Stop, the focus stays on it while the
+/// row is redrawn, and Enter stops the download (the focus then on the row's Resume). The
+/// source is a script's swarm in another browser, sending at 2 MB/s so that the download
+/// lasts.
+async fn the_keyboard_keeps_its_place_in_a_row_drawn_anew(downloader: Browser) {
+    let server = Server::start(&[]);
+    let (source, page) = tokio::join!(
+        harness::bench_page(&server, Browser::Chromium),
+        Session::start(downloader)
+    );
+    open(&page, &format!("{}/#room=e2e-focus", server.url)).await;
+    let id = call(
+        &source,
+        "bench.swarmShare('e2e-focus', 32 * 1048576, 2000000)".into(),
+    )
+    .await;
+    let id = id.as_str().expect("file id").to_string();
+    let stop = format!("li[data-file='{id}'] button.cancel");
+    click(
+        &page,
+        &format!("li[data-file='{id}'] button.download"),
+        "Download",
+    )
+    .await;
+    wait_js(
+        &page,
+        &format!("const b = document.querySelector(\"{stop}\"); if (!b) return false; b.focus(); return document.activeElement === b"),
+        Value::Bool(true),
+        Duration::from_secs(20),
+        "Stop, focused",
+    )
+    .await;
+    // While the row is drawn again and again, the focus stays on its Stop.
+    let state = format!(
+        "return [window.swarmdropRenders, window.swarmdrop.files().find(f => f.id === '{id}').have,
+                 document.activeElement.matches(\"{stop}\"), document.activeElement.getAttribute('aria-label')]"
+    );
+    let first = js(&page, &state).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let now = js(&page, &state).await;
+        assert_eq!(
+            now[2],
+            Value::Bool(true),
+            "{downloader:?}: the focus left Stop: {now}"
+        );
+        assert_eq!(now[3], "Stop: bench.bin", "{downloader:?}");
+        let redrawn = now[0].as_f64().unwrap() - first[0].as_f64().unwrap();
+        if redrawn >= 5.0 && now[1] != first[1] {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{downloader:?}: the row was not drawn again: {first} → {now}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Enter on the focused Stop stops the download; the focus goes to the row's Resume.
+    page.client
+        .active_element()
+        .await
+        .expect("the focused element")
+        .send_keys("\u{E007}")
+        .await
+        .expect("Enter");
+    wait_js(
+        &page,
+        &format!(
+            "const f = window.swarmdrop.files().find(f => f.id === '{id}');
+             const a = document.activeElement;
+             return [f.downloading, a.matches(\"li[data-file='{id}'] button.download\") ? a.textContent : a.tagName]"
+        ),
+        serde_json::json!([false, "Resume"]),
+        Duration::from_secs(10),
+        "the download stopped, the focus on Resume",
+    )
+    .await;
+    source.close().await;
+    page.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_keyboard_keeps_its_place_in_a_row_drawn_anew_in_chromium() {
+    the_keyboard_keeps_its_place_in_a_row_drawn_anew(Browser::Chromium).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_keyboard_keeps_its_place_in_a_row_drawn_anew_in_firefox() {
+    the_keyboard_keeps_its_place_in_a_row_drawn_anew(Browser::Firefox).await;
+}

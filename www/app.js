@@ -279,7 +279,7 @@ function renderAll(swarm, files) {
   const wanted = files.filter((f) => !f.complete && !f.downloading);
   const whole = files.filter((f) => f.complete);
   const dl = $("download-all");
-  const label = `Download all (${wanted.length} files, ${formatBytes(wanted.reduce((n, f) => n + f.size, 0))})`;
+  const label = `Download all (${wanted.length} file${wanted.length === 1 ? "" : "s"}, ${formatBytes(wanted.reduce((n, f) => n + f.size, 0))})`;
   if (dl.textContent !== label) dl.textContent = label;
   dl.hidden = wanted.length < 2;
   $("zip-all").hidden = whole.length < 2 || zip.abort !== null;
@@ -406,6 +406,7 @@ function fileRow(swarm, f) {
   li.append(top);
   if (loading) {
     const bar = el("progress", "progress");
+    bar.setAttribute("aria-label", `${f.name}, downloaded`);
     bar.max = f.size;
     bar.value = f.have;
     li.append(bar);
@@ -461,14 +462,38 @@ function fileRow(swarm, f) {
     }
   });
   actions.append(link);
+  // Every row has the same buttons: each says whose it is to a screen reader.
+  for (const c of actions.children) c.setAttribute("aria-label", `${c.textContent}: ${f.name}`);
   li.append(actions);
   if (row?.li.isConnected) row.li.replaceWith(li);
   rows.set(f.id, { key, li });
   return li;
 }
 
+// The control of the file list that has the keyboard's focus, as the file's id and the
+// control's tag and classes: a row is drawn anew when what it shows changes (a download's
+// row as it progresses) and moved when the list's order changes, and either drops the focus
+// to the page; `refocus` gives it to the same control of the row drawn in its place (or, where
+// that control is gone, to the row's first), so that a keyboard user can reach Stop and press
+// it during a download.
+function focusedControl() {
+  const f = document.activeElement;
+  const li = f?.closest?.("#files li[data-file]");
+  return li && f !== li ? { id: li.dataset.file, tag: f.tagName, className: f.className } : null;
+}
+
+function refocus(was) {
+  if (!was || document.activeElement?.closest?.("#files li[data-file]")) return;
+  const li = rows.get(was.id)?.li;
+  if (!li) return;
+  // Else the row's first control (after Stop, say, its Resume).
+  const same = [...li.querySelectorAll(was.tag)].find((e) => e.className === was.className);
+  (same ?? li.querySelector("button, a"))?.focus();
+}
+
 function renderFiles(swarm, files = swarm.files()) {
   window.swarmdropRenders = (window.swarmdropRenders ?? 0) + 1; // (counted for the E2E tests)
+  const focused = focusedControl();
   const list = $("files");
   // Past a couple of hundred rows, rows out of view are not laid out (CSS `.long`): every
   // change of the page cost a layout of thousands of rows. Short lists are drawn whole.
@@ -487,6 +512,7 @@ function renderFiles(swarm, files = swarm.files()) {
     if (li === at) at = at.nextSibling;
     else list.insertBefore(li, at);
   }
+  refocus(focused);
   $("no-files").hidden = files.length > 0;
   renderAll(swarm, files);
   const want = wantedFile();
