@@ -1046,9 +1046,10 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// During a download its row is drawn anew as it progresses, which drops the keyboard's focus
-/// unless the page gives it back: a keyboard user tabs to Stop, the focus stays on it while the
-/// row is redrawn, and Enter stops the download (the focus then on the row's Resume). The
+/// During a download its row is drawn anew as it progresses (and the list of stored files as it
+/// stores pieces), which drops the keyboard's focus unless the page gives it back: focused,
+/// Stop (and the stored file's Delete) keeps the focus while the row is drawn again, and Enter
+/// stops the download (the focus then on the row's Resume). The
 /// source is a script's swarm in another browser, sending at 2 MB/s so that the download
 /// lasts.
 async fn the_keyboard_keeps_its_place_in_a_row_drawn_anew(downloader: Browser) {
@@ -1104,7 +1105,47 @@ async fn the_keyboard_keeps_its_place_in_a_row_drawn_anew(downloader: Browser) {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // The same for the list of stored files, drawn again as the download stores pieces: its
+    // Delete keeps the focus.
+    let delete = format!("#stored li[data-stored='{id}'] button.delete");
+    wait_js(
+        &page,
+        &format!("document.getElementById('stored-box').open = true;
+                  const b = document.querySelector(\"{delete}\"); if (!b) return false; b.focus(); return document.activeElement === b"),
+        Value::Bool(true),
+        Duration::from_secs(20),
+        "Delete, focused",
+    )
+    .await;
+    let stored = format!(
+        "return [document.querySelector(\"#stored li[data-stored='{id}'] .meta\")?.textContent,
+                 document.activeElement.matches(\"{delete}\"), document.activeElement.getAttribute('aria-label')]"
+    );
+    let mut seen = vec![js(&page, &stored).await[0].clone()];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while seen.len() < 3 {
+        let now = js(&page, &stored).await;
+        assert_eq!(
+            now[1],
+            Value::Bool(true),
+            "{downloader:?}: the focus left Delete: {now}"
+        );
+        assert_eq!(now[2], "Delete: bench.bin", "{downloader:?}");
+        if Some(&now[0]) != seen.last() {
+            seen.push(now[0].clone());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{downloader:?}: the stored list was not drawn again: {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     // Enter on the focused Stop stops the download; the focus goes to the row's Resume.
+    js(
+        &page,
+        &format!("document.querySelector(\"{stop}\").focus(); return null"),
+    )
+    .await;
     page.client
         .active_element()
         .await

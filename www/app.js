@@ -470,21 +470,22 @@ function fileRow(swarm, f) {
   return li;
 }
 
-// The control of the file list that has the keyboard's focus, as the file's id and the
-// control's tag and classes: a row is drawn anew when what it shows changes (a download's
-// row as it progresses) and moved when the list's order changes, and either drops the focus
-// to the page; `refocus` gives it to the same control of the row drawn in its place (or, where
-// that control is gone, to the row's first), so that a keyboard user can reach Stop and press
-// it during a download.
-function focusedControl() {
+// The control of a list (`#files`, rows `li[data-file]`; `#stored`, rows `li[data-stored]`)
+// that has the keyboard's focus, as its row's id and the control's tag and classes: a row is
+// drawn anew when what it shows changes (a download's row as it progresses, the stored list
+// every second during a download) and moved when the list's order changes, and either drops the
+// focus to the page; `refocus` gives it to the same control of the row drawn in its place (or,
+// where that control is gone, to the row's first), so that a keyboard user can reach Stop or
+// Delete and press it during a download.
+function focusedIn(list, key) {
   const f = document.activeElement;
-  const li = f?.closest?.("#files li[data-file]");
-  return li && f !== li ? { id: li.dataset.file, tag: f.tagName, className: f.className } : null;
+  const li = f?.closest?.(`#${list} li[data-${key}]`);
+  return li && f !== li ? { list, key, id: li.dataset[key], tag: f.tagName, className: f.className } : null;
 }
 
 function refocus(was) {
-  if (!was || document.activeElement?.closest?.("#files li[data-file]")) return;
-  const li = rows.get(was.id)?.li;
+  if (!was || document.activeElement?.closest?.(`#${was.list} li`)) return;
+  const li = $(was.list).querySelector(`li[data-${was.key}="${CSS.escape(was.id)}"]`);
   if (!li) return;
   // Else the row's first control (after Stop, say, its Resume).
   const same = [...li.querySelectorAll(was.tag)].find((e) => e.className === was.className);
@@ -493,7 +494,7 @@ function refocus(was) {
 
 function renderFiles(swarm, files = swarm.files()) {
   window.swarmdropRenders = (window.swarmdropRenders ?? 0) + 1; // (counted for the E2E tests)
-  const focused = focusedControl();
+  const focused = focusedIn("files", "file");
   const list = $("files");
   // Past a couple of hundred rows, rows out of view are not laid out (CSS `.long`): every
   // change of the page cost a layout of thousands of rows. Short lists are drawn whole.
@@ -581,7 +582,13 @@ function keepStorage(swarm) {
 async function renderStored(swarm) {
   let stored = [];
   try { stored = await swarm.storedFiles(); } catch { return; }
-  $("stored").replaceChildren(
+  // Drawn again only when what it shows changed, keeping the keyboard's place (see `refocus`).
+  const list = $("stored");
+  const key = JSON.stringify(stored.map((f) => [f.id, f.name, f.size, f.have, f.complete]));
+  if (list.dataset.key === key) return;
+  list.dataset.key = key;
+  const focused = focusedIn("stored", "stored");
+  list.replaceChildren(
     ...stored.map((f) => {
       const li = el("li", "file");
       li.dataset.stored = f.id;
@@ -597,10 +604,12 @@ async function renderStored(swarm) {
         renderStorage(swarm);
         renderFiles(swarm);
       });
+      b.setAttribute("aria-label", `Delete: ${f.name}`);
       li.append(b);
       return li;
     }),
   );
+  refocus(focused);
   $("stored-box").hidden = stored.length === 0;
 }
 
