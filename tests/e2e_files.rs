@@ -414,6 +414,15 @@ async fn a_download_that_does_not_fit_says_so_then_completes_once_room_is_made(
         message.contains("storage for this site is full") && message.contains("needs 24.0 MiB"),
         "{message}"
     );
+    // Said to screen readers too.
+    announced(
+        &receiver,
+        &[
+            "Download stopped: big.bin: ",
+            "storage for this site is full",
+        ],
+    )
+    .await;
     let info = file_info(&receiver, &id).await;
     assert_eq!(info["downloading"], Value::Bool(false), "{info}");
     assert!(
@@ -432,6 +441,7 @@ async fn a_download_that_does_not_fit_says_so_then_completes_once_room_is_made(
     receiver
         .wait_state(&state, "complete", Duration::from_secs(120))
         .await;
+    announced(&receiver, &["Downloaded: big.bin"]).await;
     let got = downloaded_sha256(&receiver, &id).await;
     assert_eq!(shared["sha"], got.as_str(), "SHA-256 of the download");
     sender.close().await;
@@ -564,6 +574,26 @@ async fn the_page_shares_picked_and_dropped_files_and_a_copied_link_offers_one()
         );
     }
 
+    // Each page said to screen readers what happened (in its live region; the lists, drawn
+    // again many times a second, are not live regions).
+    for (s, shared) in [
+        (&chromium, "Shared 3 files"),
+        (&firefox, "Shared: dropped.bin"),
+    ] {
+        announced(s, &["A peer connected", shared]).await;
+        let live = js(
+            s,
+            "return ['files', 'peers', 'stored', 'announce'].map(id => document.getElementById(id).getAttribute('aria-live'))",
+        )
+        .await;
+        assert_eq!(
+            live,
+            serde_json::json!([null, null, null, "polite"]),
+            "{:?}",
+            s.browser
+        );
+    }
+
     // Chromium copies the link of notes.txt (a real click: the clipboard wants a user's).
     let id = ids["notes.txt"].clone();
     let wanted_link = format!("{}/#room={room}&file={id}", server.url);
@@ -614,6 +644,7 @@ async fn the_page_shares_picked_and_dropped_files_and_a_copied_link_offers_one()
         )
         .await;
     assert_eq!(downloaded_sha256(&firefox, &id).await, sums[0]);
+    announced(&firefox, &["Downloaded: notes.txt"]).await;
     // (The row is drawn again within a tenth of a second of the download's end.)
     wait_js(
         &firefox,
@@ -664,6 +695,24 @@ async fn the_page_shares_picked_and_dropped_files_and_a_copied_link_offers_one()
     }
     chromium.close().await;
     firefox.close().await;
+}
+
+/// Waits until the page has said each of `what` to screen readers (among its announcements).
+async fn announced(s: &Session, what: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let said = js(s, "return (window.swarmdropAnnounced ?? []).join('. ')").await;
+        let said = said.as_str().unwrap_or_default().to_string();
+        if what.iter().all(|w| said.contains(w)) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{:?} said {said:?}, not all of {what:?}",
+            s.browser
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// A shared file that changes on disk can no longer be read (browsers refuse to read a picked

@@ -38,6 +38,31 @@ function throttled(run, gap) {
   };
 }
 
+// Screen readers hear what happened, not every redraw: the lists are drawn again many times a
+// second and are not live regions; what happens (a download finished or stopped, files shared,
+// a peer come or gone) is said in one live region (`#announce`), a second's events together:
+// each kind by its own words where it happened once, else counted ("Downloaded 40 files": a
+// "Download all" ends hundreds of downloads in seconds). `say` is called only when it is said.
+const heard = new Map(); // kind → { say: [() => text], many: (n) => text }
+const announceSoon = throttled(() => {
+  const parts = [...heard.values()].map((h) => (h.say.length === 1 ? h.say[0]() : h.many(h.say.length)));
+  heard.clear();
+  const box = $("announce");
+  (window.swarmdropAnnounced ??= []).push(parts.join(". ")); // (kept for the E2E tests)
+  // The same words again are a new event: changed by a trailing space, so that they are said.
+  const text = parts.join(". ");
+  box.textContent = box.textContent === text ? `${text}\u00a0` : text;
+}, 1000);
+
+function announce(kind, say, many) {
+  const h = heard.get(kind) ?? { say: [], many };
+  h.say.push(say);
+  heard.set(kind, h);
+  announceSoon();
+}
+
+const nameOf = (swarm, id) => swarm.files().find((f) => f.id === id)?.name ?? "a file";
+
 function randomRoom() {
   const bytes = crypto.getRandomValues(new Uint8Array(16));
   return btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
@@ -169,6 +194,14 @@ async function main() {
     }
   };
   swarm.on("peer-state", ({ state }) => { if (state === "connected") connected(); });
+  swarm.on("peer-state", ({ state }) => {
+    if (state === "connected") announce("connected", () => "A peer connected", (n) => `${n} peers connected`);
+  });
+  swarm.on("peer-left", () => announce("left", () => "A peer left", (n) => `${n} peers left`));
+  // (Those that connected while `join` ran, before these listeners: said now.)
+  for (const p of swarm.peers()) {
+    if (p.state === "connected") announce("connected", () => "A peer connected", (n) => `${n} peers connected`);
+  }
   // A peer may have connected before `join` resolved (while the store opened): its time.
   const early = swarm.peers().map((p) => p.connectedAt).filter((t) => t !== null);
   if (early.length > 0) window.swarmdropTimings.firstConnectedMs = Math.min(...early);
@@ -253,7 +286,14 @@ function startDownload(swarm, id, render = true) {
   dl.on("progress", (p) => { state.progress = p; renderFilesSoon(); });
   dl.done.then(
     (file) => { state.url = URL.createObjectURL(file); state.file = file; renderFilesSoon(); },
-    (e) => { state.error = e.message ?? String(e); renderFilesSoon(); },
+    (e) => {
+      state.error = e.message ?? String(e);
+      const why = state.error;
+      if (downloads.get(id) === state) {
+        announce("stopped", () => `Download stopped: ${nameOf(swarm, id)}: ${why}`, (n) => `${n} downloads stopped`);
+      }
+      renderFilesSoon();
+    },
   );
   if (render) renderFiles(swarm);
   return null;
@@ -357,8 +397,12 @@ async function zipAll(swarm) {
     zip.file = file;
     zip.url = URL.createObjectURL(file);
     zip.name = name;
+    announce("zip", () => `The zip is ready to save: ${name}`);
   } catch (e) {
-    if (!abort.signal.aborted) zip.error = e.message ?? String(e);
+    if (!abort.signal.aborted) {
+      zip.error = e.message ?? String(e);
+      announce("zip", () => `The zip failed: ${zip.error}`);
+    }
   }
   zip.abort = null;
   renderZip();
@@ -619,7 +663,7 @@ async function renderStored(swarm) {
 // list shows which one, how far, and how many are left, with Cancel (which drops the rest
 // too); what could not be shared is listed there, not in one alert per file.
 const SHOW_FAILED = 20;
-const sharing = { queue: [], current: null, done: 0, failed: [], failedMore: 0 };
+const sharing = { queue: [], current: null, done: 0, shared: 0, last: "", failed: [], failedMore: 0 };
 let renderFilesSoon = () => {};
 
 function shareAll(swarm, items) {
@@ -654,6 +698,8 @@ async function shareNext(swarm) {
         signal: abort.signal,
         onProgress: (hashed) => { current.hashed = hashed; renderSharingSoon(); },
       });
+      sharing.shared++;
+      sharing.last = name;
     } catch (e) {
       if (!abort.signal.aborted) shareFailed(name, e.message ?? String(e));
     }
@@ -663,6 +709,10 @@ async function shareNext(swarm) {
       renderFilesSoon();
     }
   }
+  const { shared, last } = sharing;
+  // (Each batch its own kind: it says how many files it had.)
+  if (shared > 0) announce(`shared ${performance.now()}`, () => (shared === 1 ? `Shared: ${last}` : `Shared ${shared} files`));
+  sharing.shared = 0;
   sharing.current = null;
   sharing.done = 0;
   renderSharing();
@@ -809,7 +859,10 @@ function setupFiles(swarm) {
   renderFilesSoon = () => soon(false);
   swarm.on("file-announced", () => soon(true));
   for (const ev of ["file-removed", "file-complete"]) swarm.on(ev, () => soon(false));
-  swarm.on("file-complete", () => renderStorage(swarm));
+  swarm.on("file-complete", ({ id }) => {
+    renderStorage(swarm);
+    announce("downloaded", () => `Downloaded: ${nameOf(swarm, id)}`, (n) => `Downloaded ${n} files`);
+  });
   // Files stored before this page opened (`join` resumed them): unfinished downloads continue
   // on their own, and finished ones are handed over at once — both tracked, so that every
   // download, finished or not, has its progress and its Save link after a reload too.
