@@ -958,14 +958,33 @@ async fn folders_picked_or_dropped_are_shared_whole_and_a_file_being_prepared_ca
         "all three downloaded",
     )
     .await;
-    js(
+    // From the keyboard: Enter on the focused button; the focus then follows to Save.
+    // (Shown once the list is drawn again after the downloads: until then it takes no focus.)
+    wait_js(
         &firefox,
-        "document.getElementById('zip-all').click(); return null",
+        "const b = document.getElementById('zip-all'); b.focus(); return document.activeElement === b",
+        Value::Bool(true),
+        Duration::from_secs(10),
+        "Save all as one zip, focused",
     )
     .await;
     firefox
+        .client
+        .active_element()
+        .await
+        .expect("the focused element")
+        .send_keys("\u{E007}")
+        .await
+        .expect("Enter");
+    firefox
         .wait_text_containing("#zip-save", "Save album.zip", Duration::from_secs(30))
         .await;
+    assert_eq!(
+        js(&firefox, "return document.activeElement.id").await,
+        "zip-save",
+        "the focus after the zip is made"
+    );
+    announced(&firefox, &["The zip is ready to save: album.zip"]).await;
     let zipped = call(
         &firefox,
         "window.swarmdropZip.file.arrayBuffer()

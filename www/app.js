@@ -324,6 +324,7 @@ function renderAll(swarm, files) {
   dl.hidden = wanted.length < 2;
   $("zip-all").hidden = whole.length < 2 || zip.abort !== null;
   $("all").hidden = dl.hidden && $("zip-all").hidden && !zip.abort && !zip.url && !zip.error;
+  keepZipFocus();
 }
 
 function downloadAll(swarm) {
@@ -363,6 +364,15 @@ function renderZip() {
     save.download = zip.name;
     save.textContent = `Save ${zip.name} (${formatBytes(zip.file.size)})`;
   }
+  keepZipFocus();
+}
+
+// The zip's control the keyboard was on may have just been hidden (Save all as one zip →
+// Cancel → Save): its place goes to the one shown now.
+function keepZipFocus() {
+  const controls = ["zip-all", "zip-cancel", "zip-save"].map($);
+  const focused = controls.find((c) => c === document.activeElement);
+  if (focused?.hidden) controls.find((c) => !c.hidden)?.focus();
 }
 
 async function zipAll(swarm) {
