@@ -511,16 +511,29 @@ async fn the_page_shares_picked_and_dropped_files_and_a_copied_link_offers_one()
         &paths.iter().map(String::as_str).collect::<Vec<_>>(),
     )
     .await;
-    // Firefox drops one on the drop zone.
-    js(
+    // Firefox drops one on the page's title, outside the drop zone: taken all the same (the
+    // browser would otherwise open the file in the tab, closing the page). A drag of text is
+    // left to the browser.
+    let drop = js(
         &firefox,
         "const dt = new DataTransfer();
          dt.items.add(new File([new Uint8Array(200000).fill(7)], 'dropped.bin'));
-         document.getElementById('drop').dispatchEvent(
-           new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
-         return null",
+         const at = document.querySelector('h1');
+         const over = at.dispatchEvent(new DragEvent('dragover', { dataTransfer: dt, bubbles: true, cancelable: true }));
+         const dropped = at.dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
+         const text = new DataTransfer();
+         text.setData('text/plain', 'hello');
+         const input = document.getElementById('chat-input');
+         const textOver = input.dispatchEvent(new DragEvent('dragover', { dataTransfer: text, bubbles: true, cancelable: true }));
+         return [over, dropped, textOver]",
     )
     .await;
+    // (`dispatchEvent` is false where a listener took the event from the browser.)
+    assert_eq!(
+        drop,
+        serde_json::json!([false, false, true]),
+        "files taken, text left"
+    );
 
     // Both pages list all four, each from one source, names as text.
     let mut want: Vec<&str> = names.to_vec();
@@ -1028,6 +1041,7 @@ async fn folders_picked_or_dropped_are_shared_whole_and_a_file_being_prepared_ca
             const dropped = [new File([], 'dropped'), plain, new File([], 'empty')];
             const ev = new DragEvent('drop', { bubbles: true, cancelable: true });
             Object.defineProperty(ev, 'dataTransfer', { value: {
+              types: ['Files'],
               files: dropped,
               items: dropped.map((_, i) => ({ kind: 'file', webkitGetAsEntry: () => entries[i] })),
             } });

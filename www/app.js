@@ -235,6 +235,36 @@ async function main() {
   addEventListener("pagehide", () => swarm.leave());
 }
 
+// Files dropped anywhere on the page are shared, not only on the drop zone: elsewhere the
+// browser would open the file in this tab, closing the page — leaving the swarm and whatever it
+// shared. Set up before anything else, so a drop while the page joins is kept for when it has
+// (`onDrop`). Drags of anything but files (text into the chat, say) are the browser's.
+let onDrop = null;
+const droppedEarly = [];
+
+function dropsOnThePage() {
+  const zone = $("drop");
+  const carriesFiles = (e) => [...(e.dataTransfer?.types ?? [])].includes("Files");
+  for (const ev of ["dragenter", "dragover"]) {
+    document.addEventListener(ev, (e) => {
+      if (!carriesFiles(e)) return;
+      e.preventDefault();
+      zone.classList.add("over");
+    });
+  }
+  // (Leaving the window: no element it goes to.)
+  document.addEventListener("dragleave", (e) => { if (e.relatedTarget === null) zone.classList.remove("over"); });
+  document.addEventListener("drop", async (e) => {
+    zone.classList.remove("over");
+    if (!carriesFiles(e)) return;
+    e.preventDefault();
+    const items = await dropped(e.dataTransfer);
+    if (onDrop) onDrop(items);
+    else droppedEarly.push(items);
+  });
+}
+
+dropsOnThePage();
 main();
 
 // A link pasted into this tab changes only the hash, which loads nothing: a link to another
@@ -837,14 +867,9 @@ function setupFiles(swarm) {
     sharing.failedMore = 0;
     renderSharing();
   });
-  const drop = $("drop");
-  for (const ev of ["dragenter", "dragover"]) drop.addEventListener(ev, (e) => { e.preventDefault(); drop.classList.add("over"); });
-  for (const ev of ["dragleave", "drop"]) drop.addEventListener(ev, () => drop.classList.remove("over"));
-  drop.addEventListener("drop", async (e) => {
-    e.preventDefault();
-    const files = dropped(e.dataTransfer);
-    shareAll(swarm, await files);
-  });
+  // Files dropped anywhere on the page (see `dropsOnThePage`), also before this, are shared.
+  onDrop = (items) => shareAll(swarm, items);
+  for (const items of droppedEarly.splice(0)) onDrop(items);
   // The lists are rebuilt at most every 100 ms however many events come (a peer that shares
   // hundreds of files announces each; one rebuild per event froze the page for seconds), and
   // at most a tenth of the time where a rebuild takes longer (thousands of files). The stored
