@@ -1154,74 +1154,25 @@ async fn the_keyboard_keeps_its_place_in_a_row_drawn_anew(downloader: Browser) {
         "Download",
     )
     .await;
-    wait_js(
+    // While the row is drawn again and again (its progress line changes), the focus stays on
+    // its Stop; the same for the list of stored files, drawn again as pieces are stored, and
+    // its Delete.
+    keeps_focus(
         &page,
-        &format!("const b = document.querySelector(\"{stop}\"); if (!b) return false; b.focus(); return document.activeElement === b"),
-        Value::Bool(true),
-        Duration::from_secs(20),
-        "Stop, focused",
+        "",
+        &stop,
+        "Stop: bench.bin",
+        &format!("li[data-file='{id}'] > .meta"),
     )
     .await;
-    // While the row is drawn again and again, the focus stays on its Stop.
-    let state = format!(
-        "return [window.swarmdropRenders, window.swarmdrop.files().find(f => f.id === '{id}').have,
-                 document.activeElement.matches(\"{stop}\"), document.activeElement.getAttribute('aria-label')]"
-    );
-    let first = js(&page, &state).await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let now = js(&page, &state).await;
-        assert_eq!(
-            now[2],
-            Value::Bool(true),
-            "{downloader:?}: the focus left Stop: {now}"
-        );
-        assert_eq!(now[3], "Stop: bench.bin", "{downloader:?}");
-        let redrawn = now[0].as_f64().unwrap() - first[0].as_f64().unwrap();
-        if redrawn >= 5.0 && now[1] != first[1] {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{downloader:?}: the row was not drawn again: {first} → {now}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    // The same for the list of stored files, drawn again as the download stores pieces: its
-    // Delete keeps the focus.
-    let delete = format!("#stored li[data-stored='{id}'] button.delete");
-    wait_js(
+    keeps_focus(
         &page,
-        &format!("document.getElementById('stored-box').open = true;
-                  const b = document.querySelector(\"{delete}\"); if (!b) return false; b.focus(); return document.activeElement === b"),
-        Value::Bool(true),
-        Duration::from_secs(20),
-        "Delete, focused",
+        "document.getElementById('stored-box').open = true;",
+        &format!("#stored li[data-stored='{id}'] button.delete"),
+        "Delete: bench.bin",
+        &format!("#stored li[data-stored='{id}'] .meta"),
     )
     .await;
-    let stored = format!(
-        "return [document.querySelector(\"#stored li[data-stored='{id}'] .meta\")?.textContent,
-                 document.activeElement.matches(\"{delete}\"), document.activeElement.getAttribute('aria-label')]"
-    );
-    let mut seen = vec![js(&page, &stored).await[0].clone()];
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while seen.len() < 3 {
-        let now = js(&page, &stored).await;
-        assert_eq!(
-            now[1],
-            Value::Bool(true),
-            "{downloader:?}: the focus left Delete: {now}"
-        );
-        assert_eq!(now[2], "Delete: bench.bin", "{downloader:?}");
-        if Some(&now[0]) != seen.last() {
-            seen.push(now[0].clone());
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{downloader:?}: the stored list was not drawn again: {seen:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     // Enter on the focused Stop stops the download; the focus goes to the row's Resume.
     js(
         &page,
@@ -1249,6 +1200,44 @@ async fn the_keyboard_keeps_its_place_in_a_row_drawn_anew(downloader: Browser) {
     .await;
     source.close().await;
     page.close().await;
+}
+
+/// Focuses `control` once the page shows it (after running `prelude`), then watches what is
+/// drawn again with it (the text of `shown`) change three times, the focus on `control` (named
+/// `label` to a screen reader) all the while.
+async fn keeps_focus(page: &Session, prelude: &str, control: &str, label: &str, shown: &str) {
+    wait_js(
+        page,
+        &format!("{prelude} const b = document.querySelector(\"{control}\"); if (!b) return false; b.focus(); return document.activeElement === b"),
+        Value::Bool(true),
+        Duration::from_secs(20),
+        &format!("{control}, focused"),
+    )
+    .await;
+    let state = format!(
+        "return [document.querySelector(\"{shown}\")?.textContent ?? null,
+                 document.activeElement.matches(\"{control}\"), document.activeElement.getAttribute('aria-label')]"
+    );
+    let mut seen = vec![js(page, &state).await[0].clone()];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while seen.len() < 4 {
+        let now = js(page, &state).await;
+        let browser = page.browser;
+        assert_eq!(
+            now[1],
+            Value::Bool(true),
+            "{browser:?}: the focus left {control}: {now}"
+        );
+        assert_eq!(now[2], label, "{browser:?}");
+        if Some(&now[0]) != seen.last() {
+            seen.push(now[0].clone());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{browser:?}: {shown} was not drawn again: {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
