@@ -710,6 +710,17 @@ async fn the_page_shares_picked_and_dropped_files_and_a_copied_link_offers_one()
     firefox.close().await;
 }
 
+/// Presses Enter on the element that has the keyboard's focus, as a keyboard user would.
+async fn press_enter(s: &Session) {
+    s.client
+        .active_element()
+        .await
+        .expect("the focused element")
+        .send_keys("\u{E007}")
+        .await
+        .expect("Enter");
+}
+
 /// Waits until the page has said each of `what` to screen readers (among its announcements).
 async fn announced(s: &Session, what: &[&str]) {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -981,14 +992,7 @@ async fn folders_picked_or_dropped_are_shared_whole_and_a_file_being_prepared_ca
         "Save all as one zip, focused",
     )
     .await;
-    firefox
-        .client
-        .active_element()
-        .await
-        .expect("the focused element")
-        .send_keys("\u{E007}")
-        .await
-        .expect("Enter");
+    press_enter(&firefox).await;
     firefox
         .wait_text_containing("#zip-save", "Save album.zip", Duration::from_secs(30))
         .await;
@@ -1179,13 +1183,7 @@ async fn the_keyboard_keeps_its_place_in_a_row_drawn_anew(downloader: Browser) {
         &format!("document.querySelector(\"{stop}\").focus(); return null"),
     )
     .await;
-    page.client
-        .active_element()
-        .await
-        .expect("the focused element")
-        .send_keys("\u{E007}")
-        .await
-        .expect("Enter");
+    press_enter(&page).await;
     wait_js(
         &page,
         &format!(
