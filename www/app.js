@@ -48,9 +48,12 @@ const announceSoon = throttled(() => {
   const parts = [...heard.values()].map((h) => (h.say.length === 1 ? h.say[0]() : h.many(h.say.length)));
   heard.clear();
   const box = $("announce");
-  (window.swarmdropAnnounced ??= []).push(parts.join(". ")); // (kept for the E2E tests)
-  // The same words again are a new event: changed by a trailing space, so that they are said.
   const text = parts.join(". ");
+  // (The last hundred, for the E2E tests.)
+  const said = (window.swarmdropAnnounced ??= []);
+  said.push(text);
+  if (said.length > 100) said.shift();
+  // The same words again are a new event: changed by a trailing space, so that they are said.
   box.textContent = box.textContent === text ? `${text}\u00a0` : text;
 }, 1000);
 
