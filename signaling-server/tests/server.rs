@@ -515,6 +515,49 @@ async fn serves_page_package_health_and_metrics() {
     assert!(head.starts_with("http/1.1 404"), "{head}");
 }
 
+/// Nothing outside the page's and the package's folders is served, however the path is
+/// written: `..`, encoded, doubled, with backslashes, through the package's own route.
+#[tokio::test]
+async fn nothing_outside_the_served_folders_is_served() {
+    let server = start(&[]).await;
+    let secret = "not-for-the-web-7f3a";
+    std::fs::write(server.dir.join("secret.txt"), secret).unwrap();
+    std::fs::write(server.dir.join("secret.js"), secret).unwrap();
+    for path in [
+        "/../secret.txt",
+        "/pkg/../secret.txt",
+        "/pkg/../secret.js",
+        "/pkg/../../secret.txt",
+        "/%2e%2e/secret.txt",
+        "/%2E%2E/secret.txt",
+        "/pkg/%2e%2e/secret.txt",
+        "/pkg/%2e%2e/%2e%2e/secret.txt",
+        "/..%2fsecret.txt",
+        "/pkg/..%2fsecret.txt",
+        "/pkg/..%2f..%2fsecret.js",
+        "/pkg/..%5c..%5csecret.js",
+        "/pkg/..\\secret.js",
+        "//secret.txt",
+        "/pkg//../secret.js",
+        "/.%2e/secret.txt",
+        "/pkg/%252e%252e/secret.js",
+    ] {
+        for extra in ["", "Accept-Encoding: gzip, br\r\n"] {
+            let (head, body) = http_get(server.addr, path, extra).await;
+            let status: u16 = head
+                .split_whitespace()
+                .nth(1)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            assert!((400..500).contains(&status), "{path} ({extra:?}): {head}");
+            assert!(
+                !String::from_utf8_lossy(&body).contains(secret),
+                "{path} served the file outside"
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn invalid_settings_are_refused() {
     for flags in [
