@@ -648,7 +648,24 @@ async fn the_page_shares_picked_and_dropped_files_and_a_copied_link_offers_one()
             Duration::from_secs(40),
         )
         .await;
-    click(&firefox, "#wanted button", "Download (300.0 KB)").await;
+    // Pressed from the keyboard; the focus then goes on to the file's row.
+    wait_js(
+        &firefox,
+        "const b = document.querySelector('#wanted button'); if (!b) return null; b.focus(); return b.textContent",
+        "Download (300.0 KB)".into(),
+        Duration::from_secs(10),
+        "the offered file's Download, focused",
+    )
+    .await;
+    press_enter(&firefox).await;
+    wait_js(
+        &firefox,
+        &format!("return !!document.activeElement.closest(\"li[data-file='{id}']\")"),
+        Value::Bool(true),
+        Duration::from_secs(10),
+        "the focus on the file's row",
+    )
+    .await;
     firefox
         .wait_state(
             &format!("li[data-file='{id}'] .fstate"),

@@ -606,7 +606,10 @@ function renderFiles(swarm, files = swarm.files()) {
   const want = wantedFile();
   const wanted = files.find((f) => f.id === want);
   const box = $("wanted");
+  const hadFocus = box.contains(document.activeElement);
   box.hidden = !wanted || wanted.complete || downloads.has(want);
+  // Its Download pressed from the keyboard: the focus goes on to the file's row (its Stop).
+  if (hadFocus && box.hidden) refocus({ list: "files", key: "file", id: want, tag: "BUTTON", className: "secondary cancel" });
   const key = box.hidden ? "" : JSON.stringify([wanted.id, wanted.name, wanted.size]);
   if (box.dataset.key !== key) {
     box.dataset.key = key;
