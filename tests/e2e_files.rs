@@ -740,20 +740,16 @@ async fn press_enter(s: &Session) {
 
 /// Waits until the page has said each of `what` to screen readers (among its announcements).
 async fn announced(s: &Session, what: &[&str]) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let said = js(s, "return (window.swarmdropAnnounced ?? []).join('. ')").await;
-        let said = said.as_str().unwrap_or_default().to_string();
-        if what.iter().all(|w| said.contains(w)) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{:?} said {said:?}, not all of {what:?}",
-            s.browser
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // (True once all are said; until then what was said, for the message.)
+    let list = serde_json::to_string(what).unwrap();
+    wait_js(
+        s,
+        &format!("const said = (window.swarmdropAnnounced ?? []).join('. '); return {list}.every(w => said.includes(w)) || said"),
+        Value::Bool(true),
+        Duration::from_secs(10),
+        &format!("announced {what:?}"),
+    )
+    .await;
 }
 
 /// A shared file that changes on disk can no longer be read (browsers refuse to read a picked

@@ -196,15 +196,15 @@ async function main() {
       window.swarmdropTimings.firstConnectedMs = performance.now();
     }
   };
-  swarm.on("peer-state", ({ state }) => { if (state === "connected") connected(); });
+  const peerConnected = () => announce("connected", () => "A peer connected", (n) => `${n} peers connected`);
   swarm.on("peer-state", ({ state }) => {
-    if (state === "connected") announce("connected", () => "A peer connected", (n) => `${n} peers connected`);
+    if (state !== "connected") return;
+    connected();
+    peerConnected();
   });
   swarm.on("peer-left", () => announce("left", () => "A peer left", (n) => `${n} peers left`));
   // (Those that connected while `join` ran, before these listeners: said now.)
-  for (const p of swarm.peers()) {
-    if (p.state === "connected") announce("connected", () => "A peer connected", (n) => `${n} peers connected`);
-  }
+  for (const p of swarm.peers()) if (p.state === "connected") peerConnected();
   // A peer may have connected before `join` resolved (while the store opened): its time.
   const early = swarm.peers().map((p) => p.connectedAt).filter((t) => t !== null);
   if (early.length > 0) window.swarmdropTimings.firstConnectedMs = Math.min(...early);
@@ -574,9 +574,9 @@ function refocus(was) {
   if (!was || document.activeElement?.closest?.(`#${was.list} li`)) return;
   const li = $(was.list).querySelector(`li[data-${was.key}="${CSS.escape(was.id)}"]`);
   if (!li) return;
-  // Else the row's first control (after Stop, say, its Resume).
-  const same = [...li.querySelectorAll(was.tag)].find((e) => e.className === was.className);
-  (same ?? li.querySelector("button, a"))?.focus();
+  // Else (or with no control named) the row's first control (after Stop, say, its Resume).
+  const same = was.tag && [...li.querySelectorAll(was.tag)].find((e) => e.className === was.className);
+  (same || li.querySelector("button, a"))?.focus();
 }
 
 function renderFiles(swarm, files = swarm.files()) {
@@ -608,8 +608,9 @@ function renderFiles(swarm, files = swarm.files()) {
   const box = $("wanted");
   const hadFocus = box.contains(document.activeElement);
   box.hidden = !wanted || wanted.complete || downloads.has(want);
-  // Its Download pressed from the keyboard: the focus goes on to the file's row (its Stop).
-  if (hadFocus && box.hidden) refocus({ list: "files", key: "file", id: want, tag: "BUTTON", className: "secondary cancel" });
+  // Its Download pressed from the keyboard: the focus goes on to the file's row (its first
+  // control: Stop while it downloads).
+  if (hadFocus && box.hidden) refocus({ list: "files", key: "file", id: want });
   const key = box.hidden ? "" : JSON.stringify([wanted.id, wanted.name, wanted.size]);
   if (box.dataset.key !== key) {
     box.dataset.key = key;
