@@ -148,6 +148,17 @@ async fn file_bytes(v: JsValue) -> Vec<u8> {
     js_sys::Uint8Array::new(&buf).to_vec()
 }
 
+/// A number of file `id`'s entry in `s.files()`.
+fn field(s: &Swarm, id: &FileId, name: &str) -> f64 {
+    let f = s
+        .files()
+        .iter()
+        .find(|f| js_sys::Reflect::get(f, &"id".into()).unwrap().as_string() == Some(hex(id)))
+        .expect("listed");
+    let v = js_sys::Reflect::get(&f, &name.into()).unwrap();
+    v.as_f64().unwrap_or_else(|| panic!("{name}: {v:?}"))
+}
+
 fn knows(s: &Swarm, id: &FileId) -> bool {
     s.files()
         .iter()
@@ -259,6 +270,21 @@ async fn eight_mib_from_a_to_b_and_c_with_c_also_fetching_from_b() {
     let from_a = from.get(&peer_id(&a)).copied().unwrap_or(0);
     assert!(from_b > 0, "c fetched nothing from b: {from:?}");
     assert!(from_a > 0, "c fetched nothing from a: {from:?}");
+    // What each source says it served: a all of b's copy and its part of c's, b its part of
+    // c's (a block sent to both in the endgame counts where it was sent); no one fetches now.
+    let (sent_a, sent_b) = (field(&a, &id, "sent"), field(&b, &id, "sent"));
+    assert!(
+        sent_a >= (8 * MIB) as f64 + from_a as f64 && sent_b >= from_b as f64,
+        "sent: a {sent_a}, b {sent_b}; c got {from_a} from a, {from_b} from b"
+    );
+    assert_eq!(field(&c, &id, "sent"), 0.0, "c served no one");
+    // (Endgame duplicates c cancelled may still be on their way to a or b for a moment.)
+    until("no one fetches after the downloads", 5.0, || {
+        [&a, &b, &c]
+            .iter()
+            .all(|s| field(s, &id, "uploading") == 0.0)
+    })
+    .await;
     for s in [&b, &c] {
         s.delete_stored(hex(&id)).await.unwrap();
     }
@@ -556,6 +582,52 @@ async fn a_download_goes_on_after_its_data_channel_closes_and_opens_again() {
         "fetched {fetched} for a file of {}",
         data.len()
     );
+    b.delete_stored(hex(&id)).await.unwrap();
+    a.leave();
+    b.leave();
+}
+
+/// `setUploadLimit` during a download: the source counts the peer fetching from it, the limit
+/// lifted lets the download finish; a limit that is not a number of bytes a second is an error
+/// that changes nothing.
+#[wasm_bindgen_test]
+async fn an_upload_limit_changed_while_a_peer_fetches_applies_at_once() {
+    let (a, b) = two_connected("limit-changed").await;
+    assert_eq!(a.upload_limit(), None);
+    a.set_upload_limit(Some(500_000.0))
+        .map_err(JsValue::from)
+        .unwrap();
+    assert_eq!(a.upload_limit(), Some(500_000.0));
+    for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+        let e = JsValue::from(a.set_upload_limit(Some(bad)).expect_err("a bad limit"));
+        let message = js_sys::Reflect::get(&e, &"message".into()).unwrap();
+        assert!(
+            message.as_string().unwrap().contains("uploadLimit"),
+            "{message:?}"
+        );
+        assert_eq!(a.upload_limit(), Some(500_000.0), "after {bad}");
+    }
+    let data = random_bytes(8 * MIB);
+    let id = share(&a, &file_of(&data, "limited.bin")).await;
+    until("announced", 10.0, || knows(&b, &id)).await;
+    let dl = b.download(hex(&id)).unwrap();
+    until("b fetching from a", 10.0, || {
+        field(&a, &id, "uploading") == 1.0 && field(&a, &id, "sent") > 0.0
+    })
+    .await;
+    sleep(1000).await;
+    // (At 500 kB/s, 8 MiB takes 17 s.)
+    assert!(field(&b, &id, "have") < (4 * MIB) as f64);
+    a.set_upload_limit(None).map_err(JsValue::from).unwrap();
+    assert_eq!(a.upload_limit(), None);
+    let done = JsFuture::from(dl.done());
+    let timeout = sleep(8_000);
+    futures::pin_mut!(done, timeout);
+    let got = match futures::future::select(done, timeout).await {
+        futures::future::Either::Left((got, _)) => got.expect("the download"),
+        futures::future::Either::Right(_) => panic!("not finished 8 s after the limit was lifted"),
+    };
+    assert_eq!(file_bytes(got).await, data);
     b.delete_stored(hex(&id)).await.unwrap();
     a.leave();
     b.leave();

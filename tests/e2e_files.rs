@@ -1260,3 +1260,160 @@ async fn the_keyboard_keeps_its_place_in_a_row_drawn_anew_in_chromium() {
 async fn the_keyboard_keeps_its_place_in_a_row_drawn_anew_in_firefox() {
     the_keyboard_keeps_its_place_in_a_row_drawn_anew(Browser::Firefox).await;
 }
+
+/// The sharer's page says who fetches its file and how fast, its upload limit (picked on the
+/// page) holds, can be lifted during the download and is kept for the next visit; while a peer
+/// fetches from it the page asks before it is closed, and the downloader's tab title shows the
+/// download's progress.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sharer_sees_its_uploads_and_sets_their_limit_on_the_page() {
+    let dir = TempDir::new("uploads");
+    let path = dir.path().join("eight.bin");
+    let size = 8 * 1024 * 1024;
+    std::fs::write(
+        &path,
+        (0..size).map(|i| (i * 7 % 251) as u8).collect::<Vec<u8>>(),
+    )
+    .unwrap();
+    let server = Server::start(&[]);
+    let (chromium, firefox) = connected_pair(&server, "e2e-uploads").await;
+    // The limit picked in the page is the swarm's.
+    let limit = |value: &str| {
+        format!(
+            "const s = document.getElementById('upload-limit');
+             s.value = '{value}';
+             s.dispatchEvent(new Event('change'));
+             return [s.value, window.swarmdrop.uploadLimit ?? null]"
+        )
+    };
+    let set = js(&chromium, &limit("1000000")).await;
+    assert_eq!(set, serde_json::json!(["1000000", 1000000]));
+    pick(&chromium, &[path.to_str().unwrap()]).await;
+    let id = wait_file_id(&chromium).await;
+    click(
+        &firefox,
+        &format!("li[data-file='{id}'] button.download"),
+        "Download",
+    )
+    .await;
+    // The sharer's row: one peer fetching, at the limit's rate (the page's rate is over the
+    // last three seconds; a tenth of a second of budget may be saved up on top).
+    let upload = format!("li[data-file='{id}'] .upload");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let rate = loop {
+        let text = js(
+            &chromium,
+            &format!("return document.querySelector(\"{upload}\")?.textContent ?? ''"),
+        )
+        .await;
+        let text = text.as_str().unwrap_or_default().to_string();
+        // "Sending to 1 peer · 1.0 MB/s · 3.1 MB sent" (or "998.0 KB/s"): MB/s.
+        let rate = text
+            .strip_prefix("Sending to 1 peer · ")
+            .filter(|_| text.ends_with(" sent"))
+            .and_then(|r| r.split(" · ").next())
+            .and_then(|r| match r.split_once(' ')? {
+                (n, "MB/s") => n.parse::<f64>().ok(),
+                (n, "KB/s") => n.parse::<f64>().ok().map(|k| k / 1e3),
+                _ => None,
+            });
+        let sent = file_info(&chromium, &id).await["sent"]
+            .as_f64()
+            .unwrap_or(0.0);
+        // (Once three seconds were seen.)
+        if let Some(r) = rate.filter(|_| sent >= 3e6) {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "the sharer's row: {text:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!((0.5..=1.2).contains(&rate), "{rate} MB/s at a 1 MB/s limit");
+    // Leaving now would cut the peer off: the page asks first.
+    let leave = "const e = new Event('beforeunload', { cancelable: true });
+                 dispatchEvent(e);
+                 return e.defaultPrevented";
+    assert_eq!(
+        js(&chromium, leave).await,
+        Value::Bool(true),
+        "asked before leaving"
+    );
+    // The downloader's tab says how far it is.
+    let title = js(&firefox, "return document.title").await;
+    let title = title.as_str().unwrap();
+    assert!(
+        title.ends_with("% · swarmdrop")
+            && title
+                .split('%')
+                .next()
+                .unwrap()
+                .parse::<u8>()
+                .is_ok_and(|p| p < 100),
+        "{title}"
+    );
+    // Lifted: the download finishes at once.
+    assert_eq!(
+        js(&chromium, &limit("")).await,
+        serde_json::json!(["", null])
+    );
+    wait_js(
+        &firefox,
+        &format!("return window.swarmdrop.files().find(f => f.id === '{id}')?.complete ?? false"),
+        Value::Bool(true),
+        Duration::from_secs(15),
+        "the download, with the limit lifted",
+    )
+    .await;
+    wait_js(
+        &chromium,
+        &format!(
+            "return [document.querySelector(\"{upload}\")?.textContent ?? null,
+                     (() => {{ const e = new Event('beforeunload', {{ cancelable: true }});
+                               dispatchEvent(e); return e.defaultPrevented }})()]"
+        ),
+        serde_json::json!(["Sent 8.4 MB to peers", false]),
+        Duration::from_secs(10),
+        "the sharer's row once the peer has it all, and no question on leaving",
+    )
+    .await;
+    wait_js(
+        &firefox,
+        "return document.title",
+        "swarmdrop".into(),
+        Duration::from_secs(5),
+        "the title once nothing downloads",
+    )
+    .await;
+    // The limit picked is kept for the next visit.
+    js(&chromium, &limit("2000000")).await;
+    chromium.client.refresh().await.expect("reload");
+    chromium
+        .wait_state("#signal-state", "open", Duration::from_secs(20))
+        .await;
+    wait_js(
+        &chromium,
+        "const s = document.getElementById('upload-limit'); return [s.value, s.disabled, window.swarmdrop.uploadLimit ?? null]",
+        serde_json::json!(["2000000", false, 2000000]),
+        Duration::from_secs(5),
+        "the limit after a reload",
+    )
+    .await;
+    chromium.close().await;
+    firefox.close().await;
+}
+
+/// The id of the first file listed in the page, once one is.
+async fn wait_file_id(s: &Session) -> String {
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let id = js(
+            s,
+            "return document.querySelector('#files li[data-file]')?.dataset.file ?? null",
+        )
+        .await;
+        if let Some(id) = id.as_str() {
+            return id.to_string();
+        }
+        assert!(Instant::now() < deadline, "{:?}: no file listed", s.browser);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -38,6 +38,12 @@ export async function usesTheApi(file: File, socket: WebSocket): Promise<File> {
 
   const id: string | undefined = swarm.id;
   const open: boolean = swarm.signalState === "open";
+  const cap: number | undefined = swarm.uploadLimit;
+  swarm.setUploadLimit(1_000_000);
+  swarm.setUploadLimit(null);
+  // @ts-expect-error: a number of bytes a second, not a string
+  swarm.setUploadLimit("1 MB/s");
+  console.log(cap);
   const peers: PeerInfo[] = swarm.peers();
   const direct: boolean = peers[0].route === "direct" && peers[0].state === "connected";
   const rtt: number | null = peers[0].rttMs;
@@ -85,6 +91,9 @@ export async function usesTheApi(file: File, socket: WebSocket): Promise<File> {
   const f = files.find((f) => f.id === shared.id);
   const left: number = f ? f.size - f.have : 0;
   const why: string | null = f?.error ?? null;
+  const served: number = f ? f.sent : 0;
+  const fetching: boolean = (f?.uploading ?? 0) > 0;
+  console.log(served, fetching);
   // @ts-expect-error: `error` may be null
   const sure: string = files[0].error;
   // @ts-expect-error: no such field

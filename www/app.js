@@ -176,7 +176,7 @@ async function main() {
   setupInvite(room);
   let swarm;
   try {
-    swarm = await Swarm.join({ signal, room, socket: earlySocket });
+    swarm = await Swarm.join({ signal, room, socket: earlySocket, uploadLimit: savedUploadLimit() ?? undefined });
     window.swarmdropTimings.joinedMs = performance.now();
   } catch (e) {
     show("signal-state", `failed: ${e.message ?? e}`, "error");
@@ -235,7 +235,41 @@ async function main() {
     }
   });
   setupFiles(swarm);
+  setupUploadLimit(swarm);
   addEventListener("pagehide", () => swarm.leave());
+}
+
+// ---- upload limit ----
+
+// The upload limit picked on this page is kept in the browser (for this site) and applies
+// from the next page load on too. Only the list's own values are taken back.
+const UPLOAD_LIMIT_KEY = "swarmdrop.uploadLimit";
+
+function savedUploadLimit() {
+  let saved = null;
+  try {
+    saved = localStorage.getItem(UPLOAD_LIMIT_KEY);
+  } catch {
+    // (No storage for this page: no limit kept.)
+  }
+  const known = [...$("upload-limit").options].some((o) => o.value !== "" && o.value === saved);
+  return known ? Number(saved) : null;
+}
+
+function setupUploadLimit(swarm) {
+  const select = $("upload-limit");
+  select.value = swarm.uploadLimit === undefined ? "" : String(swarm.uploadLimit);
+  select.disabled = false;
+  select.addEventListener("change", () => {
+    const limit = select.value === "" ? null : Number(select.value);
+    swarm.setUploadLimit(limit);
+    try {
+      if (limit === null) localStorage.removeItem(UPLOAD_LIMIT_KEY);
+      else localStorage.setItem(UPLOAD_LIMIT_KEY, String(limit));
+    } catch {
+      // (Applies to this page only.)
+    }
+  });
 }
 
 // Files dropped anywhere on the page are shared, not only on the drop zone: elsewhere the
@@ -461,6 +495,27 @@ function sourcesText(f) {
   return n === 0 ? "only you have it" : `you and ${n} other source${n === 1 ? "" : "s"}`;
 }
 
+// What each file's row says of uploads: who fetches it from this page now, how fast, and
+// what it sent in this session. The rate is over the last few seconds of `sent`, seen each time
+// the list is drawn (at least once a second).
+const sentSeen = new Map(); // file id → [[performance.now(), sent], …], oldest first
+
+function uploadText(f) {
+  if (f.uploading === 0) {
+    sentSeen.delete(f.id);
+    return f.sent > 0 ? `Sent ${formatBytes(f.sent)} to peers` : "";
+  }
+  const now = performance.now();
+  let seen = sentSeen.get(f.id);
+  if (!seen) sentSeen.set(f.id, (seen = []));
+  seen.push([now, f.sent]);
+  while (seen.length > 2 && now - seen[1][0] >= 3000) seen.shift();
+  const [t0, sent0] = seen[0];
+  const rate = now - t0 >= 500 ? (f.sent - sent0) / ((now - t0) / 1000) : 0;
+  return `Sending to ${f.uploading} peer${f.uploading === 1 ? "" : "s"}` +
+    (rate > 0 ? ` · ${formatBytes(rate)}/s` : "") + ` · ${formatBytes(f.sent)} sent`;
+}
+
 // Each file's row is kept with what it shows (`key`) and built again only when that changes:
 // a page listing thousands of files (a shared folder, say) touches the DOM once a second only
 // for the rows that changed, not for every row.
@@ -478,8 +533,9 @@ function fileRow(swarm, f) {
   const loading = f.downloading && !f.complete;
   const p = loading ? d?.progress : null;
   const copied = performance.now() - (copiedAt.get(f.id) ?? -Infinity) < 2000;
+  const up = uploadText(f);
   const key = JSON.stringify([f.name, f.size, sourcesText(f), stateText, loading, loading ? f.have : f.have > 0,
-    p ? [p.bytesPerSec, p.peers] : null, error ?? null, f.complete && d?.url ? d.url : null, loading && !!d, copied]);
+    p ? [p.bytesPerSec, p.peers] : null, error ?? null, f.complete && d?.url ? d.url : null, loading && !!d, copied, up]);
   const row = rows.get(f.id);
   if (row?.key === key) return row.li;
   const li = el("li", "file");
@@ -502,6 +558,7 @@ function fileRow(swarm, f) {
     li.append(el("span", "meta", `${formatBytes(f.have)} of ${formatBytes(f.size)}` +
       (speed ? ` · ${formatBytes(speed)}/s · ${eta}` : "") + (p ? ` · from ${p.peers} peer${p.peers === 1 ? "" : "s"}` : "")));
   }
+  if (up) li.append(el("span", "meta upload", up));
   if (error) li.append(el("span", "meta error", `Error: ${error}`));
   const actions = el("div", "actions");
   if (!f.complete && !f.downloading) {
@@ -603,6 +660,8 @@ function renderFiles(swarm, files = swarm.files()) {
   refocus(focused);
   $("no-files").hidden = files.length > 0;
   renderAll(swarm, files);
+  guardLeaving(files.some((f) => f.uploading > 0));
+  showProgressInTitle(files);
   const want = wantedFile();
   const wanted = files.find((f) => f.id === want);
   const box = $("wanted");
@@ -623,6 +682,41 @@ function renderFiles(swarm, files = swarm.files()) {
     b.addEventListener("click", () => userDownload(swarm, wanted.id));
     box.append(b);
   }
+}
+
+// While peers fetch files from this page, closing it (or going to another room) cuts their
+// downloads off, and where no one else has the whole file they cannot finish: the browser asks
+// first. The listener is there only then (a page with one may be kept out of the browser's
+// back/forward cache).
+let guarding = false;
+
+function holdLeaving(e) {
+  e.preventDefault();
+  e.returnValue = ""; // (What older browsers look for.)
+}
+
+function guardLeaving(on) {
+  if (on === guarding) return;
+  guarding = on;
+  if (on) addEventListener("beforeunload", holdLeaving);
+  else removeEventListener("beforeunload", holdLeaving);
+}
+
+// The tab's title shows how far the downloads are (for a tab in the background): "42% ·
+// swarmdrop", the bytes stored of all files being downloaded together.
+const TITLE = document.title;
+
+function showProgressInTitle(files) {
+  let have = 0;
+  let total = 0;
+  for (const f of files) {
+    if (f.downloading && !f.complete) {
+      have += f.have;
+      total += f.size;
+    }
+  }
+  const title = total > 0 ? `${Math.floor((100 * have) / total)}% · ${TITLE}` : TITLE;
+  if (document.title !== title) document.title = title;
 }
 
 // ---- storage ----

@@ -189,6 +189,12 @@ pub struct FileInfo {
     pub complete: bool,
     /// Bytes received from peers since this engine started (re-fetches included).
     pub received: u64,
+    /// Bytes of it served to peers since this engine started (read and handed to their
+    /// channels).
+    pub sent: u64,
+    /// Peers fetching it from us now: those with requests of it we accepted and have not
+    /// answered yet (a downloader keeps a pipeline of them while it fetches from us).
+    pub uploading: usize,
     /// Why its last download stopped, if storing failed (cleared by a new download).
     pub error: Option<String>,
 }
@@ -242,6 +248,8 @@ struct File {
     hashing: HashMap<u32, BTreeSet<PeerId>>,
     /// Bytes received per peer (for the application and the tests).
     received: HashMap<PeerId, u64>,
+    /// Bytes served to peers.
+    sent: u64,
     error: Option<String>,
 }
 
@@ -266,6 +274,7 @@ impl File {
             storing: BTreeSet::new(),
             hashing: HashMap::new(),
             received: HashMap::new(),
+            sent: 0,
             error: None,
         }
     }
@@ -496,15 +505,47 @@ impl Engine {
 
     /// Every file known in the swarm.
     pub fn files(&self) -> Vec<FileInfo> {
-        self.files.iter().map(|(id, f)| Self::info(id, f)).collect()
+        let fetching = self.fetching(None);
+        let count = |id: &FileId| {
+            fetching
+                .iter()
+                .find(|(f, _)| *f == id)
+                .map_or(0, |(_, n)| *n)
+        };
+        self.files
+            .iter()
+            .map(|(id, f)| Self::info(id, f, count(id)))
+            .collect()
     }
 
     /// File `id`, if known.
     pub fn file(&self, id: &FileId) -> Option<FileInfo> {
-        self.files.get(id).map(|f| Self::info(id, f))
+        let fetching = self.fetching(Some(id));
+        let n = fetching.first().map_or(0, |(_, n)| *n);
+        self.files.get(id).map(|f| Self::info(id, f, n))
     }
 
-    fn info(id: &FileId, f: &File) -> FileInfo {
+    /// How many peers fetch each file (of those we serve; only `only`, if given): the peers
+    /// with requests of it we accepted and have not answered. (`serving` is in peer order, then
+    /// file: each (peer, file) pair is one run of it. A list, not a map: few files are served at
+    /// once, and it keeps the wasm smaller.)
+    fn fetching(&self, only: Option<&FileId>) -> Vec<(&FileId, usize)> {
+        let mut counts: Vec<(&FileId, usize)> = Vec::new();
+        let mut last: Option<(&PeerId, &FileId)> = None;
+        for (peer, id, _) in &self.serving {
+            if only.is_some_and(|o| o != id) || last == Some((peer, id)) {
+                continue;
+            }
+            last = Some((peer, id));
+            match counts.iter_mut().find(|(f, _)| *f == id) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((id, 1)),
+            }
+        }
+        counts
+    }
+
+    fn info(id: &FileId, f: &File, uploading: usize) -> FileInfo {
         FileInfo {
             id: *id,
             name: f.name.clone(),
@@ -515,6 +556,8 @@ impl Engine {
             downloading: f.local == Local::Downloading,
             complete: f.have.as_ref().is_some_and(Bitfield::complete),
             received: f.received.values().sum(),
+            sent: f.sent,
+            uploading,
             error: f.error.clone(),
         }
     }
@@ -784,6 +827,9 @@ impl Engine {
                     return;
                 };
                 if self.unserve(&peer, id, block) {
+                    if let Some(f) = self.files.get_mut(&id) {
+                        f.sent += data.len() as u64;
+                    }
                     // In frames that fit the peer's channel (one, in every current browser).
                     let room = max_frame
                         .saturating_sub(super::wire::BLOCK_OVERHEAD)

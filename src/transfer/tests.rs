@@ -1642,6 +1642,92 @@ fn upload_limits_cap_each_seeder_and_a_download_uses_them_all() {
 }
 
 #[test]
+fn a_source_tells_who_fetches_from_it_and_how_much_it_served() {
+    // One downloader: the source served the file once, and no one fetches from it after.
+    let (data, m, mut sim) = shared_by_node_0(3 * 1024 * 1024 + 5, 21);
+    let id = m.id();
+    let info = |sim: &Sim, i: usize| sim.nodes[i].engine.file(&id).unwrap();
+    assert_eq!((info(&sim, 0).uploading, info(&sim, 0).sent), (0, 0));
+    sim.input(1, Input::Download(id));
+    assert!(sim.run_until(Duration::from_secs(30), |s| s.complete(1, &id)));
+    sim.settle();
+    assert_eq!(info(&sim, 0).sent, data.len() as u64);
+    assert_eq!(info(&sim, 0).uploading, 0);
+    assert_eq!((info(&sim, 1).sent, info(&sim, 1).uploading), (0, 0));
+
+    // Two downloaders at once from a capped source: it counts each peer once, however many
+    // of its requests wait, in `files()` as in `file()`.
+    let (data, m, mut sim) = shared_by_node_0_of(3, 4 * 1024 * 1024, 22);
+    let id = m.id();
+    let info = |sim: &Sim, i: usize| sim.nodes[i].engine.file(&id).unwrap();
+    sim.nodes[0]
+        .engine
+        .set_upload_limit(Some(1_000_000), sim.now);
+    for d in 1..3 {
+        sim.input(d, Input::Download(id));
+    }
+    sim.run_until(Duration::from_secs(1), |_| false);
+    let mid = info(&sim, 0);
+    assert_eq!(mid.uploading, 2, "{mid:?}");
+    assert!(mid.sent > 0 && mid.sent < 2 * data.len() as u64, "{mid:?}");
+    let listed = sim.nodes[0].engine.files();
+    assert_eq!(listed.iter().find(|f| f.id == id), Some(&mid));
+    assert!(sim.run_until(Duration::from_secs(60), |s| (1..3)
+        .all(|d| s.complete(d, &id))));
+    sim.settle();
+    let sent: u64 = (0..3).map(|i| info(&sim, i).sent).sum();
+    let received: u64 = (1..3).map(|d| info(&sim, d).received).sum();
+    assert!(
+        sent >= received && received >= 2 * data.len() as u64,
+        "sent {sent}, received {received}"
+    );
+    for i in 0..3 {
+        assert_eq!(info(&sim, i).uploading, 0, "node {i} after the downloads");
+    }
+}
+
+#[test]
+fn an_upload_limit_changed_during_a_download_holds_from_then_on() {
+    let (data, m, mut sim) = shared_by_node_0(12 * 1024 * 1024, 23);
+    let id = m.id();
+    let sent = |sim: &Sim| sim.nodes[0].engine.file(&id).unwrap().sent as f64;
+    let cap = 1_000_000.0;
+    let now = sim.now;
+    sim.nodes[0].engine.set_upload_limit(Some(cap as u64), now);
+    sim.input(1, Input::Download(id));
+    sim.run_until(Duration::from_secs(2), |_| false);
+    // Within the cap (plus a block of debt and the tenth of a second saved up), and using it.
+    let capped = sent(&sim);
+    assert!(
+        capped <= 2.0 * cap + 128.0 * 1024.0 + cap / 10.0 && capped >= 1.5 * cap,
+        "{capped} bytes in 2 s at {cap}/s"
+    );
+    // Lifted: the rest comes at the link's speed (20 MB/s), not the cap's (9 s more).
+    let now = sim.now;
+    sim.nodes[0].engine.set_upload_limit(None, now);
+    let start = sim.now;
+    assert!(sim.run_until(Duration::from_secs(3), |s| s.complete(1, &id)));
+    assert!(
+        sim.now - start < Duration::from_secs(2),
+        "{:?}",
+        sim.now - start
+    );
+    assert_eq!(sim.assembled(1, &m), data);
+    // Set again, lower, for the next downloader.
+    let now = sim.now;
+    sim.nodes[0].engine.set_upload_limit(Some(300_000), now);
+    sim.nodes[1].engine.handle(Input::Unshare(id), now);
+    let before = sent(&sim);
+    sim.input(1, Input::Download(id));
+    sim.run_until(Duration::from_secs(2), |_| false);
+    let more = sent(&sim) - before;
+    assert!(
+        more <= 2.0 * 300_000.0 + 128.0 * 1024.0 + 30_000.0 && more > 0.0,
+        "{more} bytes in 2 s at 300000/s"
+    );
+}
+
+#[test]
 fn malformed_packed_messages_are_errors() {
     assert_eq!(
         wire::unpack(&[]),

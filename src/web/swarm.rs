@@ -67,6 +67,17 @@ struct JoinOptions {
     socket: Option<web_sys::WebSocket>,
 }
 
+/// An upload limit as JavaScript gives it (bytes a second; none: no limit), checked.
+fn upload_limit(limit: Option<f64>) -> Result<Option<u64>, WebError> {
+    match limit {
+        None => Ok(None),
+        Some(l) if l.is_finite() && l >= 1.0 => Ok(Some(l as u64)),
+        Some(l) => Err(WebError::Signal(format!(
+            "uploadLimit {l}: use a number of bytes a second, at least 1"
+        ))),
+    }
+}
+
 /// `RTCIceServer` as JavaScript writes it: `urls` a string or a list.
 #[derive(Debug, Deserialize)]
 struct JsIceServer {
@@ -907,6 +918,31 @@ impl Swarm {
         Ok(())
     }
 
+    /// Most bytes a second this peer uploads to all peers together; `undefined`: no limit.
+    #[wasm_bindgen(getter, js_name = uploadLimit)]
+    pub fn upload_limit(&self) -> Option<f64> {
+        self.shared
+            .borrow()
+            .engine
+            .config()
+            .upload_limit
+            .map(|l| l as f64)
+    }
+
+    /// Changes the upload limit (bytes a second, at least 1; `null` or `undefined`: none). It
+    /// takes effect at once, also for requests already waiting.
+    #[wasm_bindgen(js_name = setUploadLimit)]
+    pub fn set_upload_limit(&self, limit: Option<f64>) -> Result<(), JsError> {
+        let limit = upload_limit(limit)?;
+        {
+            let mut inner = self.shared.borrow_mut();
+            let now = inner.now();
+            inner.engine.set_upload_limit(limit, now);
+        }
+        pump(&self.shared);
+        Ok(())
+    }
+
     /// Leaves the room: closes every connection and the signaling connection.
     pub fn leave(&self) {
         leave(&self.shared);
@@ -975,15 +1011,7 @@ impl Swarm {
     async fn join_with(opts: JoinOptions) -> Result<Swarm, WebError> {
         let room = RoomName::new(opts.room).map_err(|e| WebError::Signal(e.to_string()))?;
         let storage = opts.storage.unwrap_or_else(|| "default".into());
-        let upload_limit = match opts.upload_limit {
-            None => None,
-            Some(l) if l.is_finite() && l >= 1.0 => Some(l as u64),
-            Some(l) => {
-                return Err(WebError::Signal(format!(
-                    "uploadLimit {l}: use a number of bytes a second, at least 1"
-                )))
-            }
-        };
+        let upload_limit = upload_limit(opts.upload_limit)?;
         if RoomName::new(storage.clone()).is_err() {
             return Err(WebError::Signal(
                 "storage: use 1-64 characters of A-Z a-z 0-9 _ -".into(),

@@ -63,6 +63,10 @@ export interface FileInfo {
   complete: boolean;
   /** Bytes fetched from peers in this session. */
   received: number;
+  /** Bytes of it served to peers in this session. */
+  sent: number;
+  /** Peers fetching it from this page now (with requests of theirs being answered). */
+  uploading: number;
   /** Why its last download stopped, if storing failed. */
   error: string | null;
 }
