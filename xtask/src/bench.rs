@@ -531,10 +531,13 @@ fn browser_bench(
     for (k, v) in env {
         c.env(k, v);
     }
+    let scratch = crate::Scratch::new(test)?;
+    scratch.hold(&mut c);
     let out = c
         .stderr(Stdio::inherit())
         .output()
         .map_err(|e| format!("{test}: {e}"))?;
+    drop(scratch);
     let text = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         return Err(format!("{test} failed ({}):\n{text}", out.status));

@@ -63,6 +63,33 @@ pub fn cmd(program: &str, args: &[&str]) -> Command {
     c
 }
 
+/// A folder for one suite's temporary files (its `TMPDIR`), removed when dropped. Browsers ended
+/// by their drivers at the end of a run leave their profiles there — chromedriver's
+/// `org.chromium.Chromium.scoped_dir.*`, some 40 MB each, several a run — and a machine that
+/// runs the suites often would fill its disk with them.
+pub struct Scratch(PathBuf);
+
+impl Scratch {
+    pub fn new(name: &str) -> Result<Scratch, String> {
+        let dir =
+            std::env::temp_dir().join(format!("swarmdrop-xtask-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        Ok(Scratch(dir))
+    }
+
+    /// Runs `c` with its temporary files here.
+    pub fn hold(&self, c: &mut Command) {
+        c.env("TMPDIR", &self.0);
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// The trimmed stdout of a tool run from the root, if it succeeds.
 pub fn tools_output(program: &str, args: &[&str]) -> Option<String> {
     let out = cmd(program, args).output().ok()?;
@@ -422,8 +449,11 @@ fn test(args: &[String]) -> Result<(), String> {
         }
         println!("\n==> {}", suite.what);
         let t0 = Instant::now();
+        let scratch = Scratch::new(suite.name)?;
+        scratch.hold(&mut suite.command);
         let (ok, tally) =
             run_suite(&mut suite.command).map_err(|e| format!("{}: {e}", suite.what))?;
+        drop(scratch);
         total.passed += tally.passed;
         total.failed += tally.failed;
         report.push(format!(
