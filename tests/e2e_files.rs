@@ -1005,6 +1005,9 @@ async fn folders_picked_or_dropped_are_shared_whole_and_a_file_being_prepared_ca
         "Save all as one zip, focused",
     )
     .await;
+    // (The zip's Save link, hidden until there is a zip, showed as an empty button beside it;
+    // the preparing box stayed with its last file.)
+    nothing_hidden_shows(&firefox).await;
     press_enter(&firefox).await;
     firefox
         .wait_text_containing("#zip-save", "Save album.zip", Duration::from_secs(30))
@@ -1383,6 +1386,7 @@ async fn a_sharer_sees_its_uploads_and_sets_their_limit_on_the_page() {
         "the title once nothing downloads",
     )
     .await;
+    nothing_hidden_shows(&chromium).await;
     // The limit picked is kept for the next visit.
     js(&chromium, &limit("2000000")).await;
     chromium.client.refresh().await.expect("reload");
@@ -1399,6 +1403,22 @@ async fn a_sharer_sees_its_uploads_and_sets_their_limit_on_the_page() {
     .await;
     chromium.close().await;
     firefox.close().await;
+}
+
+/// What the page hides takes no room: a class's `display` must not beat `hidden`.
+async fn nothing_hidden_shows(s: &Session) {
+    let shown = js(
+        s,
+        "return [...document.querySelectorAll('[hidden]')]
+           .filter(e => e.getClientRects().length > 0).map(e => e.id || e.className)",
+    )
+    .await;
+    assert_eq!(
+        shown,
+        serde_json::json!([]),
+        "{:?}: hidden, yet shown",
+        s.browser
+    );
 }
 
 /// The id of the first file listed in the page, once one is.
