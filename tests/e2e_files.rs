@@ -1040,6 +1040,36 @@ async fn folders_picked_or_dropped_are_shared_whole_and_a_file_being_prepared_ca
     }
     assert_eq!(got, sums, "the zip holds the folder, byte for byte");
 
+    // Delete pressed from the keyboard in the stored list: the row goes, and the focus to the
+    // next file's Delete (not to the page).
+    wait_js(
+        &firefox,
+        "document.getElementById('stored-box').open = true;
+         return document.querySelectorAll('#stored li[data-stored] button.delete').length",
+        3.into(),
+        Duration::from_secs(10),
+        "three stored files listed",
+    )
+    .await;
+    let second = js(
+        &firefox,
+        "const rows = document.querySelectorAll('#stored li[data-stored]');
+         rows[0].querySelector('button.delete').focus();
+         return rows[1].dataset.stored",
+    )
+    .await;
+    press_enter(&firefox).await;
+    wait_js(
+        &firefox,
+        "const a = document.activeElement;
+         return [document.querySelectorAll('#stored li[data-stored]').length,
+                 a.closest('#stored li')?.dataset.stored ?? a.tagName, a.className]",
+        serde_json::json!([2, second, "secondary delete"]),
+        Duration::from_secs(10),
+        "the focus on the next file's Delete",
+    )
+    .await;
+
     // Dropped: a folder of the browser's own file system (with a subfolder, a file beside it
     // and an empty folder), a plain file, and an empty folder on its own.
     call(

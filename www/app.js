@@ -624,12 +624,18 @@ function fileRow(swarm, f) {
 function focusedIn(list, key) {
   const f = document.activeElement;
   const li = f?.closest?.(`#${list} li[data-${key}]`);
-  return li && f !== li ? { list, key, id: li.dataset[key], tag: f.tagName, className: f.className } : null;
+  if (!li || f === li) return null;
+  // (And the rows beside it: where its row is gone — a stored file deleted — the focus goes to
+  // the same control of the next row, else of the one before.)
+  const next = li.nextElementSibling?.dataset[key];
+  const prev = li.previousElementSibling?.dataset[key];
+  return { list, key, id: li.dataset[key], next, prev, tag: f.tagName, className: f.className };
 }
 
 function refocus(was) {
   if (!was || document.activeElement?.closest?.(`#${was.list} li`)) return;
-  const li = $(was.list).querySelector(`li[data-${was.key}="${CSS.escape(was.id)}"]`);
+  const row = (id) => id !== undefined && $(was.list).querySelector(`li[data-${was.key}="${CSS.escape(id)}"]`);
+  const li = row(was.id) || row(was.next) || row(was.prev);
   if (!li) return;
   // Else (or with no control named) the row's first control (after Stop, say, its Resume).
   const same = was.tag && [...li.querySelectorAll(was.tag)].find((e) => e.className === was.className);

@@ -66,27 +66,39 @@ pub fn cmd(program: &str, args: &[&str]) -> Command {
 /// A folder for one suite's temporary files (its `TMPDIR`), removed when dropped. Browsers ended
 /// by their drivers at the end of a run leave their profiles there — chromedriver's
 /// `org.chromium.Chromium.scoped_dir.*`, some 40 MB each, several a run — and a machine that
-/// runs the suites often would fill its disk with them.
-pub struct Scratch(PathBuf);
+/// runs the suites often would fill its disk with them. Not nested: a run inside one (the quick
+/// benches under `test`) keeps it, since Chromium puts its singleton socket under `TMPDIR` and
+/// fails to start where that path passes the 107 bytes a socket's path may have.
+pub struct Scratch(Option<PathBuf>);
+
+/// Set for what runs inside a [`Scratch`].
+const SCRATCH_ENV: &str = "SWARMDROP_XTASK_SCRATCH";
 
 impl Scratch {
     pub fn new(name: &str) -> Result<Scratch, String> {
+        if std::env::var_os(SCRATCH_ENV).is_some() {
+            return Ok(Scratch(None));
+        }
         let dir =
             std::env::temp_dir().join(format!("swarmdrop-xtask-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        Ok(Scratch(dir))
+        Ok(Scratch(Some(dir)))
     }
 
     /// Runs `c` with its temporary files here.
     pub fn hold(&self, c: &mut Command) {
-        c.env("TMPDIR", &self.0);
+        if let Some(dir) = &self.0 {
+            c.env("TMPDIR", dir).env(SCRATCH_ENV, "1");
+        }
     }
 }
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        if let Some(dir) = &self.0 {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
