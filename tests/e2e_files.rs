@@ -1417,6 +1417,19 @@ async fn a_sharer_sees_its_uploads_and_sets_their_limit_on_the_page() {
     )
     .await;
     nothing_hidden_shows(&chromium).await;
+    // Each page's peer says what went between them (the file, and nothing back).
+    let traffic = "const t = document.querySelector('#peers li .traffic')?.textContent ?? '';
+                   return t.replace(/ \\(.*?\\)/g, '')";
+    for (s, want) in [(&chromium, "sent 8.4 MB"), (&firefox, "received 8.4 MB")] {
+        wait_js(
+            s,
+            traffic,
+            want.into(),
+            Duration::from_secs(10),
+            "the peer's traffic",
+        )
+        .await;
+    }
     // The limit picked is kept for the next visit.
     js(&chromium, &limit("2000000")).await;
     chromium.client.refresh().await.expect("reload");

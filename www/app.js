@@ -105,6 +105,35 @@ function setupInvite(room) {
   });
 }
 
+// Bytes a second of a count that grows (a file's `sent`, a peer's `received`), over the last
+// few seconds of the values it was seen at under `key`; one that went down (a new connection
+// counts from 0) starts over.
+const seenAt = new Map(); // key → [[performance.now(), count], …], oldest first
+
+function rateOf(key, count) {
+  const now = performance.now();
+  let seen = seenAt.get(key);
+  if (!seen || count < seen[seen.length - 1][1]) seenAt.set(key, (seen = []));
+  seen.push([now, count]);
+  while (seen.length > 2 && now - seen[1][0] >= 3000) seen.shift();
+  const [t0, c0] = seen[0];
+  return now - t0 >= 500 ? (count - c0) / ((now - t0) / 1000) : 0;
+}
+
+function forgetRate(key) {
+  seenAt.delete(key);
+}
+
+// What a connected peer and this page exchanged over their connection: "received 78.6 MB
+// (5.0 MB/s) · sent 27.9 MB (2.0 MB/s)", each part once there is some.
+function trafficText(p) {
+  const part = (what, count) => {
+    const rate = rateOf(`peer ${p.id} ${what}`, count);
+    return count > 0 ? `${what} ${formatBytes(count)}${rate > 0 ? ` (${formatBytes(rate)}/s)` : ""}` : null;
+  };
+  return [part("received", p.received), part("sent", p.sent)].filter(Boolean).join(" · ");
+}
+
 function renderPeers(swarm) {
   const list = $("peers");
   const peers = swarm.peers();
@@ -127,11 +156,19 @@ function renderPeers(swarm) {
           safety.title = "Safety number";
           meta.append(safety);
         }
+        const traffic = trafficText(p);
+        if (traffic) meta.append(el("span", "traffic", traffic));
       }
       li.append(meta);
       return li;
     }),
   );
+  // (The rates of peers no longer listed are let go of.)
+  const listed = new Set(peers.map((p) => p.id));
+  for (const key of seenAt.keys()) {
+    const [kind, id] = key.split(" ");
+    if (kind === "peer" && !listed.has(id)) seenAt.delete(key);
+  }
   const connected = peers.filter((p) => p.state === "connected").length;
   show("peer-count", String(connected));
   $("no-peers").hidden = peers.length > 0;
@@ -496,22 +533,14 @@ function sourcesText(f) {
 }
 
 // What each file's row says of uploads: who fetches it from this page now, how fast, and
-// what it sent in this session. The rate is over the last few seconds of `sent`, seen each time
-// the list is drawn (at least once a second).
-const sentSeen = new Map(); // file id → [[performance.now(), sent], …], oldest first
-
+// what it sent in this session (the rate over the last few seconds of `sent`, seen each time
+// the list is drawn: at least once a second).
 function uploadText(f) {
   if (f.uploading === 0) {
-    sentSeen.delete(f.id);
+    forgetRate(`file ${f.id}`);
     return f.sent > 0 ? `Sent ${formatBytes(f.sent)} to peers` : "";
   }
-  const now = performance.now();
-  let seen = sentSeen.get(f.id);
-  if (!seen) sentSeen.set(f.id, (seen = []));
-  seen.push([now, f.sent]);
-  while (seen.length > 2 && now - seen[1][0] >= 3000) seen.shift();
-  const [t0, sent0] = seen[0];
-  const rate = now - t0 >= 500 ? (f.sent - sent0) / ((now - t0) / 1000) : 0;
+  const rate = rateOf(`file ${f.id}`, f.sent);
   return `Sending to ${f.uploading} peer${f.uploading === 1 ? "" : "s"}` +
     (rate > 0 ? ` · ${formatBytes(rate)}/s` : "") + ` · ${formatBytes(f.sent)} sent`;
 }

@@ -330,6 +330,9 @@ struct PeerState {
     /// [`Engine::reply`]; each is sent once, however often it was asked for meanwhile): those
     /// of files forgotten since count until the next [`Engine::pay`] recounts.
     owed: usize,
+    /// Bytes of blocks taken from it, and served to it, over this connection.
+    received: u64,
+    sent: u64,
 }
 
 /// An answer to a peer's frame that waits while the peer's channel takes nothing.
@@ -594,6 +597,12 @@ impl Engine {
         self.files.get(id)?.have.as_ref()
     }
 
+    /// Bytes of files received from a connected peer, and served to it, over its current
+    /// connection: `(received, sent)`; `None` for a peer not connected.
+    pub fn traffic(&self, peer: &PeerId) -> Option<(u64, u64)> {
+        self.peers.get(peer).map(|p| (p.received, p.sent))
+    }
+
     /// Bytes of a file received from each peer.
     pub fn received_from(&self, id: &FileId) -> HashMap<PeerId, u64> {
         self.files
@@ -725,6 +734,8 @@ impl Engine {
                     owed: 0,
                     busy_until: None,
                     announced: 0,
+                    received: 0,
+                    sent: 0,
                 });
                 ps.max_frame = max_frame;
                 let frames: Vec<Frame> = self
@@ -829,6 +840,9 @@ impl Engine {
                 if self.unserve(&peer, id, block) {
                     if let Some(f) = self.files.get_mut(&id) {
                         f.sent += data.len() as u64;
+                    }
+                    if let Some(ps) = self.peers.get_mut(&peer) {
+                        ps.sent += data.len() as u64;
                     }
                     // In frames that fit the peer's channel (one, in every current browser).
                     let room = max_frame
@@ -1403,6 +1417,9 @@ impl Engine {
             for p in &others {
                 self.send(p, Frame::Cancel { id, block });
             }
+        }
+        if let Some(ps) = self.peers.get_mut(peer) {
+            ps.received += data.len() as u64;
         }
         let Some(f) = self.files.get_mut(&id) else {
             return;

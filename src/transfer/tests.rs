@@ -1675,6 +1675,21 @@ fn a_source_tells_who_fetches_from_it_and_how_much_it_served() {
     assert!(sim.run_until(Duration::from_secs(60), |s| (1..3)
         .all(|d| s.complete(d, &id))));
     sim.settle();
+    // Each peer's traffic: what one took from another is what the other served it, less
+    // endgame duplicates dropped on arrival.
+    for i in 0..3 {
+        for j in 0..3 {
+            if i == j {
+                continue;
+            }
+            let (got, _) = sim.nodes[i].engine.traffic(&pid(j)).unwrap();
+            let (_, gave) = sim.nodes[j].engine.traffic(&pid(i)).unwrap();
+            let from = sim.nodes[i].engine.received_from(&id);
+            assert_eq!(got, from.get(&pid(j)).copied().unwrap_or(0), "{i} from {j}");
+            assert!(gave >= got, "{j} gave {i} {gave}, {i} got {got}");
+        }
+    }
+    assert_eq!(sim.nodes[0].engine.traffic(&pid(0)), None);
     let sent: u64 = (0..3).map(|i| info(&sim, i).sent).sum();
     let received: u64 = (1..3).map(|d| info(&sim, d).received).sum();
     assert!(

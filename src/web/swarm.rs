@@ -819,7 +819,8 @@ impl Swarm {
             .collect()
     }
 
-    /// Every known peer: `[{ id, state, route, rttMs, safetyNumber, connectedAt }]`.
+    /// Every known peer: `[{ id, state, route, rttMs, safetyNumber, connectedAt, received,
+    /// sent }]` (`received`, `sent`: bytes of files from and to it over its current connection).
     #[wasm_bindgen(unchecked_return_type = "PeerInfo[]")]
     pub fn peers(&self) -> js_sys::Array {
         let inner = self.shared.borrow();
@@ -828,6 +829,7 @@ impl Swarm {
             .peers()
             .map(|(id, state)| {
                 let h = inner.peers.get(id);
+                let traffic = inner.engine.traffic(id).unwrap_or((0, 0));
                 obj(&[
                     ("id", JsValue::from_str(id.as_str())),
                     ("state", JsValue::from_str(state.as_str())),
@@ -847,6 +849,8 @@ impl Swarm {
                             .filter(|_| state == PeerState::Connected)
                             .map_or(JsValue::NULL, JsValue::from),
                     ),
+                    ("received", JsValue::from_f64(traffic.0 as f64)),
+                    ("sent", JsValue::from_f64(traffic.1 as f64)),
                 ])
             })
             .collect()

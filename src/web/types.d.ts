@@ -33,6 +33,10 @@ export interface PeerInfo {
   safetyNumber: string | null;
   /** `performance.now()` when it connected; null unless connected. */
   connectedAt: number | null;
+  /** Bytes of files received from it over its current connection (0 without one). */
+  received: number;
+  /** Bytes of files served to it over its current connection (0 without one). */
+  sent: number;
 }
 
 /** One entry of `swarm.connections()`: the browser's own view, for diagnostics. */
