@@ -148,6 +148,18 @@ async fn file_bytes(v: JsValue) -> Vec<u8> {
     js_sys::Uint8Array::new(&buf).to_vec()
 }
 
+/// The finished download's `File`; fails the test, saying `when`, if it is not done within
+/// `ms`.
+async fn done_within(dl: &swarmdrop::web::Download, ms: u32, when: &str) -> JsValue {
+    let done = JsFuture::from(dl.done());
+    let timeout = sleep(ms);
+    futures::pin_mut!(done, timeout);
+    match futures::future::select(done, timeout).await {
+        futures::future::Either::Left((got, _)) => got.expect("the download"),
+        futures::future::Either::Right(_) => panic!("not finished {when}"),
+    }
+}
+
 /// A number of file `id`'s entry in `s.files()`.
 fn field(s: &Swarm, id: &FileId, name: &str) -> f64 {
     let f = s
@@ -567,13 +579,7 @@ async fn a_download_goes_on_after_its_data_channel_closes_and_opens_again() {
     b.close_channel_for_testing(&a_at_b);
     until("the channel gone", 5.0, || connected(&b) == 0).await;
     assert!(b.received_from(&id).values().sum::<u64>() < data.len() as u64);
-    let done = JsFuture::from(dl.done());
-    let timeout = sleep(30_000);
-    futures::pin_mut!(done, timeout);
-    let got = match futures::future::select(done, timeout).await {
-        futures::future::Either::Left((got, _)) => got.expect("the download"),
-        futures::future::Either::Right(_) => panic!("not finished 30 s after the channel closed"),
-    };
+    let got = done_within(&dl, 30_000, "30 s after the channel closed").await;
     assert_eq!(file_bytes(got).await, data);
     // What was in flight when the channel closed is fetched again, nothing stored.
     let fetched = b.received_from(&id).values().sum::<u64>();
@@ -620,13 +626,7 @@ async fn an_upload_limit_changed_while_a_peer_fetches_applies_at_once() {
     assert!(field(&b, &id, "have") < (4 * MIB) as f64);
     a.set_upload_limit(None).map_err(JsValue::from).unwrap();
     assert_eq!(a.upload_limit(), None);
-    let done = JsFuture::from(dl.done());
-    let timeout = sleep(8_000);
-    futures::pin_mut!(done, timeout);
-    let got = match futures::future::select(done, timeout).await {
-        futures::future::Either::Left((got, _)) => got.expect("the download"),
-        futures::future::Either::Right(_) => panic!("not finished 8 s after the limit was lifted"),
-    };
+    let got = done_within(&dl, 8_000, "8 s after the limit was lifted").await;
     assert_eq!(file_bytes(got).await, data);
     b.delete_stored(hex(&id)).await.unwrap();
     a.leave();

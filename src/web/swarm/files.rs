@@ -610,8 +610,8 @@ fn parse_id(id: &str) -> Result<FileId, JsError> {
 // `files()` made in one call: its strings as one (each file's id, name, type and error, if
 // any, one after another) and its numbers as one array, eleven a file (the lengths of name,
 // type and error — -1 for none — in UTF-16 units, then size, sources, have, downloading,
-// complete, received, sent, uploading). For 5,000 files: 1-2 ms; an object a call, 4-6 ms; an object a field at a time
-// (and `id_hex` formatting each byte on its own), 30 ms.
+// complete, received, sent, uploading). For 5,000 files: 1-2 ms; an object a call, 4-6 ms; an
+// object a field at a time (and `id_hex` formatting each byte on its own), 30 ms.
 #[wasm_bindgen(inline_js = "export function fileInfos(text, nums) {
   const out = [];
   let at = 0;
