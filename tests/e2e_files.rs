@@ -1321,6 +1321,17 @@ async fn a_sharer_sees_its_uploads_and_sets_their_limit_on_the_page() {
     };
     let set = js(&chromium, &limit("1000000")).await;
     assert_eq!(set, serde_json::json!(["1000000", 1000000]));
+    // Named and described to a screen reader.
+    let named = js(
+        &chromium,
+        "const s = document.getElementById('upload-limit');
+         return [s.labels[0].textContent, document.getElementById(s.getAttribute('aria-describedby'))?.textContent ?? null]",
+    )
+    .await;
+    assert_eq!(
+        named,
+        serde_json::json!(["Upload", "at most, to all peers together"])
+    );
     pick(&chromium, &[path.to_str().unwrap()]).await;
     let id = wait_file_id(&chromium).await;
     click(
