@@ -1381,6 +1381,30 @@ async fn a_sharer_sees_its_uploads_and_sets_their_limit_on_the_page() {
         Value::Bool(true),
         "asked before leaving"
     );
+    // A link to another room pasted into the tab: the page asks; answered "stay", it stays in
+    // this room with this room's link.
+    js(&chromium, "location.hash = '#room=elsewhere'; return null").await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let question = loop {
+        match chromium.client.get_alert_text().await {
+            Ok(text) => break text,
+            Err(e) => assert!(Instant::now() < deadline, "no question: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        question.starts_with("Peers are downloading files from this page"),
+        "{question}"
+    );
+    chromium.client.dismiss_alert().await.expect("stay");
+    wait_js(
+        &chromium,
+        "return [location.hash, document.getElementById('room').textContent, !!window.swarmdrop]",
+        serde_json::json!(["#room=e2e-uploads", "e2e-uploads", true]),
+        Duration::from_secs(5),
+        "still in the room, with its link",
+    )
+    .await;
     // The downloader's tab says how far it is.
     let title = js(&firefox, "return document.title").await;
     let title = title.as_str().unwrap();

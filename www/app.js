@@ -343,11 +343,21 @@ main();
 
 // A link pasted into this tab changes only the hash, which loads nothing: a link to another
 // room joins that room (the page loads again, leaving this one); one that offers a file in this
-// room offers it at once.
-addEventListener("hashchange", () => {
+// room offers it at once. While peers fetch from this page (see `guardLeaving`), the page asks
+// first, itself: the browser's own question, answered "stay", would leave the other room's
+// link in the address bar of a page still in this room; answered so here, the link goes back.
+addEventListener("hashchange", (e) => {
   const room = new URLSearchParams(location.hash.slice(1)).get("room");
-  if (room !== currentRoom) location.reload();
-  else if (window.swarmdrop) renderFiles(window.swarmdrop);
+  if (room === currentRoom) {
+    if (window.swarmdrop) renderFiles(window.swarmdrop);
+    return;
+  }
+  if (guarding && !confirm("Peers are downloading files from this page: leaving this room stops them. Leave it for the other room?")) {
+    history.replaceState(null, "", e.oldURL);
+    return;
+  }
+  guardLeaving(false);
+  location.reload();
 });
 
 // ---- files ----
