@@ -2,7 +2,8 @@
 //! through the page, is reloaded mid-transfer, resumes without re-fetching stored pieces, and ends
 //! with the same SHA-256. Also: a download that does not fit in the browser's storage (each
 //! browser), the page's file list (picked and dropped files, names as text, a copied file link,
-//! Save, Delete, Stop sharing), and a shared file changed on disk. Built only with
+//! Save, Delete, Stop sharing), a shared file changed on disk, and a sharer's uploads (what the
+//! page says of them, the upload limit, the question before leaving). Built only with
 //! `--features e2e`.
 #![cfg(not(target_arch = "wasm32"))]
 
@@ -1296,8 +1297,9 @@ async fn the_keyboard_keeps_its_place_in_a_row_drawn_anew_in_firefox() {
 
 /// The sharer's page says who fetches its file and how fast, its upload limit (picked on the
 /// page) holds, can be lifted during the download and is kept for the next visit; while a peer
-/// fetches from it the page asks before it is closed, and the downloader's tab title shows the
-/// download's progress.
+/// fetches from it the page asks before it is closed or leaves for another room; the
+/// downloader's tab title shows the download's progress; each page's peer row says what went
+/// between them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sharer_sees_its_uploads_and_sets_their_limit_on_the_page() {
     let dir = TempDir::new("uploads");
