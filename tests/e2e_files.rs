@@ -93,22 +93,7 @@ async fn a_64_mib_file_from_chromium_to_firefox_with_a_reload_in_between() {
     pick(&chromium, &[path.to_str().unwrap()]).await;
 
     // Firefox sees it and downloads it through the page.
-    let row = "#files li[data-file]";
-    let deadline = Instant::now() + Duration::from_secs(40);
-    let id = loop {
-        if let Ok(el) = firefox.client.find(Locator::Css(row)).await {
-            if let Ok(Some(id)) = el.attr("data-file").await {
-                break id;
-            }
-        }
-        if Instant::now() > deadline {
-            let probe = "return window.swarmdrop ? JSON.stringify([window.swarmdrop.files(), window.swarmdrop.peers()]) : 'no swarm'";
-            let c = js(&chromium, probe).await;
-            let f = js(&firefox, probe).await;
-            panic!("the file never appeared in Firefox\nchromium: {c}\nfirefox: {f}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let id = wait_file_id(&firefox, &[&chromium]).await;
     let name = firefox.text(&format!("li[data-file='{id}'] .name")).await;
     assert_eq!(name, "random-64MiB.bin");
     // Not kept for sure until the first download asks the browser to.
@@ -1335,7 +1320,7 @@ async fn a_sharer_sees_its_uploads_and_sets_their_limit_on_the_page() {
         serde_json::json!(["Upload", "at most, to all peers together"])
     );
     pick(&chromium, &[path.to_str().unwrap()]).await;
-    let id = wait_file_id(&chromium).await;
+    let id = wait_file_id(&chromium, &[&firefox]).await;
     click(
         &firefox,
         &format!("li[data-file='{id}'] button.download"),
@@ -1436,9 +1421,7 @@ async fn a_sharer_sees_its_uploads_and_sets_their_limit_on_the_page() {
     wait_js(
         &chromium,
         &format!(
-            "return [document.querySelector(\"{upload}\")?.textContent ?? null,
-                     (() => {{ const e = new Event('beforeunload', {{ cancelable: true }});
-                               dispatchEvent(e); return e.defaultPrevented }})()]"
+            "return [document.querySelector(\"{upload}\")?.textContent ?? null, (() => {{ {leave} }})()]"
         ),
         serde_json::json!(["Sent 8.4 MB to peers", false]),
         Duration::from_secs(10),
@@ -1501,8 +1484,9 @@ async fn nothing_hidden_shows(s: &Session) {
     );
 }
 
-/// The id of the first file listed in the page, once one is.
-async fn wait_file_id(s: &Session) -> String {
+/// The id of the first file listed in page `s`, once one is; if none is within 40 s, fails
+/// with the swarm's files and peers as `s` and `others` see them.
+async fn wait_file_id(s: &Session, others: &[&Session]) -> String {
     let deadline = Instant::now() + Duration::from_secs(40);
     loop {
         let id = js(
@@ -1513,7 +1497,14 @@ async fn wait_file_id(s: &Session) -> String {
         if let Some(id) = id.as_str() {
             return id.to_string();
         }
-        assert!(Instant::now() < deadline, "{:?}: no file listed", s.browser);
+        if Instant::now() > deadline {
+            let probe = "return window.swarmdrop ? JSON.stringify([window.swarmdrop.files(), window.swarmdrop.peers()]) : 'no swarm'";
+            let mut seen = String::new();
+            for p in std::iter::once(s).chain(others.iter().copied()) {
+                seen += &format!("\n{:?}: {}", p.browser, js(p, probe).await);
+            }
+            panic!("{:?}: no file listed{seen}", s.browser);
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
