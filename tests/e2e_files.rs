@@ -713,15 +713,16 @@ async fn the_page_shares_picked_and_dropped_files_and_a_copied_link_offers_one()
     firefox.close().await;
 }
 
-/// Presses Enter on the element that has the keyboard's focus, as a keyboard user would.
+/// Presses Enter on whatever has the keyboard's focus when the key goes down, as a keyboard user
+/// would: through the keyboard input source, not an element reference (a row drawn anew between
+/// finding the focused element and sending it the key made that reference stale).
 async fn press_enter(s: &Session) {
-    s.client
-        .active_element()
-        .await
-        .expect("the focused element")
-        .send_keys("\u{E007}")
-        .await
-        .expect("Enter");
+    use fantoccini::actions::{InputSource, KeyAction, KeyActions};
+    let enter = '\u{E007}';
+    let keys = KeyActions::new("keyboard".into())
+        .then(KeyAction::Down { value: enter })
+        .then(KeyAction::Up { value: enter });
+    s.client.perform_actions(keys).await.expect("Enter");
 }
 
 /// Waits until the page has said each of `what` to screen readers (among its announcements).
