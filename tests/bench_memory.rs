@@ -1,14 +1,14 @@
-//! `cargo xtask bench memory`: a large file shared from disk by one Chromium and downloaded by
-//! another into OPFS, while the receiving tab's memory is sampled: the RSS of its renderer
-//! processes (from /proc), and the page's wasm memory and JS heap; and the sharing tab's
-//! renderer RSS. The baseline, first, in two fresh browsers: the same bytes over a raw data
+//! `cargo xtask bench memory`: a large file shared from disk by one Chromium and downloaded into
+//! OPFS by another Chromium, then by a Firefox, while the receiving tab's memory is sampled: the
+//! RSS of its renderer process (from /proc), and the page's wasm memory and JS heap; and the
+//! sharing tab's renderer RSS. The baseline, first, in two fresh browsers: the same bytes over a raw data
 //! channel to a receiver that writes each message to OPFS. Prints figures; asserts only that
 //! the transfers complete with the right size.
 #![cfg(not(target_arch = "wasm32"))]
 
 mod harness;
 
-use harness::{bench_page, call, raw_round, raw_transfer, Browser, Server, TempDir};
+use harness::{bench_page, call, raw_round, raw_transfer, Browser, Server, Session, TempDir};
 use serde_json::json;
 use std::io::Write;
 use std::path::Path;
@@ -44,32 +44,61 @@ struct Rss {
     anon: u64,
     file: u64,
     shmem: u64,
+    /// CPU time the process has used so far (user and system), in clock ticks.
+    ticks: u64,
 }
 
-/// RSS of the renderer process hosting the page in the browser using `profile`: of its
-/// renderers (others are spare or blank), the one that used the most CPU.
-fn renderer_rss(profile: &Path) -> Rss {
-    let needle = format!("--user-data-dir={}", profile.display());
+/// RSS of the process rendering `s`'s page: of its browser's renderers (Chromium: processes
+/// with `--type=renderer` and the session's profile; Firefox: the content processes of tabs
+/// whose parent is the process started with the session's profile — others are spare or
+/// blank), the one that used the most CPU.
+fn renderer_rss(s: &Session) -> Rss {
+    let procs: Vec<(u32, String, Vec<String>)> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let pid = e.file_name().to_str()?.parse().ok()?;
+            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            // Fields after the command's name: state, ppid, … (see proc(5)).
+            let fields = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .map(String::from)
+                .collect();
+            Some((pid, cmd, fields))
+        })
+        .collect();
+    let profile = s.profile().display().to_string();
+    let parent = procs
+        .iter()
+        .find(|(_, cmd, _)| cmd.contains(&format!("-profile {profile}")))
+        .map(|(pid, _, _)| pid.to_string());
     let mut busiest = (0u64, Rss::default()); // (cpu ticks, rss)
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let dir = entry.path();
-        let Ok(cmd) = std::fs::read(dir.join("cmdline")) else {
-            continue;
+    for (pid, cmd, fields) in &procs {
+        let renders = match s.browser {
+            Browser::Chromium => {
+                cmd.contains("--type=renderer")
+                    && cmd.contains(&format!("--user-data-dir={profile}"))
+            }
+            Browser::Firefox => {
+                cmd.contains("-contentproc -isForBrowser")
+                    && parent
+                        .as_ref()
+                        .is_some_and(|p| cmd.contains(&format!("-parentPid {p} ")))
+            }
         };
-        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-        if !cmd.contains("--type=renderer") || !cmd.contains(&needle) {
+        if !renders {
             continue;
         }
-        let stat = std::fs::read_to_string(dir.join("stat")).unwrap_or_default();
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .map(|(_, rest)| rest.split_whitespace().collect())
-            .unwrap_or_default();
         let ticks = [11, 12]
             .iter()
             .filter_map(|&i| fields.get(i).and_then(|v| v.parse::<u64>().ok()))
             .sum::<u64>();
-        let status = std::fs::read_to_string(dir.join("status")).unwrap_or_default();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
         let bytes = |key: &str| -> u64 {
             status
                 .lines()
@@ -85,6 +114,7 @@ fn renderer_rss(profile: &Path) -> Rss {
                 anon: bytes("RssAnon:"),
                 file: bytes("RssFile:"),
                 shmem: bytes("RssShmem:"),
+                ticks,
             };
             busiest = (ticks, rss);
         }
@@ -100,13 +130,13 @@ async fn raw_stored_peak(server: &Server, size: u64) -> (Rss, Rss, f64) {
         bench_page(server, Browser::Chromium),
         bench_page(server, Browser::Chromium)
     );
-    let base = renderer_rss(b.profile());
+    let base = renderer_rss(&b);
     let done = std::sync::atomic::AtomicBool::new(false);
     let sample = async {
         let mut peak = base;
         while !done.load(std::sync::atomic::Ordering::Relaxed) {
             tokio::time::sleep(Duration::from_millis(250)).await;
-            let rss = renderer_rss(b.profile());
+            let rss = renderer_rss(&b);
             if rss.total > peak.total {
                 peak = rss;
             }
@@ -130,6 +160,79 @@ async fn raw_stored_peak(server: &Server, size: u64) -> (Rss, Rss, f64) {
     (base, peak, got["ms"].as_f64().unwrap_or(f64::NAN) / 1000.0)
 }
 
+/// What a download's receiving tab (and the sharing tab) used.
+struct Sampled {
+    /// The receiving renderer before the download and at its peak.
+    base: Rss,
+    peak: Rss,
+    /// The receiving page's wasm memory and JS heap (as the page sees them; null in Firefox),
+    /// peaks, in bytes.
+    wasm: f64,
+    js: f64,
+    /// The receiving renderer's CPU time per MB over the download.
+    cpu_ms_per_mb: f64,
+    seconds: f64,
+    /// The sharing renderer before the download and at its peak.
+    sender_base: Rss,
+    sender_peak: Rss,
+}
+
+/// `receiver` (a fresh browser) joins `room` and downloads `id` (`size` bytes) from `sharer`,
+/// sampled every 250 ms.
+async fn sampled_download(
+    server: &Server,
+    sharer: &Session,
+    receiver: Browser,
+    room: &str,
+    id: &serde_json::Value,
+    size: u64,
+) -> Sampled {
+    let b = bench_page(server, receiver).await;
+    call(&b, format!("bench.swarmJoin('{room}')")).await;
+    let base = renderer_rss(&b);
+    let sender_base = renderer_rss(sharer);
+    let mut sender_peak = sender_base;
+    call(&b, format!("bench.startDownload({id}, 1)")).await;
+    let (mut peak, mut wasm, mut js) = (base, 0.0f64, 0.0f64);
+    let deadline = Instant::now() + Duration::from_secs(3600);
+    let state = loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let rss = renderer_rss(&b);
+        if rss.total > peak.total {
+            peak = rss;
+        }
+        let rss = renderer_rss(sharer);
+        if rss.total > sender_peak.total {
+            sender_peak = rss;
+        }
+        let m = call(&b, "bench.memory()".into()).await;
+        wasm = wasm.max(m["wasm"].as_f64().unwrap_or(0.0));
+        js = js.max(m["jsHeap"].as_f64().unwrap_or(0.0));
+        assert!(m["failed"].is_null(), "{receiver:?}: download failed: {m}");
+        if !m["ms"].is_null() {
+            break m;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{receiver:?}: download not done within an hour: {m}"
+        );
+    };
+    assert_eq!(state["bytes"].as_u64(), Some(size), "{receiver:?}: {state}");
+    // Clock ticks of 10 ms (the kernel's USER_HZ on Linux).
+    let ticks = renderer_rss(&b).ticks.saturating_sub(base.ticks);
+    b.close().await;
+    Sampled {
+        base,
+        peak,
+        wasm,
+        js,
+        cpu_ms_per_mb: ticks as f64 * 10.0 / (size as f64 / 1e6),
+        seconds: state["ms"].as_f64().unwrap_or(f64::NAN) / 1000.0,
+        sender_base,
+        sender_peak,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_of_a_large_download() {
     let mib: u64 = std::env::var("SWARMDROP_BENCH_MEMORY_MIB")
@@ -142,22 +245,18 @@ async fn memory_of_a_large_download() {
     make_file(&path, size);
     let server = Server::start(&[]);
     let (raw_base, raw_peak, raw_secs) = raw_stored_peak(&server, size).await;
+    let mb = |v: u64| v as f64 / MIB as f64;
     eprintln!(
         "raw, stored: {mib} MiB in {raw_secs:.1} s: renderer RSS peak {:.0} MiB (before {:.0}; \
          anonymous at the peak {:.0}, file-backed {:.0})",
-        raw_peak.total as f64 / MIB as f64,
-        raw_base.total as f64 / MIB as f64,
-        raw_peak.anon as f64 / MIB as f64,
-        raw_peak.file as f64 / MIB as f64,
+        mb(raw_peak.total),
+        mb(raw_base.total),
+        mb(raw_peak.anon),
+        mb(raw_peak.file),
     );
-    let (a, b) = tokio::join!(
-        bench_page(&server, Browser::Chromium),
-        bench_page(&server, Browser::Chromium)
-    );
+    let a = bench_page(&server, Browser::Chromium).await;
     let room = "memory";
-    for s in [&a, &b] {
-        call(s, format!("bench.swarmJoin('{room}')")).await;
-    }
+    call(&a, format!("bench.swarmJoin('{room}')")).await;
     a.client
         .find(fantoccini::Locator::Css("#pick"))
         .await
@@ -171,75 +270,51 @@ async fn memory_of_a_large_download() {
         "shared {mib} MiB in {:.1} s",
         started.elapsed().as_secs_f64()
     );
-
-    let base_rss = renderer_rss(b.profile());
-    let sender_base = renderer_rss(a.profile());
-    let mut sender_peak = sender_base;
-    call(&b, format!("bench.startDownload({id}, 1)")).await;
-    let (mut peak_rss, mut peak_wasm, mut peak_js) = (base_rss, 0.0f64, 0.0f64);
-    let deadline = Instant::now() + Duration::from_secs(3600);
-    let state = loop {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        let rss = renderer_rss(b.profile());
-        if rss.total > peak_rss.total {
-            peak_rss = rss;
-        }
-        let rss = renderer_rss(a.profile());
-        if rss.total > sender_peak.total {
-            sender_peak = rss;
-        }
-        let m = call(&b, "bench.memory()".into()).await;
-        peak_wasm = peak_wasm.max(m["wasm"].as_f64().unwrap_or(0.0));
-        peak_js = peak_js.max(m["jsHeap"].as_f64().unwrap_or(0.0));
-        assert!(m["failed"].is_null(), "download failed: {m}");
-        if !m["ms"].is_null() {
-            break m;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "download not done within an hour: {m}"
+    let mut json = json!({
+        "mib": mib,
+        "raw_peak_rss_mib": mb(raw_peak.total),
+        "raw_base_rss_mib": mb(raw_base.total),
+        "raw_seconds": raw_secs,
+    });
+    for (receiver, key) in [(Browser::Chromium, ""), (Browser::Firefox, "firefox_")] {
+        let s = sampled_download(&server, &a, receiver, room, &id, size).await;
+        eprintln!(
+            "{receiver:?}: {mib} MiB in {:.1} s: renderer RSS peak {:.0} MiB (before {:.0}; at \
+             the peak: anonymous {:.0}, file-backed {:.0}, shared memory {:.0}; before: {:.0}, \
+             {:.0}, {:.0}), wasm {:.0} MiB, JS heap {:.0} MiB, CPU {:.1} ms/MB; the sharing \
+             tab's renderer RSS peak {:.0} MiB (before {:.0}; anonymous at the peak {:.0})",
+            s.seconds,
+            mb(s.peak.total),
+            mb(s.base.total),
+            mb(s.peak.anon),
+            mb(s.peak.file),
+            mb(s.peak.shmem),
+            mb(s.base.anon),
+            mb(s.base.file),
+            mb(s.base.shmem),
+            s.wasm / MIB as f64,
+            s.js / MIB as f64,
+            s.cpu_ms_per_mb,
+            mb(s.sender_peak.total),
+            mb(s.sender_base.total),
+            mb(s.sender_peak.anon),
         );
-    };
-    assert_eq!(state["bytes"].as_u64(), Some(size), "{state}");
-    let secs = state["ms"].as_f64().unwrap() / 1000.0;
-    let mb = |v: f64| v / MIB as f64;
-    eprintln!(
-        "{mib} MiB in {secs:.1} s: renderer RSS peak {:.0} MiB (before {:.0}; at the peak: \
-         anonymous {:.0}, file-backed {:.0}, shared memory {:.0}; before: {:.0}, {:.0}, {:.0}), \
-         wasm {:.0} MiB, JS heap {:.0} MiB; the sharing tab's renderer RSS peak {:.0} MiB \
-         (before {:.0}; anonymous at the peak {:.0})",
-        mb(peak_rss.total as f64),
-        mb(base_rss.total as f64),
-        mb(peak_rss.anon as f64),
-        mb(peak_rss.file as f64),
-        mb(peak_rss.shmem as f64),
-        mb(base_rss.anon as f64),
-        mb(base_rss.file as f64),
-        mb(base_rss.shmem as f64),
-        mb(peak_wasm),
-        mb(peak_js),
-        mb(sender_peak.total as f64),
-        mb(sender_base.total as f64),
-        mb(sender_peak.anon as f64),
-    );
-    println!(
-        "BENCH-JSON {}",
-        json!({
-            "mib": mib,
-            "seconds": secs,
-            "peak_rss_mib": mb(peak_rss.total as f64),
-            "base_rss_mib": mb(base_rss.total as f64),
-            "peak_rss_anon_mib": mb(peak_rss.anon as f64),
-            "peak_rss_shmem_mib": mb(peak_rss.shmem as f64),
-            "peak_wasm_mib": mb(peak_wasm),
-            "peak_js_mib": mb(peak_js),
-            "sender_peak_rss_mib": mb(sender_peak.total as f64),
-            "sender_base_rss_mib": mb(sender_base.total as f64),
-            "raw_peak_rss_mib": mb(raw_peak.total as f64),
-            "raw_base_rss_mib": mb(raw_base.total as f64),
-            "raw_seconds": raw_secs,
-        })
-    );
+        let figures = [
+            ("seconds", s.seconds),
+            ("peak_rss_mib", mb(s.peak.total)),
+            ("base_rss_mib", mb(s.base.total)),
+            ("peak_rss_anon_mib", mb(s.peak.anon)),
+            ("peak_rss_shmem_mib", mb(s.peak.shmem)),
+            ("peak_wasm_mib", s.wasm / MIB as f64),
+            ("peak_js_mib", s.js / MIB as f64),
+            ("cpu_ms_per_mb", s.cpu_ms_per_mb),
+            ("sender_peak_rss_mib", mb(s.sender_peak.total)),
+            ("sender_base_rss_mib", mb(s.sender_base.total)),
+        ];
+        for (name, v) in figures {
+            json[format!("{key}{name}")] = json!(v);
+        }
+    }
+    println!("BENCH-JSON {json}");
     a.close().await;
-    b.close().await;
 }
