@@ -358,8 +358,8 @@ fn release(buf: &js_sys::ArrayBuffer) {
 /// external memory, but it is a fresh zeroed mapping no page of which is ever touched, so it
 /// takes address space, not memory (the renderer's anonymous memory went down, not up), and it
 /// is unmapped by the collection it brings on. Measured (1 GiB from disk, Chromium → Chromium,
-/// the receiving renderer's RSS peak): 243–246 MiB without, 183–188 MiB with it, 122 MiB of it
-/// held before the download; Firefox's tab, which frees a detached buffer's bytes at once,
+/// the receiving renderer's RSS peak): 243–248 MiB without, 183–188 MiB with it, 154–155 MiB of
+/// it held before the download; Firefox's tab, which frees a detached buffer's bytes at once,
 /// peaked at 139–143 MiB either way. The collections it brings on cost the receiving renderer
 /// little: 21.8–22.4 CPU ms per MB against 19.9–21.1 without (Firefox: 16.9–17.2 against
 /// 17.6–18.4), within the spread between runs.
