@@ -1,9 +1,9 @@
 //! `cargo xtask bench memory`: a large file shared from disk by one Chromium and downloaded into
 //! OPFS by another Chromium, then by a Firefox, while the receiving tab's memory is sampled: the
-//! RSS of its renderer process (from /proc), and the page's wasm memory and JS heap; and the
-//! sharing tab's renderer RSS. The baseline, first, in two fresh browsers: the same bytes over a raw data
-//! channel to a receiver that writes each message to OPFS. Prints figures; asserts only that
-//! the transfers complete with the right size.
+//! RSS and CPU time of its renderer process (from /proc), and the page's wasm memory and JS
+//! heap; and the sharing tab's renderer RSS. The baseline, first, in two fresh browsers: the
+//! same bytes over a raw data channel to a receiver that writes each message to OPFS. Prints
+//! figures; asserts only that the transfers complete with the right size.
 #![cfg(not(target_arch = "wasm32"))]
 
 mod harness;
@@ -165,8 +165,8 @@ struct Sampled {
     /// The receiving renderer before the download and at its peak.
     base: Rss,
     peak: Rss,
-    /// The receiving page's wasm memory and JS heap (as the page sees them; null in Firefox),
-    /// peaks, in bytes.
+    /// The receiving page's wasm memory and JS heap (`performance.memory`, Chromium's only: 0
+    /// in Firefox), peaks, in bytes.
     wasm: f64,
     js: f64,
     /// The receiving renderer's CPU time per MB over the download.
