@@ -53,32 +53,23 @@ struct Rss {
 /// whose parent is the process started with the session's profile — others are spare or
 /// blank), the one that used the most CPU.
 fn renderer_rss(s: &Session) -> Rss {
-    let procs: Vec<(u32, String, Vec<String>)> = std::fs::read_dir("/proc")
+    let procs: Vec<(String, String)> = std::fs::read_dir("/proc")
         .into_iter()
         .flatten()
         .flatten()
         .filter_map(|e| {
-            let pid = e.file_name().to_str()?.parse().ok()?;
+            let pid = e.file_name().to_str()?.parse::<u32>().ok()?.to_string();
             let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
-            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
-            // Fields after the command's name: state, ppid, … (see proc(5)).
-            let fields = stat
-                .rsplit_once(')')?
-                .1
-                .split_whitespace()
-                .map(String::from)
-                .collect();
-            Some((pid, cmd, fields))
+            Some((pid, String::from_utf8_lossy(&cmd).replace('\0', " ")))
         })
         .collect();
     let profile = s.profile().display().to_string();
     let parent = procs
         .iter()
-        .find(|(_, cmd, _)| cmd.contains(&format!("-profile {profile}")))
-        .map(|(pid, _, _)| pid.to_string());
+        .find(|(_, cmd)| cmd.contains(&format!("-profile {profile}")))
+        .map(|(pid, _)| pid);
     let mut busiest = (0u64, Rss::default()); // (cpu ticks, rss)
-    for (pid, cmd, fields) in &procs {
+    for (pid, cmd) in &procs {
         let renders = match s.browser {
             Browser::Chromium => {
                 cmd.contains("--type=renderer")
@@ -86,14 +77,18 @@ fn renderer_rss(s: &Session) -> Rss {
             }
             Browser::Firefox => {
                 cmd.contains("-contentproc -isForBrowser")
-                    && parent
-                        .as_ref()
-                        .is_some_and(|p| cmd.contains(&format!("-parentPid {p} ")))
+                    && parent.is_some_and(|p| cmd.contains(&format!("-parentPid {p} ")))
             }
         };
         if !renders {
             continue;
         }
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // Fields after the command's name: state, ppid, … (see proc(5)).
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
         let ticks = [11, 12]
             .iter()
             .filter_map(|&i| fields.get(i).and_then(|v| v.parse::<u64>().ok()))
