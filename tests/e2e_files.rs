@@ -2,8 +2,9 @@
 //! through the page, is reloaded mid-transfer, resumes without re-fetching stored pieces, and ends
 //! with the same SHA-256. Also: a download that does not fit in the browser's storage (each
 //! browser), the page's file list (picked and dropped files, names as text, a copied file link,
-//! Save, Delete, Stop sharing), a shared file changed on disk, and a sharer's uploads (what the
-//! page says of them, the upload limit, the question before leaving). Built only with
+//! Save, Delete, Stop sharing), a shared file changed on disk, a sharer that reloads (asked for
+//! its files again; downloads of them go on), and a sharer's uploads (what the page says of
+//! them, the upload limit, the question before leaving). Built only with
 //! `--features e2e`.
 #![cfg(not(target_arch = "wasm32"))]
 
@@ -809,6 +810,196 @@ async fn a_shared_file_changed_on_disk_stops_being_offered_and_the_sharer_is_tol
     )
     .await;
     assert_eq!(listed, false, "the sharer still lists the file");
+    chromium.close().await;
+    firefox.close().await;
+}
+
+/// A page that reloads can no longer read the files it shared from disk (a browser lets a page
+/// read a file only once it is picked): it lists them and asks for them again. Picked again —
+/// a file of a shared folder on its own too — each is shared under the name it had, so it keeps
+/// its id, and a download of it that the reload stopped goes on to the same bytes. "Forget
+/// them" empties the list for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sharer_that_reloads_asks_for_its_files_again_and_downloads_of_them_go_on() {
+    const BIG: usize = 16 * 1024 * 1024;
+    let dir = TempDir::new("reshare");
+    let folder = dir.path().join("album");
+    std::fs::create_dir(&folder).unwrap();
+    let small = folder.join("a.bin");
+    std::fs::write(&small, vec![5u8; 300_000]).unwrap();
+    let big = dir.path().join("b.bin");
+    let mut data = vec![0u8; BIG];
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    for chunk in data.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+    }
+    std::fs::write(&big, &data).unwrap();
+    let want = hex(&Sha256::digest(&data));
+    drop(data);
+    let (small, big) = (small.to_str().unwrap(), big.to_str().unwrap());
+
+    let server = Server::start(&[]);
+    let (chromium, firefox) = tokio::join!(
+        Session::start(Browser::Chromium),
+        Session::start(Browser::Firefox)
+    );
+    let link = format!("{}/#room=e2e-reshare", server.url);
+    for s in [&chromium, &firefox] {
+        open(s, &link).await;
+    }
+    nothing_hidden_shows(&chromium).await;
+    pick_with(&chromium, "folder-input", folder.to_str().unwrap()).await;
+    listed(&firefox, 1).await;
+    pick(&chromium, &[big]).await;
+    listed(&firefox, 2).await;
+    let ids = js(
+        &firefox,
+        "return Object.fromEntries(window.swarmdrop.files().map(f => [f.name, f.id]))",
+    )
+    .await;
+    let (a_id, b_id) = (
+        ids["album/a.bin"].as_str().expect("album/a.bin listed"),
+        ids["b.bin"].as_str().expect("b.bin listed"),
+    );
+    // The sharer sends slowly, so that the download is under way when it reloads.
+    js(
+        &chromium,
+        "window.swarmdrop.setUploadLimit(1000000); return null",
+    )
+    .await;
+    click(
+        &firefox,
+        &format!("li[data-file='{b_id}'] button.download"),
+        "Download",
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while file_info(&firefox, b_id).await["have"]
+        .as_f64()
+        .unwrap_or(0.0)
+        == 0.0
+    {
+        assert!(Instant::now() < deadline, "the download did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    chromium.client.refresh().await.expect("reload");
+    chromium
+        .wait_state("#signal-state", "open", Duration::from_secs(20))
+        .await;
+    chromium
+        .wait_text_containing(
+            "#before-what",
+            "This page shared 2 files before it was reloaded",
+            Duration::from_secs(10),
+        )
+        .await;
+    let asked = js(
+        &chromium,
+        "return [[...document.querySelectorAll('#before-list li')].map(li => li.textContent),
+                 document.getElementById('before-folder').hidden]",
+    )
+    .await;
+    assert_eq!(
+        asked,
+        serde_json::json!([["album/a.bin (300.0 KB)", "b.bin (16.8 MB)"], false]),
+        "what the page asks for again"
+    );
+    // The download waits for a source.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let info = file_info(&firefox, b_id).await;
+        if info["sources"] == 0 {
+            assert_eq!(info["complete"], false, "{info}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the sharer is still a source: {info}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Both picked again, each on its own.
+    pick(&chromium, &[small, big]).await;
+    wait_js(
+        &chromium,
+        "return document.getElementById('before').hidden",
+        true.into(),
+        Duration::from_secs(30),
+        "the question gone once both are shared again",
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let info = file_info(&firefox, b_id).await;
+        if info["complete"] == true {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the download did not go on: {info}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(downloaded_sha256(&firefox, b_id).await, want);
+    let a = file_info(&firefox, a_id).await;
+    assert_eq!(
+        (a["name"].as_str(), a["sources"].as_u64()),
+        (Some("album/a.bin"), Some(1)),
+        "the folder's file, picked on its own, is offered under its path again: {a}"
+    );
+
+    // A file the sharer stops sharing is not asked for after the next reload; the other is,
+    // until "Forget them".
+    click(
+        &chromium,
+        &format!("li[data-file='{a_id}'] button.unshare"),
+        "Stop sharing",
+    )
+    .await;
+    chromium.client.refresh().await.expect("reload");
+    chromium
+        .wait_state("#signal-state", "open", Duration::from_secs(20))
+        .await;
+    chromium
+        .wait_text_containing(
+            "#before-what",
+            "This page shared a file before it was reloaded",
+            Duration::from_secs(10),
+        )
+        .await;
+    let asked = js(
+        &chromium,
+        "return [[...document.querySelectorAll('#before-list li')].map(li => li.textContent),
+                 document.getElementById('before-folder').hidden,
+                 document.getElementById('before-pick').textContent]",
+    )
+    .await;
+    assert_eq!(
+        asked,
+        serde_json::json!([["b.bin (16.8 MB)"], true, "Pick it again"]),
+        "what the page asks for after Stop sharing"
+    );
+    click(&chromium, "#before-forget", "Forget them").await;
+    let gone = "return document.getElementById('before').hidden";
+    wait_js(
+        &chromium,
+        gone,
+        true.into(),
+        Duration::from_secs(5),
+        "forgotten",
+    )
+    .await;
+    chromium.client.refresh().await.expect("reload");
+    chromium
+        .wait_state("#signal-state", "open", Duration::from_secs(20))
+        .await;
+    assert_eq!(js(&chromium, gone).await, true, "asked again after Forget");
+    nothing_hidden_shows(&chromium).await;
     chromium.close().await;
     firefox.close().await;
 }

@@ -627,7 +627,7 @@ function fileRow(swarm, f) {
   if (f.complete || (!f.downloading && f.have > 0)) {
     const b = el("button", "secondary unshare", "Stop sharing");
     b.type = "button";
-    b.addEventListener("click", () => { swarm.unshare(f.id); renderFiles(swarm); });
+    b.addEventListener("click", () => { swarm.unshare(f.id); forgetShared([f.id]); renderFiles(swarm); });
     actions.append(b);
   }
   const link = el("button", "secondary link", copied ? "Link copied" : "Copy link");
@@ -872,18 +872,23 @@ const renderSharingSoon = throttled(() => renderSharing(), 100);
 async function shareNext(swarm) {
   let listed = performance.now();
   while (sharing.queue.length > 0) {
-    const { file, name } = sharing.queue.shift();
+    const item = sharing.queue.shift();
+    const { file } = item;
+    // A file picked again after a reload is shared under the name it had then (its path in a
+    // shared folder, where it is picked on its own), so that it keeps its id (see `before`).
+    const name = item.name === file.name ? (sharedBefore(file)?.name ?? item.name) : item.name;
     const abort = new AbortController();
     const current = { name, size: file.size, hashed: 0, abort };
     sharing.current = current;
     if (sharing.done === 0) renderSharing();
     else renderSharingSoon();
     try {
-      await swarm.share(file, {
+      const shared = await swarm.share(file, {
         name,
         signal: abort.signal,
         onProgress: (hashed) => { current.hashed = hashed; renderSharingSoon(); },
       });
+      remember(shared);
       sharing.shared++;
       sharing.last = name;
     } catch (e) {
@@ -937,6 +942,98 @@ function renderSharing() {
 }
 
 const byName = (a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+
+// ---- shared before a reload ----
+
+// A page may read a file from disk only once the user picks or drops it, and a reload takes
+// that away: what the page shared leaves the swarm (unless others have it whole) and peers'
+// downloads of it stop. So the page keeps, per room, what it shared — id, name and size, in
+// this browser's storage for the site (`localStorage`, `swarmdrop.shared.<room>`) — and after
+// a reload lists what it no longer offers, asking for it again. A file picked or dropped on its
+// own whose name and size match one of them is shared under the name it had (its path in a
+// folder): the same bytes give the same id, so peers' downloads of it go on where they were.
+// "Stop sharing" forgets a file, "Forget them" the files listed.
+const SHOW_BEFORE = 20;
+const before = {
+  key: "",
+  // id → { id, name, size }: what this page shared in this room, oldest first.
+  all: new Map(),
+  // The same for what it shared before this page loaded and does not offer now.
+  missing: new Map(),
+};
+const saveSharedSoon = throttled(() => saveShared(), 1000);
+
+function loadShared(room, swarm) {
+  before.key = `swarmdrop.shared.${room}`;
+  let list = [];
+  try {
+    list = JSON.parse(localStorage.getItem(before.key) ?? "[]");
+  } catch (e) {
+    console.warn("swarmdrop: the files shared before could not be read:", e);
+  }
+  for (const e of Array.isArray(list) ? list : []) {
+    if (typeof e?.id === "string" && typeof e.name === "string" && Number.isFinite(e.size)) {
+      before.all.set(e.id, { id: e.id, name: e.name, size: e.size });
+    }
+  }
+  // (Files stored whole in this browser are offered from there.)
+  const offered = new Set(swarm.files().filter((f) => f.complete).map((f) => f.id));
+  for (const e of before.all.values()) if (!offered.has(e.id)) before.missing.set(e.id, e);
+  // Written at once when the page goes (a reload), not only a second after a change.
+  addEventListener("pagehide", saveShared);
+}
+
+function saveShared() {
+  if (!before.key) return;
+  try {
+    if (before.all.size === 0) localStorage.removeItem(before.key);
+    else localStorage.setItem(before.key, JSON.stringify([...before.all.values()]));
+  } catch (e) {
+    console.warn("swarmdrop: the files shared could not be kept for the next visit:", e);
+  }
+}
+
+// The file shared before the reload that `file`, picked on its own, is taken for: the first
+// not offered now with its size and the last part of its name.
+function sharedBefore(file) {
+  for (const e of before.missing.values()) {
+    if (e.size === file.size && e.name.split("/").pop() === file.name) return e;
+  }
+  return null;
+}
+
+function remember({ id, name, size }) {
+  // (At most as many as a page may share: the oldest go first.)
+  before.all.delete(id);
+  before.all.set(id, { id, name, size });
+  if (before.all.size > 10000) before.all.delete(before.all.keys().next().value);
+  saveSharedSoon();
+  if (before.missing.delete(id)) renderBefore();
+}
+
+function forgetShared(ids) {
+  for (const id of ids) {
+    before.all.delete(id);
+    before.missing.delete(id);
+  }
+  saveSharedSoon();
+  renderBefore();
+}
+
+function renderBefore() {
+  const n = before.missing.size;
+  $("before").hidden = n === 0;
+  if (n === 0) return;
+  $("before-what").textContent = n === 1
+    ? "This page shared a file before it was reloaded. A browser lets a page read a file only once it is picked: pick it again to go on sharing it."
+    : `This page shared ${n} files before it was reloaded. A browser lets a page read a file only once it is picked: pick them again to go on sharing them.`;
+  const shown = [...before.missing.values()].slice(0, SHOW_BEFORE);
+  const items = shown.map((e) => el("li", "", `${e.name} (${formatBytes(e.size)})`));
+  if (n > shown.length) items.push(el("li", "", `and ${n - shown.length} more`));
+  $("before-list").replaceChildren(...items);
+  $("before-pick").textContent = n === 1 ? "Pick it again" : "Pick them again";
+  $("before-folder").hidden = ![...before.missing.values()].some((e) => e.name.includes("/"));
+}
 
 // A dropped folder is read through the entries API: every file in it and its subfolders, each
 // named by its path from the folder dropped ("album/2024/a.jpg"). `entry.file()` and
@@ -1008,6 +1105,9 @@ function setupFiles(swarm) {
   $("download-all").addEventListener("click", () => downloadAll(swarm));
   $("zip-all").addEventListener("click", () => zipAll(swarm));
   $("zip-cancel").addEventListener("click", () => zip.abort?.abort());
+  loadShared(currentRoom, swarm);
+  $("before-forget").addEventListener("click", () => forgetShared([...before.missing.keys()]));
+  renderBefore();
   $("share-failed-dismiss").addEventListener("click", () => {
     sharing.failed = [];
     sharing.failedMore = 0;
@@ -1042,6 +1142,8 @@ function setupFiles(swarm) {
   for (const ev of ["file-removed", "file-complete"]) swarm.on(ev, () => soon(false));
   swarm.on("file-complete", ({ id }) => {
     renderStorage(swarm);
+    // Stored whole here, it is offered from there.
+    if (before.missing.delete(id)) renderBefore();
     announce("downloaded", () => `Downloaded: ${nameOf(swarm, id)}`, (n) => `Downloaded ${n} files`);
   });
   // Files stored before this page opened (`join` resumed them): unfinished downloads continue
