@@ -864,6 +864,20 @@ async fn a_sharer_that_reloads_asks_for_its_files_again(sharer: Browser) {
     listed(&getter, 1).await;
     pick(&sharer, &[big]).await;
     listed(&getter, 2).await;
+    // Another tab of the same room in the same browser is not asked for them (each tab keeps
+    // its own list).
+    let first = sharer.client.window().await.expect("this tab");
+    let tab = sharer.client.new_window(true).await.expect("a new tab");
+    sharer
+        .client
+        .switch_to_window(tab.handle)
+        .await
+        .expect("to it");
+    open(&sharer, &link).await;
+    let other_tab = js(&sharer, "return document.getElementById('before').hidden").await;
+    sharer.client.close_window().await.expect("close it");
+    sharer.client.switch_to_window(first).await.expect("back");
+    assert_eq!(other_tab, true, "another tab of the room is asked for them");
     let ids = js(
         &getter,
         "return Object.fromEntries(window.swarmdrop.files().map(f => [f.name, f.id]))",

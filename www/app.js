@@ -948,8 +948,10 @@ const byName = (a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
 // A page may read a file from disk only once the user picks or drops it, and a reload takes
 // that away: what the page shared leaves the swarm (unless others have it whole) and peers'
 // downloads of it stop. So the page keeps, per room, what it shared — id, name and size, in
-// this browser's storage for the site (`localStorage`, `swarmdrop.shared.<room>`) — and after
-// a reload lists what it no longer offers, asking for it again. A file picked or dropped on its
+// the tab's own storage (`sessionStorage`, `swarmdrop.shared.<room>`: it lasts as long as the
+// tab, reloads included, and another tab of the same room has its own, so a tab is never asked
+// for what another shared) — and after a reload lists what it no longer offers, asking for it
+// again. A file picked or dropped on its
 // own whose name and size match one of them is shared under the name it had (its path in a
 // folder): the same bytes give the same id, so peers' downloads of it go on where they were.
 // "Stop sharing" forgets a file, "Forget them" the files listed.
@@ -967,7 +969,7 @@ function loadShared(room, swarm) {
   before.key = `swarmdrop.shared.${room}`;
   let list = [];
   try {
-    list = JSON.parse(localStorage.getItem(before.key) ?? "[]");
+    list = JSON.parse(sessionStorage.getItem(before.key) ?? "[]");
   } catch (e) {
     console.warn("swarmdrop: the files shared before could not be read:", e);
   }
@@ -986,10 +988,10 @@ function loadShared(room, swarm) {
 function saveShared() {
   if (!before.key) return;
   try {
-    if (before.all.size === 0) localStorage.removeItem(before.key);
-    else localStorage.setItem(before.key, JSON.stringify([...before.all.values()]));
+    if (before.all.size === 0) sessionStorage.removeItem(before.key);
+    else sessionStorage.setItem(before.key, JSON.stringify([...before.all.values()]));
   } catch (e) {
-    console.warn("swarmdrop: the files shared could not be kept for the next visit:", e);
+    console.warn("swarmdrop: the files shared could not be kept for a reload:", e);
   }
 }
 
