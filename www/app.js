@@ -962,7 +962,11 @@ const before = {
   all: new Map(),
   // The same for what it shared before this page loaded and does not offer now.
   missing: new Map(),
+  // `missing` by the last part of the name and the size (entries since offered again stay in
+  // it, skipped): a drop of thousands of files looks each up at once.
+  byName: new Map(),
 };
+const nameAndSize = (name, size) => `${name.split("/").pop()}\u0000${size}`;
 const saveSharedSoon = throttled(() => saveShared(), 1000);
 
 function loadShared(room, swarm) {
@@ -980,7 +984,14 @@ function loadShared(room, swarm) {
   }
   // (Files stored whole in this browser are offered from there.)
   const offered = new Set(swarm.files().filter((f) => f.complete).map((f) => f.id));
-  for (const e of before.all.values()) if (!offered.has(e.id)) before.missing.set(e.id, e);
+  for (const e of before.all.values()) {
+    if (offered.has(e.id)) continue;
+    before.missing.set(e.id, e);
+    const key = nameAndSize(e.name, e.size);
+    const same = before.byName.get(key);
+    if (same) same.push(e);
+    else before.byName.set(key, [e]);
+  }
   // Written at once when the page goes (a reload), not only a second after a change.
   addEventListener("pagehide", saveShared);
 }
@@ -998,10 +1009,8 @@ function saveShared() {
 // The file shared before the reload that `file`, picked on its own, is taken for: the first
 // not offered now with its size and the last part of its name.
 function sharedBefore(file) {
-  for (const e of before.missing.values()) {
-    if (e.size === file.size && e.name.split("/").pop() === file.name) return e;
-  }
-  return null;
+  const same = before.byName.get(nameAndSize(file.name, file.size)) ?? [];
+  return same.find((e) => before.missing.has(e.id)) ?? null;
 }
 
 function remember({ id, name, size }) {
