@@ -996,11 +996,22 @@ function loadShared(room, swarm) {
   addEventListener("pagehide", saveShared);
 }
 
+// What a tab's storage takes is ~5 MB per site (Firefox), its strings counted twice: the
+// newest files shared are kept within this many characters (some 10,000 files with paths of
+// 100 characters), not none of them because all do not fit.
+const SAVE_SHARED_CHARS = 2000000;
+
 function saveShared() {
   if (!before.key) return;
   try {
-    if (before.all.size === 0) sessionStorage.removeItem(before.key);
-    else sessionStorage.setItem(before.key, JSON.stringify([...before.all.values()]));
+    let list = [...before.all.values()];
+    let json = JSON.stringify(list);
+    while (json.length > SAVE_SHARED_CHARS && list.length > 1) {
+      list = list.slice(Math.ceil(list.length / 4));
+      json = JSON.stringify(list);
+    }
+    if (list.length === 0) sessionStorage.removeItem(before.key);
+    else sessionStorage.setItem(before.key, json);
   } catch (e) {
     console.warn("swarmdrop: the files shared could not be kept for a reload:", e);
   }
