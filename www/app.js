@@ -547,7 +547,7 @@ function sourcesText(f) {
 // the list is drawn: at least once a second).
 function uploadText(f) {
   if (f.uploading === 0) {
-    forgetRate(`file ${f.id}`);
+    if (seenAt.size > 0) forgetRate(`file ${f.id}`);
     return f.sent > 0 ? `Sent ${formatBytes(f.sent)} to peers` : "";
   }
   const rate = rateOf(`file ${f.id}`, f.sent);
@@ -571,10 +571,16 @@ function fileRow(swarm, f) {
   else if (f.downloading) stateText = "downloading";
   const loading = f.downloading && !f.complete;
   const p = loading ? d?.progress : null;
-  const copied = performance.now() - (copiedAt.get(f.id) ?? -Infinity) < 2000;
+  // (The clock is read only for a row whose link was copied, not for each of thousands.)
+  const copied = copiedAt.has(f.id) && performance.now() - copiedAt.get(f.id) < 2000;
   const up = uploadText(f);
-  const key = JSON.stringify([f.name, f.size, sourcesText(f), stateText, loading, loading ? f.have : f.have > 0,
-    p ? [p.bytesPerSec, p.peers] : null, error ?? null, f.complete && d?.url ? d.url : null, loading && !!d, copied, up]);
+  // (Joined, not `JSON.stringify`, which took Firefox ~5 ms for 5000 rows, against ~2.5;
+  // with the clock read above, an unchanged list of 5000 files was rebuilt in 10.9–13.4 ms
+  // instead of 14.5–15.9 in Firefox, 8.3–10.9 instead of 9.4–14.9 in Chromium. The parts are
+  // separated by a character none has but perhaps the name, the row's own, which never
+  // changes.)
+  const key = `${f.name}\u0001${f.size}\u0001${sourcesText(f)}\u0001${stateText}\u0001${loading}\u0001${loading ? f.have : f.have > 0}` +
+    `\u0001${p ? `${p.bytesPerSec} ${p.peers}` : ""}\u0001${error ?? ""}\u0001${f.complete && d?.url ? d.url : ""}\u0001${loading && !!d}\u0001${copied}\u0001${up}`;
   const row = rows.get(f.id);
   if (row?.key === key) return row.li;
   const li = el("li", "file");
