@@ -973,7 +973,6 @@ const before = {
   byName: new Map(),
 };
 const nameAndSize = (name, size) => `${name.split("/").pop()}\u0000${size}`;
-const saveSharedSoon = throttled(() => saveShared(), 1000);
 
 function loadShared(room, swarm) {
   before.key = `swarmdrop.shared.${room}`;
@@ -998,8 +997,11 @@ function loadShared(room, swarm) {
     if (same) same.push(e);
     else before.byName.set(key, [e]);
   }
-  // Written at once when the page goes (a reload), not only a second after a change.
+  // Written when the page goes (a reload) or is hidden (where a hidden page may be discarded
+  // without going), not on every change: a drop of thousands of files would write the list
+  // thousands of times.
   addEventListener("pagehide", saveShared);
+  document.addEventListener("visibilitychange", () => { if (document.hidden) saveShared(); });
 }
 
 // What a tab's storage takes is ~5 MB per site (Firefox), its strings counted twice: the
@@ -1035,7 +1037,6 @@ function remember({ id, name, size }) {
   before.all.delete(id);
   before.all.set(id, { id, name, size });
   if (before.all.size > 10000) before.all.delete(before.all.keys().next().value);
-  saveSharedSoon();
   if (before.missing.delete(id)) renderBefore();
 }
 
@@ -1044,7 +1045,6 @@ function forgetShared(ids) {
     before.all.delete(id);
     before.missing.delete(id);
   }
-  saveSharedSoon();
   renderBefore();
 }
 
