@@ -870,10 +870,12 @@ function shareFailed(name, why) {
 }
 
 // Small files come and go far faster than anyone reads, and each change of the page costs it
-// a frame's style and layout: while files are prepared, the box shows them at most ten times a
-// second and the list takes them in four times a second (5,000 small files took 1.8× as long
-// through the page as through `swarm.share` when both followed every file; see the files bench).
-const renderSharingSoon = throttled(() => renderSharing(), 100);
+// a frame (style, layout, paint, and a pass over every row whose drawing waits till it comes
+// into view): while files are prepared, the box shows them at most four times a second and the
+// list takes them in once a second (5,000 small files took 1.8× as long through the page as
+// through `swarm.share` when both followed every file; at 10 and 4 updates a second, 1.5–1.7×
+// with a profiler attached, and at 4 and 1, 1.1–1.3×; see the files bench).
+const renderSharingSoon = throttled(() => renderSharing(), 250);
 
 async function shareNext(swarm) {
   let listed = performance.now();
@@ -901,7 +903,7 @@ async function shareNext(swarm) {
       if (!abort.signal.aborted) shareFailed(name, e.message ?? String(e));
     }
     sharing.done++;
-    if (sharing.queue.length === 0 || performance.now() - listed > 250) {
+    if (sharing.queue.length === 0 || performance.now() - listed > 1000) {
       listed = performance.now();
       renderFilesSoon();
     }
