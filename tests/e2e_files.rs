@@ -54,14 +54,7 @@ async fn pick_with(s: &Session, id: &str, what: &str) {
 async fn a_64_mib_file_from_chromium_to_firefox_with_a_reload_in_between() {
     let dir = TempDir::new("upload");
     let path = dir.path().join("random-64MiB.bin");
-    let mut data = vec![0u8; SIZE];
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    for chunk in data.chunks_mut(8) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
-    }
+    let data = random_bytes(SIZE, 0x9E37_79B9_7F4A_7C15);
     std::fs::write(&path, &data).unwrap();
     let want: String = Sha256::digest(&data)
         .iter()
@@ -828,14 +821,7 @@ async fn a_sharer_that_reloads_asks_for_its_files_again(sharer: Browser) {
     let small = folder.join("a.bin");
     std::fs::write(&small, vec![5u8; 300_000]).unwrap();
     let big = dir.path().join("b.bin");
-    let mut data = vec![0u8; BIG];
-    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
-    for chunk in data.chunks_mut(8) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
-    }
+    let data = random_bytes(BIG, 0x2545_F491_4F6C_DD1D);
     std::fs::write(&big, &data).unwrap();
     let want = hex(&Sha256::digest(&data));
     drop(data);
@@ -909,28 +895,13 @@ async fn a_sharer_that_reloads_asks_for_its_files_again(sharer: Browser) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    sharer.client.refresh().await.expect("reload");
-    sharer
-        .wait_state("#signal-state", "open", Duration::from_secs(20))
-        .await;
-    sharer
-        .wait_text_containing(
-            "#before-what",
-            "This page shared 2 files before it was reloaded",
-            Duration::from_secs(10),
-        )
-        .await;
-    let asked = js(
-        &sharer,
-        "return [[...document.querySelectorAll('#before-list li')].map(li => li.textContent),
-                 document.getElementById('before-folder').hidden]",
-    )
-    .await;
+    let asked = reload_and_asked(&sharer, "This page shared 2 files before it was reloaded").await;
     assert_eq!(
         asked,
         serde_json::json!([
             [format!("{a_name} (300.0 KB)"), "b.bin (16.8 MB)"],
-            !in_folder
+            !in_folder,
+            "Pick them again"
         ]),
         "what the page asks for again"
     );
@@ -987,24 +958,7 @@ async fn a_sharer_that_reloads_asks_for_its_files_again(sharer: Browser) {
         "Stop sharing",
     )
     .await;
-    sharer.client.refresh().await.expect("reload");
-    sharer
-        .wait_state("#signal-state", "open", Duration::from_secs(20))
-        .await;
-    sharer
-        .wait_text_containing(
-            "#before-what",
-            "This page shared a file before it was reloaded",
-            Duration::from_secs(10),
-        )
-        .await;
-    let asked = js(
-        &sharer,
-        "return [[...document.querySelectorAll('#before-list li')].map(li => li.textContent),
-                 document.getElementById('before-folder').hidden,
-                 document.getElementById('before-pick').textContent]",
-    )
-    .await;
+    let asked = reload_and_asked(&sharer, "This page shared a file before it was reloaded").await;
     assert_eq!(
         asked,
         serde_json::json!([["b.bin (16.8 MB)"], true, "Pick it again"]),
@@ -1038,6 +992,23 @@ async fn a_sharer_that_reloads_in_chromium_asks_for_its_files_again_and_download
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sharer_that_reloads_in_firefox_asks_for_its_files_again_and_downloads_of_them_go_on() {
     a_sharer_that_reloads_asks_for_its_files_again(Browser::Firefox).await;
+}
+
+/// Reloads page `s` and waits until it says `says` of the files it shared before; what it
+/// asks for: `[names and sizes listed, "Pick the folder again" hidden, the pick button's label]`.
+async fn reload_and_asked(s: &Session, says: &str) -> Value {
+    s.client.refresh().await.expect("reload");
+    s.wait_state("#signal-state", "open", Duration::from_secs(20))
+        .await;
+    s.wait_text_containing("#before-what", says, Duration::from_secs(10))
+        .await;
+    js(
+        s,
+        "return [[...document.querySelectorAll('#before-list li')].map(li => li.textContent),
+                 document.getElementById('before-folder').hidden,
+                 document.getElementById('before-pick').textContent]",
+    )
+    .await
 }
 
 /// Waits until `s`'s page lists `n` files.
@@ -1386,6 +1357,19 @@ async fn folders_picked_or_dropped_are_shared_whole_and_a_file_being_prepared_ca
         want_all,
         "nothing more shared"
     );
+}
+
+/// `len` pseudo-random bytes (xorshift from `seed`), the same for the same seed.
+fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut data = vec![0u8; len];
+    let mut x = seed;
+    for chunk in data.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+    }
+    data
 }
 
 fn hex(bytes: &[u8]) -> String {
