@@ -959,10 +959,10 @@ const byName = (a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
 // the tab's own storage (`sessionStorage`, `swarmdrop.shared.<room>`: it lasts as long as the
 // tab, reloads included, and another tab of the same room has its own, so a tab is never asked
 // for what another shared) — and after a reload lists what it no longer offers, asking for it
-// again. A file picked or dropped on its
-// own whose name and size match one of them is shared under the name it had (its path in a
-// folder): the same bytes give the same id, so peers' downloads of it go on where they were.
-// "Stop sharing" forgets a file, "Forget them" the files listed.
+// again. A file picked or dropped on its own whose name and size match one of them is shared
+// under the name it had (its path in a folder): the same bytes give the same id, so peers'
+// downloads of it go on where they were. "Stop sharing" forgets a file, "Forget them" the
+// files listed.
 const SHOW_BEFORE = 20;
 const before = {
   key: "",
@@ -1006,9 +1006,9 @@ function loadShared(room, swarm) {
   document.addEventListener("visibilitychange", () => { if (document.hidden) saveShared(); });
 }
 
-// What a tab's storage takes is ~5 MB per site (Firefox), its strings counted twice: the
-// newest files shared are kept within this many characters (some 10,000 files with paths of
-// 100 characters), not none of them because all do not fit.
+// A tab's storage holds some 5 MB per site: the newest files shared are kept within this many
+// characters (some 10,000 files with paths of 100 characters), rather than none of them where
+// all do not fit.
 const SAVE_SHARED_CHARS = 2000000;
 
 function saveShared() {
