@@ -905,6 +905,31 @@ async fn a_sharer_that_reloads_asks_for_its_files_again(sharer: Browser) {
         ]),
         "what the page asks for again"
     );
+    // "Pick them again" opens the page's file picker (here held back, as no one would answer it).
+    js(
+        &sharer,
+        "document.getElementById('file-input').addEventListener('click',
+           (e) => { e.preventDefault(); window.pickerOpened = true; }, { once: true });
+         return null",
+    )
+    .await;
+    sharer
+        .client
+        .find(Locator::Css("#before-pick"))
+        .await
+        .expect("Pick them again")
+        .click()
+        .await
+        .expect("click it");
+    let opened = "return window.pickerOpened === true";
+    wait_js(
+        &sharer,
+        opened,
+        true.into(),
+        Duration::from_secs(5),
+        "the picker opened",
+    )
+    .await;
     // The download waits for a source.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {

@@ -1136,6 +1136,9 @@ function setupFiles(swarm) {
   $("zip-all").addEventListener("click", () => zipAll(swarm));
   $("zip-cancel").addEventListener("click", () => zip.abort?.abort());
   loadShared(currentRoom, swarm);
+  // (Buttons that open the pickers, not labels of them: a label is not reached with Tab.)
+  $("before-pick").addEventListener("click", () => $("file-input").click());
+  $("before-folder").addEventListener("click", () => $("folder-input").click());
   $("before-forget").addEventListener("click", () => forgetShared([...before.missing.keys()]));
   renderBefore();
   $("share-failed-dismiss").addEventListener("click", () => {
