@@ -27,6 +27,26 @@ async fn file_info(s: &Session, id: &str) -> Value {
     .await
 }
 
+/// The swarm's view of file `id` in page `s` once `done` holds for it (asked every 100 ms);
+/// panics with `what` and the last view after `within`.
+async fn file_info_when(
+    s: &Session,
+    id: &str,
+    within: Duration,
+    what: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let info = file_info(s, id).await;
+        if done(&info) {
+            return info;
+        }
+        assert!(Instant::now() < deadline, "{what}: {info}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Shares `paths` (files on disk) through the page's file input, made visible for WebDriver.
 async fn pick(s: &Session, paths: &[&str]) {
     pick_with(s, "file-input", &paths.join("\n")).await;
@@ -780,22 +800,18 @@ async fn a_shared_file_changed_on_disk_stops_being_offered_and_the_sharer_is_tol
             Duration::from_secs(20),
         )
         .await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let info = file_info(&firefox, &id).await;
-        if info["sources"] == 0 {
-            assert_eq!(
-                info["have"], 0,
-                "nothing of the changed file is taken: {info}"
-            );
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "Firefox still counts the sharer as a source: {info}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let info = file_info_when(
+        &firefox,
+        &id,
+        Duration::from_secs(20),
+        "Firefox still counts the sharer as a source",
+        |info| info["sources"] == 0,
+    )
+    .await;
+    assert_eq!(
+        info["have"], 0,
+        "nothing of the changed file is taken: {info}"
+    );
     // The sharer no longer lists it (no one has it).
     let listed = js(
         &chromium,
@@ -931,19 +947,15 @@ async fn a_sharer_that_reloads_asks_for_its_files_again(sharer: Browser) {
     )
     .await;
     // The download waits for a source.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let info = file_info(&getter, b_id).await;
-        if info["sources"] == 0 {
-            assert_eq!(info["complete"], false, "{info}");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the sharer is still a source: {info}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let info = file_info_when(
+        &getter,
+        b_id,
+        Duration::from_secs(20),
+        "the sharer is still a source",
+        |info| info["sources"] == 0,
+    )
+    .await;
+    assert_eq!(info["complete"], false, "{info}");
 
     // Both picked again, each on its own.
     pick(&sharer, &[small, big]).await;
@@ -955,18 +967,14 @@ async fn a_sharer_that_reloads_asks_for_its_files_again(sharer: Browser) {
         "the question gone once both are shared again",
     )
     .await;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let info = file_info(&getter, b_id).await;
-        if info["complete"] == true {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the download did not go on: {info}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    file_info_when(
+        &getter,
+        b_id,
+        Duration::from_secs(120),
+        "the download did not go on",
+        |info| info["complete"] == true,
+    )
+    .await;
     assert_eq!(downloaded_sha256(&getter, b_id).await, want);
     let a = file_info(&getter, a_id).await;
     assert_eq!(

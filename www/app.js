@@ -976,7 +976,7 @@ const before = {
 };
 const nameAndSize = (name, size) => `${name.split("/").pop()}\u0000${size}`;
 
-function loadShared(room, swarm) {
+function loadShared(room, files) {
   before.key = `swarmdrop.shared.${room}`;
   let list = [];
   try {
@@ -990,7 +990,7 @@ function loadShared(room, swarm) {
     }
   }
   // (Files stored whole in this browser are offered from there.)
-  const offered = new Set(swarm.files().filter((f) => f.complete).map((f) => f.id));
+  const offered = new Set(files.filter((f) => f.complete).map((f) => f.id));
   for (const e of before.all.values()) {
     if (offered.has(e.id)) continue;
     before.missing.set(e.id, e);
@@ -1135,7 +1135,9 @@ function setupFiles(swarm) {
   $("download-all").addEventListener("click", () => downloadAll(swarm));
   $("zip-all").addEventListener("click", () => zipAll(swarm));
   $("zip-cancel").addEventListener("click", () => zip.abort?.abort());
-  loadShared(currentRoom, swarm);
+  // (The swarm's files as it joined: stored ones resumed; read once for both uses below.)
+  const joined = swarm.files();
+  loadShared(currentRoom, joined);
   // (Buttons that open the pickers, not labels of them: a label is not reached with Tab.)
   $("before-pick").addEventListener("click", () => $("file-input").click());
   $("before-folder").addEventListener("click", () => $("folder-input").click());
@@ -1182,7 +1184,7 @@ function setupFiles(swarm) {
   // Files stored before this page opened (`join` resumed them): unfinished downloads continue
   // on their own, and finished ones are handed over at once — both tracked, so that every
   // download, finished or not, has its progress and its Save link after a reload too.
-  for (const f of swarm.files()) if (f.downloading || f.complete) startDownload(swarm, f.id, false);
+  for (const f of joined) if (f.downloading || f.complete) startDownload(swarm, f.id, false);
   setInterval(() => renderFiles(swarm), 1000);
   setInterval(() => renderStorage(swarm), 10000);
   renderFiles(swarm);
