@@ -983,6 +983,44 @@ async fn a_sharer_that_reloads_asks_for_its_files_again(sharer: Browser) {
         "the first file, picked again on its own, is offered under its name again: {a}"
     );
 
+    // A file changed on disk since (same name and size, other bytes) and picked again is a new
+    // file under that name: the page no longer asks for the old one.
+    std::fs::write(small, vec![6u8; 300_000]).unwrap();
+    let asked = reload_and_asked(&sharer, "This page shared 2 files before it was reloaded").await;
+    assert_eq!(asked[2], "Pick them again", "{asked}");
+    pick(&sharer, &[small]).await;
+    sharer
+        .wait_text_containing(
+            "#before-what",
+            "This page shared a file before it was reloaded",
+            Duration::from_secs(30),
+        )
+        .await;
+    let asked = js(
+        &sharer,
+        "return [...document.querySelectorAll('#before-list li')].map(li => li.textContent)",
+    )
+    .await;
+    assert_eq!(
+        asked,
+        serde_json::json!(["b.bin (16.8 MB)"]),
+        "asked for after the change"
+    );
+    let new_a = format!(
+        "return window.swarmdrop.files().find(f => f.name === '{a_name}' && f.id !== '{a_id}')?.id ?? null"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let a_id = loop {
+        if let Some(id) = js(&sharer, &new_a).await.as_str() {
+            break id.to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the changed file is not shared under its name"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+
     // A file the sharer stops sharing is not asked for after the next reload; the other is,
     // until "Forget them".
     click(

@@ -961,8 +961,9 @@ const byName = (a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
 // for what another shared) — and after a reload lists what it no longer offers, asking for it
 // again. A file picked or dropped on its own whose name and size match one of them is shared
 // under the name it had (its path in a folder): the same bytes give the same id, so peers'
-// downloads of it go on where they were. "Stop sharing" forgets a file, "Forget them" the
-// files listed.
+// downloads of it go on where they were. A file shared under the name of one listed but with
+// other bytes (changed since) takes its place: the page no longer asks for the old one.
+// "Stop sharing" forgets a file, "Forget them" the files listed.
 const SHOW_BEFORE = 20;
 const before = {
   key: "",
@@ -973,6 +974,8 @@ const before = {
   // `missing` by the last part of the name and the size (entries since offered again stay in
   // it, skipped): a drop of thousands of files looks each up at once.
   byName: new Map(),
+  // `missing` by the whole name (its path in a folder), kept alike.
+  byPath: new Map(),
 };
 const nameAndSize = (name, size) => `${name.split("/").pop()}\u0000${size}`;
 
@@ -994,10 +997,11 @@ function loadShared(room, files) {
   for (const e of before.all.values()) {
     if (offered.has(e.id)) continue;
     before.missing.set(e.id, e);
-    const key = nameAndSize(e.name, e.size);
-    const same = before.byName.get(key);
-    if (same) same.push(e);
-    else before.byName.set(key, [e]);
+    for (const [index, key] of [[before.byName, nameAndSize(e.name, e.size)], [before.byPath, e.name]]) {
+      const same = index.get(key);
+      if (same) same.push(e);
+      else index.set(key, [e]);
+    }
   }
   // Written when the page goes (a reload) or is hidden (where a hidden page may be discarded
   // without going), not on every change: a drop of thousands of files would write the list
@@ -1039,7 +1043,16 @@ function remember({ id, name, size }) {
   before.all.delete(id);
   before.all.set(id, { id, name, size });
   if (before.all.size > 10000) before.all.delete(before.all.keys().next().value);
-  if (before.missing.delete(id)) renderBefore();
+  let changed = before.missing.delete(id);
+  // What was shared under this name before the reload and is not this file: its bytes changed
+  // since (or it was another file of that name), so it is not asked for any more.
+  for (const e of before.byPath.get(name) ?? []) {
+    if (e.id !== id && before.missing.delete(e.id)) {
+      before.all.delete(e.id);
+      changed = true;
+    }
+  }
+  if (changed) renderBefore();
 }
 
 function forgetShared(ids) {
