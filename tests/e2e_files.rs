@@ -1006,20 +1006,18 @@ async fn a_sharer_that_reloads_asks_for_its_files_again(sharer: Browser) {
         serde_json::json!(["b.bin (16.8 MB)"]),
         "asked for after the change"
     );
-    let new_a = format!(
-        "return window.swarmdrop.files().find(f => f.name === '{a_name}' && f.id !== '{a_id}')?.id ?? null"
-    );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let a_id = loop {
-        if let Some(id) = js(&sharer, &new_a).await.as_str() {
-            break id.to_string();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the changed file is not shared under its name"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let new_a =
+        format!("window.swarmdrop.files().find(f => f.name === '{a_name}' && f.id !== '{a_id}')");
+    wait_js(
+        &sharer,
+        &format!("return {new_a} !== undefined"),
+        true.into(),
+        Duration::from_secs(20),
+        "the changed file shared under its name",
+    )
+    .await;
+    let a_id = js(&sharer, &format!("return {new_a}.id")).await;
+    let a_id = a_id.as_str().expect("its id");
 
     // A file the sharer stops sharing is not asked for after the next reload; the other is,
     // until "Forget them".
