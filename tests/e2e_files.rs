@@ -996,14 +996,9 @@ async fn a_sharer_that_reloads_asks_for_its_files_again(sharer: Browser) {
             Duration::from_secs(30),
         )
         .await;
-    let asked = js(
-        &sharer,
-        "return [...document.querySelectorAll('#before-list li')].map(li => li.textContent)",
-    )
-    .await;
     assert_eq!(
-        asked,
-        serde_json::json!(["b.bin (16.8 MB)"]),
+        asked_again(&sharer).await,
+        serde_json::json!([["b.bin (16.8 MB)"], true, "Pick it again"]),
         "asked for after the change"
     );
     let new_a =
@@ -1064,13 +1059,19 @@ async fn a_sharer_that_reloads_in_firefox_asks_for_its_files_again_and_downloads
 }
 
 /// Reloads page `s` and waits until it says `says` of the files it shared before; what it
-/// asks for: `[names and sizes listed, "Pick the folder again" hidden, the pick button's label]`.
+/// asks for (see [`asked_again`]).
 async fn reload_and_asked(s: &Session, says: &str) -> Value {
     s.client.refresh().await.expect("reload");
     s.wait_state("#signal-state", "open", Duration::from_secs(20))
         .await;
     s.wait_text_containing("#before-what", says, Duration::from_secs(10))
         .await;
+    asked_again(s).await
+}
+
+/// What page `s` asks for of the files it shared before a reload: `[names and sizes listed,
+/// "Pick the folder again" hidden, the pick button's label]`.
+async fn asked_again(s: &Session) -> Value {
     js(
         s,
         "return [[...document.querySelectorAll('#before-list li')].map(li => li.textContent),

@@ -1043,16 +1043,14 @@ function remember({ id, name, size }) {
   before.all.delete(id);
   before.all.set(id, { id, name, size });
   if (before.all.size > 10000) before.all.delete(before.all.keys().next().value);
-  let changed = before.missing.delete(id);
+  const had = before.missing.delete(id);
   // What was shared under this name before the reload and is not this file: its bytes changed
   // since (or it was another file of that name), so it is not asked for any more.
-  for (const e of before.byPath.get(name) ?? []) {
-    if (e.id !== id && before.missing.delete(e.id)) {
-      before.all.delete(e.id);
-      changed = true;
-    }
-  }
-  if (changed) renderBefore();
+  const replaced = (before.byPath.get(name) ?? [])
+    .filter((e) => e.id !== id && before.missing.has(e.id))
+    .map((e) => e.id);
+  if (replaced.length > 0) forgetShared(replaced);
+  else if (had) renderBefore();
 }
 
 function forgetShared(ids) {
